@@ -1,0 +1,78 @@
+/* dev.h - the engine's only door to storage.
+ *
+ * Every byte the engine reads or writes, on the origin or in the diff file,
+ * goes through a struct dev.  Production uses dev_file (a regular file or a
+ * block device); unit tests use dev_mem and the fault and crash wrappers to
+ * inject errors and lose unflushed writes.  Every method returns 0 or -errno
+ * and transfers the whole length or fails: short transfers are looped inside
+ * the implementation, never passed up. */
+#ifndef HS_DEV_H
+#define HS_DEV_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+struct dev;
+
+enum dev_extent_type { DEV_EXTENT_DATA, DEV_EXTENT_HOLE };
+
+struct dev_ops {
+	const char *kind;
+	int (*preadv)(struct dev *d, const struct iovec *iov, int iovcnt, uint64_t off);
+	int (*pwritev)(struct dev *d, const struct iovec *iov, int iovcnt, uint64_t off,
+		       bool fua);
+	int (*flush)(struct dev *d);
+	/* Deallocate; the range reads as zeros afterwards. */
+	int (*discard)(struct dev *d, uint64_t off, uint64_t len);
+	/* Make the range read as zeros; may deallocate when may_unmap. */
+	int (*write_zeroes)(struct dev *d, uint64_t off, uint64_t len, bool may_unmap);
+	/* Type of the extent at off, and its length (at most max_len).  Optional:
+	 * a device without it is all data. */
+	int (*extent)(struct dev *d, uint64_t off, uint64_t max_len,
+		      enum dev_extent_type *type, uint64_t *len);
+	void (*destroy)(struct dev *d);
+};
+
+struct dev {
+	const struct dev_ops *ops; /* first, as in SQLite's sqlite3_file */
+	uint64_t size;
+	/* Buffers, offsets and lengths aligned to this go the fastest way
+	 * (O_DIRECT); anything else still works, more slowly. */
+	uint32_t align;
+};
+
+static inline int dev_pread(struct dev *d, void *buf, size_t len, uint64_t off)
+{
+	struct iovec iov = { .iov_base = buf, .iov_len = len };
+	return d->ops->preadv(d, &iov, 1, off);
+}
+
+static inline int dev_pwrite(struct dev *d, const void *buf, size_t len, uint64_t off,
+			     bool fua)
+{
+	struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
+	return d->ops->pwritev(d, &iov, 1, off, fua);
+}
+
+static inline void dev_destroy(struct dev *d)
+{
+	if (d)
+		d->ops->destroy(d);
+}
+
+/* dev_file: a regular file or a block device.  Opened O_DIRECT where the file
+ * system allows it, with a second buffered descriptor for unaligned I/O.
+ * flags: DEV_FILE_* below.  0 or -errno. */
+#define DEV_FILE_READONLY 0x1
+#define DEV_FILE_BUFFERED 0x2 /* no O_DIRECT (diff files, and tests) */
+#define DEV_FILE_TMPFILE 0x4  /* path is a directory: an unnamed file in it */
+int dev_file_open(struct dev **out, const char *path, unsigned flags);
+
+/* dev_mem: size bytes of memory, zero-filled; for tests and benchmarks. */
+int dev_mem_create(struct dev **out, uint64_t size);
+/* The memory behind a dev_mem, for tests that compare contents. */
+uint8_t *dev_mem_data(struct dev *d);
+
+#endif

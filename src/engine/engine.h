@@ -1,0 +1,174 @@
+/* engine.h - volumes, snapshots and copy-before-write.
+ *
+ * The engine knows nothing of FUSE, NBD, sockets or the command line.  Front
+ * ends call it through this header (usually via export.h).  Every function
+ * returns 0 or -errno unless it says otherwise.
+ *
+ * The invariants it keeps:
+ *  1. Pre-image before overwrite: no write, discard or write-zeroes reaches a
+ *     chunk of the origin that a live snapshot still needs until the chunk's
+ *     original is held in the diff store.
+ *  2. One copy per chunk version: a chunk copied once serves every snapshot
+ *     that needed that version (a bit mask of snapshots on the copy).
+ *  3. A range lock orders copy-out, origin write and snapshot read of the same
+ *     chunks: a snapshot read never sees data written after the snapshot.
+ *  4. Overflow fails the snapshot, never the write: when the diff store has no
+ *     room, the snapshots that needed the copy become failed and the write
+ *     goes on.  Origin errors go back to the writer.
+ *  5. The RAM buffer for copies is bounded; writers wait for room, never fail.
+ */
+#ifndef HS_ENGINE_H
+#define HS_ENGINE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/bitmap.h"
+#include "engine/dev.h"
+
+#define ENGINE_MAX_SNAPSHOTS 64 /* live per volume; one bit each in a copy's mask */
+#define ENGINE_MIN_CHUNK_SHIFT 12
+#define ENGINE_MAX_CHUNK_SHIFT 20
+#define ENGINE_REASON_MAX 256
+
+struct volume;
+struct snapshot;
+
+struct volume_config {
+	const char *name;    /* for messages */
+	uint64_t size;       /* bytes; a multiple of 512, at most origin's size */
+	unsigned chunk_shift;
+	uint64_t cow_buffer; /* bytes of RAM for copies; at least 2 chunks */
+	uint64_t diff_limit; /* bytes the diff file may hold */
+	const char *diff_dir; /* for messages only: where the diff file lives */
+};
+
+/* Takes ownership of origin and diff (also on failure).  diff is where
+ * copies go when the RAM buffer fills; it may be NULL for a RAM-only store
+ * (then diff_limit must be 0 and copies live only in the buffer). */
+int volume_create(struct volume **out, const struct volume_config *cfg, struct dev *origin,
+		  struct dev *diff);
+/* Deletes any snapshots left and frees everything. */
+void volume_destroy(struct volume *v);
+
+uint64_t volume_size(const struct volume *v);
+unsigned volume_chunk_shift(const struct volume *v);
+uint64_t volume_nchunks(const struct volume *v);
+const char *volume_name(const struct volume *v);
+
+#define VOLUME_FUA 0x1        /* write: durable on return */
+#define VOLUME_MAY_UNMAP 0x2  /* write_zeroes: may deallocate */
+
+int volume_read(struct volume *v, void *buf, size_t len, uint64_t off);
+int volume_write(struct volume *v, const void *buf, size_t len, uint64_t off, unsigned flags);
+int volume_discard(struct volume *v, uint64_t off, uint64_t len);
+int volume_write_zeroes(struct volume *v, uint64_t off, uint64_t len, unsigned flags);
+int volume_flush(struct volume *v);
+
+/* Extents for block status: callback gets byte runs; returning non-zero
+ * stops the walk and is returned. */
+enum extent_type {
+	EXTENT_DATA,     /* reads data */
+	EXTENT_ZERO,     /* reads zeros and holds no storage (hole, free block) */
+	EXTENT_CONSUMED, /* snapshot only: already read by its backup; reads fail */
+};
+typedef int (*extent_fn)(void *arg, uint64_t off, uint64_t len, enum extent_type type);
+int volume_extents(struct volume *v, uint64_t off, uint64_t len, extent_fn fn, void *arg);
+
+/* Time of the last read or write from a front end (CLOCK_MONOTONIC, ns), and
+ * requests in progress: what a backup looks at to step aside. */
+uint64_t volume_last_io_ns(const struct volume *v);
+unsigned volume_inflight(const struct volume *v);
+
+struct volume_stats {
+	uint64_t diff_bytes;         /* held now, RAM and file */
+	uint64_t diff_peak_bytes;
+	uint64_t diff_file_bytes;    /* of which in the diff file */
+	uint64_t diff_limit;
+	uint64_t ram_bytes;          /* of the buffer in use now */
+	uint64_t ram_limit;
+	uint64_t cow_bytes;          /* bytes copied on write, all time */
+	uint64_t cow_chunks;
+	uint64_t writer_waits;       /* times a writer waited for buffer room */
+	uint64_t writer_wait_ns;
+	uint64_t reads, writes, bytes_read, bytes_written;
+	unsigned snapshots;
+	size_t map_memory;           /* bytes of RAM in maps and copy records */
+};
+void volume_get_stats(struct volume *v, struct volume_stats *st);
+
+/* --- snapshots ---------------------------------------------------------- */
+
+struct snapshot_request {
+	struct volume *volume;
+	const char *name;
+	/* Chunks in use at the snapshot instant (volume_nchunks bits); NULL
+	 * protects every chunk.  The snapshot copies its own. */
+	const struct bitmap *used;
+};
+
+/* Creates one snapshot per request at one instant: in-flight writes to all
+ * the volumes are drained, every view installed, writes resume.  out[i]
+ * gets a reference the caller must put.  -EBUSY when a volume has
+ * ENGINE_MAX_SNAPSHOTS snapshots; -EEXIST when a name is taken. */
+int snapshot_create_set(const struct snapshot_request *reqs, size_t n, struct snapshot **out);
+
+void snapshot_get(struct snapshot *s);
+void snapshot_put(struct snapshot *s);
+
+/* Finds a live (active or failed) snapshot of v by name, with a reference. */
+struct snapshot *volume_find_snapshot(struct volume *v, const char *name);
+/* Calls fn for each live snapshot, oldest first, under no lock the callee
+ * may rely on beyond the reference it is given. */
+void volume_foreach_snapshot(struct volume *v, void (*fn)(void *arg, struct snapshot *s),
+			     void *arg);
+
+/* Removes the snapshot and releases its copies.  References still held see
+ * -ESTALE from every call. */
+int snapshot_delete(struct snapshot *s);
+
+const char *snapshot_name(const struct snapshot *s);
+struct volume *snapshot_volume(const struct snapshot *s);
+
+/* Reads the point-in-time view.  -EIO when the snapshot failed; -ENODATA
+ * where the range was consumed. */
+int snapshot_read(struct snapshot *s, void *buf, size_t len, uint64_t off);
+
+/* The reader is done with [off, off + len): whole chunks inside it need no
+ * more copies and their held originals are released at once. */
+int snapshot_consume(struct snapshot *s, uint64_t off, uint64_t len);
+
+/* Chunks clear in used become free for the snapshot: no copy, read as
+ * zeros.  May be applied after creation (copies already made are released). */
+int snapshot_apply_used_map(struct snapshot *s, const struct bitmap *used);
+
+int snapshot_extents(struct snapshot *s, uint64_t off, uint64_t len, extent_fn fn, void *arg);
+/* Runs of chunks written on the volume since the snapshot: the callback
+ * gets (off, len, EXTENT_DATA) for changed runs, EXTENT_ZERO for unchanged. */
+int snapshot_changed(struct snapshot *s, uint64_t off, uint64_t len, extent_fn fn, void *arg);
+
+enum snapshot_state { SNAPSHOT_ACTIVE, SNAPSHOT_FAILED, SNAPSHOT_DELETED };
+
+struct snapshot_stats {
+	enum snapshot_state state;
+	char reason[ENGINE_REASON_MAX]; /* when failed */
+	uint64_t created_ns;            /* CLOCK_REALTIME */
+	uint64_t create_cost_ns;        /* writers were held for this long */
+	uint64_t cow_bytes;             /* copied on write for this snapshot */
+	uint64_t held_bytes;            /* copies it holds now */
+	uint64_t protected_chunks;      /* still to be copied before a write */
+	uint64_t used_chunks;           /* in use at the snapshot instant */
+	uint64_t consumed_chunks;
+	uint64_t changed_chunks;        /* written since */
+	bool all_blocks;
+};
+void snapshot_get_stats(struct snapshot *s, struct snapshot_stats *st);
+
+/* Fails the snapshot with a reason (a front end's or the daemon's decision,
+ * e.g. a lost backing device).  Idempotent. */
+void snapshot_fail(struct snapshot *s, const char *reason);
+
+const char *snapshot_state_name(enum snapshot_state st);
+
+#endif

@@ -1,0 +1,602 @@
+/* volume.c - a volume over its origin, and the write path with
+ * copy-before-write.
+ *
+ * Notes on the design
+ * -------------------
+ * A write with no live snapshot is a plain write to the origin under the
+ * shared gate: one atomic load decides that.  With snapshots, the write first
+ * marks its chunks changed in every snapshot, then asks whether any snapshot
+ * still needs the old contents of its chunks (their "pending" bits).  If none
+ * does, it writes at once.  Otherwise it takes a WRITE range lock on its
+ * chunks, and for each chunk some snapshots need:
+ *   - reserves a slot in the diff file (or fails exactly those snapshots when
+ *     the diff limit is reached: the write goes on),
+ *   - takes a slot in the RAM buffer (or waits for the flusher to make room,
+ *     counted as a writer wait),
+ *   - records one version for all of them, clears their pending bits,
+ * then reads the originals into the RAM slots outside the lock, in runs of
+ * neighbouring chunks, marks the copies done, and only then writes the
+ * origin.  A snapshot read of those chunks waits on the range lock, so it
+ * sees either the origin before the write or the copy, never new data.
+ * Chunks are processed in windows of COPY_WINDOW so a long write with little
+ * buffer room makes progress piece by piece.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/clock.h"
+#include "common/log.h"
+#include "common/units.h"
+#include "engine/volume_internal.h"
+
+#define COPY_WINDOW 256
+
+/* --- lifecycle ------------------------------------------------------------ */
+
+int volume_create(struct volume **out, const struct volume_config *cfg, struct dev *origin,
+		  struct dev *diff)
+{
+	struct volume *v;
+	int r;
+
+	if (!origin || !diff || cfg->chunk_shift < ENGINE_MIN_CHUNK_SHIFT ||
+	    cfg->chunk_shift > ENGINE_MAX_CHUNK_SHIFT || cfg->size == 0 || cfg->size % 512 ||
+	    cfg->size > origin->size) {
+		r = -EINVAL;
+		goto err_devs;
+	}
+	v = calloc(1, sizeof(*v));
+	if (!v) {
+		r = -ENOMEM;
+		goto err_devs;
+	}
+	snprintf(v->name, sizeof(v->name), "%s", cfg->name ? cfg->name : "volume");
+	snprintf(v->diff_dir, sizeof(v->diff_dir), "%s", cfg->diff_dir ? cfg->diff_dir : "");
+	v->origin = origin;
+	v->size = cfg->size;
+	v->chunk_shift = cfg->chunk_shift;
+	v->chunk_size = UINT64_C(1) << cfg->chunk_shift;
+	v->nchunks = (cfg->size + v->chunk_size - 1) >> cfg->chunk_shift;
+	atomic_init(&v->refs, 1);
+	atomic_init(&v->nactive, 0);
+
+	pthread_rwlockattr_t ra;
+	pthread_rwlockattr_init(&ra);
+	/* A waiting snapshot must not starve behind a stream of writers. */
+	pthread_rwlockattr_setkind_np(&ra, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+	pthread_rwlock_init(&v->gate, &ra);
+	pthread_rwlockattr_destroy(&ra);
+	pthread_mutex_init(&v->mu, NULL);
+	pthread_cond_init(&v->room, NULL);
+	pthread_cond_init(&v->flush_wake, NULL);
+	rangelock_init(&v->rl);
+
+	r = cowmap_init(&v->map);
+	if (r < 0)
+		goto err_sync;
+	r = diffstore_init(&v->ds, v->chunk_size, cfg->cow_buffer, cfg->diff_limit, diff);
+	diff = NULL; /* owned by the store now, also on failure */
+	if (r < 0)
+		goto err_map;
+	r = flusher_start(v);
+	if (r < 0)
+		goto err_store;
+	*out = v;
+	return 0;
+
+err_store:
+	diffstore_destroy(&v->ds);
+err_map:
+	cowmap_destroy(&v->map);
+err_sync:
+	rangelock_destroy(&v->rl);
+	pthread_cond_destroy(&v->flush_wake);
+	pthread_cond_destroy(&v->room);
+	pthread_mutex_destroy(&v->mu);
+	pthread_rwlock_destroy(&v->gate);
+	free(v);
+err_devs:
+	dev_destroy(origin);
+	dev_destroy(diff);
+	return r;
+}
+
+void volume_get(struct volume *v)
+{
+	atomic_fetch_add(&v->refs, 1);
+}
+
+void volume_put(struct volume *v)
+{
+	if (atomic_fetch_sub(&v->refs, 1) != 1)
+		return;
+	flusher_stop(v);
+	diffstore_destroy(&v->ds);
+	cowmap_destroy(&v->map);
+	rangelock_destroy(&v->rl);
+	pthread_cond_destroy(&v->flush_wake);
+	pthread_cond_destroy(&v->room);
+	pthread_mutex_destroy(&v->mu);
+	pthread_rwlock_destroy(&v->gate);
+	dev_destroy(v->origin);
+	free(v);
+}
+
+void volume_destroy(struct volume *v)
+{
+	struct snapshot *list[ENGINE_MAX_SNAPSHOTS];
+	unsigned n = 0;
+
+	pthread_mutex_lock(&v->mu);
+	for (unsigned i = 0; i < ENGINE_MAX_SNAPSHOTS; i++)
+		if (v->snaps[i]) {
+			snapshot_get(v->snaps[i]);
+			list[n++] = v->snaps[i];
+		}
+	pthread_mutex_unlock(&v->mu);
+	for (unsigned i = 0; i < n; i++) {
+		snapshot_delete(list[i]);
+		snapshot_put(list[i]);
+	}
+	volume_put(v);
+}
+
+uint64_t volume_size(const struct volume *v)
+{
+	return v->size;
+}
+unsigned volume_chunk_shift(const struct volume *v)
+{
+	return v->chunk_shift;
+}
+uint64_t volume_nchunks(const struct volume *v)
+{
+	return v->nchunks;
+}
+const char *volume_name(const struct volume *v)
+{
+	return v->name;
+}
+uint64_t volume_last_io_ns(const struct volume *v)
+{
+	return atomic_load_explicit(&v->last_io_ns, memory_order_relaxed);
+}
+unsigned volume_inflight(const struct volume *v)
+{
+	return atomic_load_explicit(&v->inflight, memory_order_relaxed);
+}
+
+/* --- version bookkeeping ------------------------------------------------- */
+
+void version_free_locked(struct volume *v, uint32_t id)
+{
+	struct version *ver = cowmap_get(&v->map, id);
+
+	if (ver->ram_slot != COW_NONE) {
+		diffstore_ram_give_locked(&v->ds, ver->ram_slot);
+		pthread_cond_broadcast(&v->room);
+	}
+	if (ver->file_slot != COW_NONE)
+		diffstore_unreserve_locked(&v->ds, ver->file_slot);
+	cowmap_free(&v->map, id);
+}
+
+/* Frees a version no snapshot reads any more, or leaves that to whoever is
+ * still busy with it (its copier, the flusher, a pinned reader). */
+void version_release_if_unused_locked(struct volume *v, uint32_t id)
+{
+	struct version *ver = cowmap_get(&v->map, id);
+
+	if (ver->mask)
+		return;
+	if (ver->state == VERSION_COPYING || ver->state == VERSION_FLUSHING || ver->pins)
+		ver->dead = 1;
+	else
+		version_free_locked(v, id);
+}
+
+void version_drop_snapshot_locked(struct volume *v, uint32_t id, struct snapshot *s)
+{
+	struct version *ver = cowmap_get(&v->map, id);
+
+	if (!(ver->mask & s->bit))
+		return;
+	ver->mask &= ~s->bit;
+	s->held_chunks--;
+	version_release_if_unused_locked(v, id);
+}
+
+void version_unpin_locked(struct volume *v, uint32_t id)
+{
+	struct version *ver = cowmap_get(&v->map, id);
+
+	if (--ver->pins)
+		return;
+	if (ver->dead) {
+		version_free_locked(v, id);
+	} else if (ver->state == VERSION_FILE && ver->ram_slot != COW_NONE) {
+		/* Flushed while we read it from RAM: the slot can go now. */
+		diffstore_ram_give_locked(&v->ds, ver->ram_slot);
+		ver->ram_slot = COW_NONE;
+		pthread_cond_broadcast(&v->room);
+	}
+}
+
+/* --- the copy-out path ---------------------------------------------------- */
+
+struct copy_job {
+	uint32_t id;
+	uint64_t chunk;
+	int err;
+};
+
+/* Snapshots (as a mask) that still need chunk c copied. */
+static uint64_t pending_mask_locked(struct volume *v, uint64_t c)
+{
+	uint64_t mask = 0;
+
+	for (unsigned i = 0; i < ENGINE_MAX_SNAPSHOTS; i++) {
+		struct snapshot *s = v->snaps[i];
+		if (s && s->state == SNAPSHOT_ACTIVE && bitmap_test(&s->pending, c))
+			mask |= s->bit;
+	}
+	return mask;
+}
+
+/* First chunk in [from, limit) some snapshot needs copied; limit if none. */
+static uint64_t next_pending_locked(struct volume *v, uint64_t from, uint64_t limit)
+{
+	uint64_t best = limit;
+
+	for (unsigned i = 0; i < ENGINE_MAX_SNAPSHOTS; i++) {
+		struct snapshot *s = v->snaps[i];
+		if (s && s->state == SNAPSHOT_ACTIVE) {
+			uint64_t n = bitmap_next_set(&s->pending, from, best);
+			if (n < best)
+				best = n;
+		}
+	}
+	return best;
+}
+
+static void track_changes_locked(struct volume *v, uint64_t c0, uint64_t c1)
+{
+	for (unsigned i = 0; i < ENGINE_MAX_SNAPSHOTS; i++) {
+		struct snapshot *s = v->snaps[i];
+		if (s && s->state == SNAPSHOT_ACTIVE &&
+		    bitmap_set_range(&s->changed, c0, c1 - c0 + 1) < 0)
+			snapshot_fail_locked(s, "out of memory for its map of changed chunks");
+	}
+}
+
+static void wait_for_room_locked(struct volume *v)
+{
+	uint64_t t0 = clock_mono_ns();
+
+	v->room_waiters++;
+	v->writer_waits++;
+	flusher_kick_locked(v);
+	pthread_cond_wait(&v->room, &v->mu);
+	v->room_waiters--;
+	v->writer_wait_ns += clock_mono_ns() - t0;
+}
+
+static void overflow_reason(struct volume *v, uint64_t c, char *buf, size_t len)
+{
+	char lim[32];
+
+	units_format_size(v->ds.file_slots * v->chunk_size, lim, sizeof(lim));
+	snprintf(buf, len,
+		 "diff store full: the diff limit of %s (--diff-limit) was reached when chunk "
+		 "%llu (offset %llu) of volume %s was first overwritten; raise --diff-limit "
+		 "or back up sooner",
+		 lim, (unsigned long long)c, (unsigned long long)(c << v->chunk_shift), v->name);
+}
+
+/* Reads originals for jobs (ascending chunks) into their RAM slots, one
+ * preadv per run of neighbouring chunks.  Sets each job's err. */
+static void read_originals(struct volume *v, struct copy_job *jobs, unsigned n,
+			   const uint32_t *ram_slots)
+{
+	struct iovec iov[COPY_WINDOW];
+	unsigned i = 0;
+
+	while (i < n) {
+		unsigned j = i;
+		int cnt = 0;
+		while (j < n && (j == i || jobs[j].chunk == jobs[j - 1].chunk + 1)) {
+			uint8_t *p = diffstore_ram_ptr(&v->ds, ram_slots[j]);
+			uint64_t clen = chunk_len(v, jobs[j].chunk);
+			if (clen < v->chunk_size)
+				memset(p + clen, 0, v->chunk_size - clen);
+			iov[cnt].iov_base = p;
+			iov[cnt].iov_len = clen;
+			cnt++;
+			j++;
+		}
+		int r = v->origin->ops->preadv(v->origin, iov, cnt, jobs[i].chunk << v->chunk_shift);
+		for (unsigned k = i; k < j; k++)
+			jobs[k].err = r;
+		i = j;
+	}
+}
+
+static void finish_copies_locked(struct volume *v, struct copy_job *jobs, unsigned n)
+{
+	char reason[ENGINE_REASON_MAX];
+
+	for (unsigned i = 0; i < n; i++) {
+		struct version *ver = cowmap_get(&v->map, jobs[i].id);
+		ver->state = VERSION_RAM;
+		if (jobs[i].err) {
+			snprintf(reason, sizeof(reason),
+				 "reading the original of chunk %llu of volume %s from its origin "
+				 "failed: %s",
+				 (unsigned long long)jobs[i].chunk, v->name, strerror(-jobs[i].err));
+			volume_fail_mask_locked(v, ver->mask, reason);
+			/* failing released the version unless it was dead already */
+			ver = cowmap_get(&v->map, jobs[i].id);
+			if (ver->state != VERSION_FREE && ver->dead)
+				version_free_locked(v, jobs[i].id);
+		} else if (ver->dead) {
+			version_free_locked(v, jobs[i].id);
+		}
+	}
+	if (diffstore_ram_used(&v->ds) * 2 > v->ds.ram_slots)
+		flusher_kick_locked(v);
+}
+
+/* Copies out every chunk in [c0, c1] that a snapshot still needs.  Called
+ * with mu and the WRITE range held; drops mu around I/O and waits. */
+static void copy_out_locked(struct volume *v, uint64_t c0, uint64_t c1)
+{
+	struct copy_job jobs[COPY_WINDOW];
+	uint32_t ram_slots[COPY_WINDOW];
+	char reason[ENGINE_REASON_MAX];
+	uint64_t c = c0;
+
+	while (c <= c1) {
+		uint64_t wend = c1 - c < COPY_WINDOW - 1 ? c1 : c + COPY_WINDOW - 1;
+		unsigned n = 0;
+
+		while (c <= wend) {
+			uint64_t mask;
+			uint32_t fslot, id;
+
+			c = next_pending_locked(v, c, wend + 1);
+			if (c > wend)
+				break;
+			mask = pending_mask_locked(v, c);
+			if (v->ds.ram_free_count == 0) {
+				if (n > 0)
+					break; /* copy what we have, then come back */
+				wait_for_room_locked(v);
+				continue; /* snapshots may have changed meanwhile */
+			}
+			if (diffstore_reserve_locked(&v->ds, &fslot) < 0) {
+				overflow_reason(v, c, reason, sizeof(reason));
+				volume_fail_mask_locked(v, mask, reason);
+				c++;
+				continue;
+			}
+			id = cowmap_alloc(&v->map, c);
+			if (id == COW_NONE) {
+				diffstore_unreserve_locked(&v->ds, fslot);
+				volume_fail_mask_locked(v, mask, "out of memory for copy records");
+				c++;
+				continue;
+			}
+			struct version *ver = cowmap_get(&v->map, id);
+			ver->mask = mask;
+			ver->file_slot = fslot;
+			ver->ram_slot = diffstore_ram_take_locked(&v->ds, id);
+			ram_slots[n] = ver->ram_slot;
+			for (unsigned i = 0; i < ENGINE_MAX_SNAPSHOTS; i++) {
+				struct snapshot *s = v->snaps[i];
+				if (!s || !(mask & s->bit))
+					continue;
+				if (bitmap_clear_range(&s->pending, c, 1) < 0) {
+					/* cannot record it: this snapshot can no longer be exact */
+					ver->mask &= ~s->bit;
+					snapshot_fail_locked(s, "out of memory for its map of protected chunks");
+					continue;
+				}
+				s->cow_bytes += chunk_len(v, c);
+				s->held_chunks++;
+			}
+			v->cow_bytes += chunk_len(v, c);
+			v->cow_chunks++;
+			jobs[n].id = id;
+			jobs[n].chunk = c;
+			jobs[n].err = 0;
+			n++;
+			c++;
+		}
+		if (n == 0)
+			continue;
+		pthread_mutex_unlock(&v->mu);
+		read_originals(v, jobs, n, ram_slots);
+		pthread_mutex_lock(&v->mu);
+		finish_copies_locked(v, jobs, n);
+	}
+}
+
+/* --- writes, discards, zeroes -------------------------------------------- */
+
+struct modify {
+	struct range_entry range;
+};
+
+static inline void io_begin(struct volume *v)
+{
+	atomic_fetch_add_explicit(&v->inflight, 1, memory_order_relaxed);
+	atomic_store_explicit(&v->last_io_ns, clock_coarse_ns(), memory_order_relaxed);
+}
+
+static inline void io_end(struct volume *v)
+{
+	atomic_fetch_sub_explicit(&v->inflight, 1, memory_order_relaxed);
+}
+
+/* Everything that must happen before bytes of [off, off+len) change on the
+ * origin.  Leaves the gate held shared (and maybe a range). */
+static void modify_begin(struct volume *v, uint64_t off, uint64_t len, struct modify *m)
+{
+	uint64_t c0 = off >> v->chunk_shift;
+	uint64_t c1 = (off + len - 1) >> v->chunk_shift;
+
+	m->range.held = false;
+	io_begin(v);
+	pthread_rwlock_rdlock(&v->gate);
+	if (atomic_load_explicit(&v->nactive, memory_order_acquire) == 0)
+		return;
+	pthread_mutex_lock(&v->mu);
+	track_changes_locked(v, c0, c1);
+	if (next_pending_locked(v, c0, c1 + 1) <= c1) {
+		rangelock_acquire_locked(&v->rl, &v->mu, &m->range, c0, c1, true);
+		copy_out_locked(v, c0, c1);
+	} else {
+		rangelock_wait_writes_locked(&v->rl, &v->mu, c0, c1);
+	}
+	pthread_mutex_unlock(&v->mu);
+}
+
+static void modify_end(struct volume *v, struct modify *m)
+{
+	if (m->range.held) {
+		pthread_mutex_lock(&v->mu);
+		rangelock_release_locked(&v->rl, &m->range);
+		pthread_mutex_unlock(&v->mu);
+	}
+	pthread_rwlock_unlock(&v->gate);
+	io_end(v);
+}
+
+static int check_range(const struct volume *v, uint64_t off, uint64_t len)
+{
+	if (off > v->size || len > v->size - off)
+		return -ENOSPC;
+	return 0;
+}
+
+int volume_write(struct volume *v, const void *buf, size_t len, uint64_t off, unsigned flags)
+{
+	struct modify m;
+	int r = check_range(v, off, len);
+
+	if (r || len == 0)
+		return r;
+	modify_begin(v, off, len, &m);
+	r = dev_pwrite(v->origin, buf, len, off, flags & VOLUME_FUA);
+	modify_end(v, &m);
+	atomic_fetch_add_explicit(&v->writes, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&v->bytes_written, len, memory_order_relaxed);
+	return r;
+}
+
+int volume_discard(struct volume *v, uint64_t off, uint64_t len)
+{
+	struct modify m;
+	int r = check_range(v, off, len);
+
+	if (r || len == 0)
+		return r;
+	modify_begin(v, off, len, &m);
+	r = v->origin->ops->discard(v->origin, off, len);
+	modify_end(v, &m);
+	return r;
+}
+
+int volume_write_zeroes(struct volume *v, uint64_t off, uint64_t len, unsigned flags)
+{
+	struct modify m;
+	int r = check_range(v, off, len);
+
+	if (r || len == 0)
+		return r;
+	modify_begin(v, off, len, &m);
+	r = v->origin->ops->write_zeroes(v->origin, off, len, flags & VOLUME_MAY_UNMAP);
+	modify_end(v, &m);
+	return r;
+}
+
+int volume_read(struct volume *v, void *buf, size_t len, uint64_t off)
+{
+	int r;
+
+	if (off > v->size || len > v->size - off)
+		return -EINVAL;
+	io_begin(v);
+	r = dev_pread(v->origin, buf, len, off);
+	io_end(v);
+	atomic_fetch_add_explicit(&v->reads, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&v->bytes_read, len, memory_order_relaxed);
+	return r;
+}
+
+int volume_flush(struct volume *v)
+{
+	return v->origin->ops->flush(v->origin);
+}
+
+int volume_extents(struct volume *v, uint64_t off, uint64_t len, extent_fn fn, void *arg)
+{
+	uint64_t end;
+
+	if (off > v->size || len > v->size - off)
+		return -EINVAL;
+	end = off + len;
+	while (off < end) {
+		enum dev_extent_type t = DEV_EXTENT_DATA;
+		uint64_t n = end - off;
+		int r = 0;
+		if (v->origin->ops->extent)
+			r = v->origin->ops->extent(v->origin, off, end - off, &t, &n);
+		if (r < 0)
+			return r;
+		r = fn(arg, off, n, t == DEV_EXTENT_HOLE ? EXTENT_ZERO : EXTENT_DATA);
+		if (r)
+			return r;
+		off += n;
+	}
+	return 0;
+}
+
+void volume_get_stats(struct volume *v, struct volume_stats *st)
+{
+	memset(st, 0, sizeof(*st));
+	pthread_mutex_lock(&v->mu);
+	st->diff_bytes = v->ds.file_used_count * v->chunk_size;
+	st->diff_peak_bytes = v->ds.peak_used * v->chunk_size;
+	st->diff_limit = v->ds.file_slots * v->chunk_size;
+	st->ram_bytes = (uint64_t)diffstore_ram_used(&v->ds) * v->chunk_size;
+	st->ram_limit = (uint64_t)v->ds.ram_slots * v->chunk_size;
+	/* copies not in RAM are in the file */
+	uint64_t in_ram_only = 0;
+	for (uint32_t i = 0; i < v->ds.ram_slots; i++) {
+		uint32_t id = v->ds.ram_owner[i];
+		if (id != COW_NONE && cowmap_get(&v->map, id)->state != VERSION_FILE)
+			in_ram_only++;
+	}
+	st->diff_file_bytes = st->diff_bytes - in_ram_only * v->chunk_size;
+	st->cow_bytes = v->cow_bytes;
+	st->cow_chunks = v->cow_chunks;
+	st->writer_waits = v->writer_waits;
+	st->writer_wait_ns = v->writer_wait_ns;
+	st->snapshots = v->nsnaps;
+	st->map_memory = cowmap_memory(&v->map) + bitmap_memory(&v->ds.file_used);
+	for (unsigned i = 0; i < ENGINE_MAX_SNAPSHOTS; i++) {
+		struct snapshot *s = v->snaps[i];
+		if (s)
+			st->map_memory += bitmap_memory(&s->pending) +
+					  bitmap_memory(&s->consumed) +
+					  bitmap_memory(&s->changed);
+	}
+	pthread_mutex_unlock(&v->mu);
+	st->reads = atomic_load(&v->reads);
+	st->writes = atomic_load(&v->writes);
+	st->bytes_read = atomic_load(&v->bytes_read);
+	st->bytes_written = atomic_load(&v->bytes_written);
+}

@@ -1,0 +1,108 @@
+/* volume_internal.h - the engine's shared state, for volume.c, snapshot.c
+ * and flusher.c only.
+ *
+ * Locks, in the order they are taken:
+ *   1. volume.gate (rwlock): data writers hold it shared for the whole of a
+ *      write; snapshot creation holds it exclusive to drain them, so a
+ *      snapshot starts between writes, never inside one.  Several volumes'
+ *      gates are taken in address order.
+ *   2. volume.mu: guards everything below marked [mu].  Never held across
+ *      I/O.  Range locks and buffer waits sleep on condition variables of
+ *      this mutex.
+ * Snapshot reference counts are atomics and need no lock. */
+#ifndef HS_VOLUME_INTERNAL_H
+#define HS_VOLUME_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "common/names.h"
+#include "engine/cowmap.h"
+#include "engine/diffstore.h"
+#include "engine/engine.h"
+#include "engine/rangelock.h"
+
+struct snapshot {
+	struct volume *vol;      /* holds a volume reference */
+	char name[HS_NAME_MAX + 1];
+	unsigned slot;           /* its bit in version masks */
+	uint64_t bit;
+	atomic_int refs;
+	uint64_t created_ns;
+	uint64_t create_cost_ns; /* time the set creation held the gates */
+	/* [mu] */
+	enum snapshot_state state;
+	char reason[ENGINE_REASON_MAX];
+	struct bitmap pending;   /* chunks a write must copy out first */
+	struct bitmap consumed;  /* chunks its reader is done with */
+	struct bitmap changed;   /* chunks written since the snapshot */
+	uint64_t used_chunks;
+	bool all_blocks;
+	uint64_t cow_bytes;
+	uint64_t held_chunks;
+};
+
+struct volume {
+	char name[HS_NAME_MAX + 1];
+	char diff_dir[256];
+	struct dev *origin;
+	uint64_t size;
+	uint64_t chunk_size;
+	uint64_t nchunks;
+	unsigned chunk_shift;
+	atomic_int refs;
+
+	pthread_rwlock_t gate;
+	pthread_mutex_t mu;
+	pthread_cond_t room;       /* a RAM slot was freed */
+	pthread_cond_t flush_wake; /* the flusher has work, or must stop */
+
+	/* [mu] */
+	struct rangelock rl;
+	struct cowmap map;
+	struct diffstore ds;
+	struct snapshot *snaps[ENGINE_MAX_SNAPSHOTS]; /* by slot; NULL = free */
+	unsigned nsnaps;
+	unsigned room_waiters;
+	bool flushing;             /* flusher is draining toward its low mark */
+	bool flusher_stop;
+	uint32_t flush_cursor;
+	uint64_t cow_bytes, cow_chunks, writer_waits, writer_wait_ns;
+
+	/* Read without mu by the write fast path; changed under gate + mu. */
+	atomic_uint nactive;
+
+	pthread_t flusher;
+	bool flusher_started;
+
+	atomic_uint_fast64_t reads, writes, bytes_read, bytes_written;
+	atomic_uint_fast64_t last_io_ns;
+	atomic_uint inflight;
+};
+
+static inline uint64_t chunk_len(const struct volume *v, uint64_t c)
+{
+	uint64_t start = c << v->chunk_shift;
+	uint64_t left = v->size - start;
+	return left < v->chunk_size ? left : v->chunk_size;
+}
+
+void volume_get(struct volume *v);
+void volume_put(struct volume *v);
+
+/* Version bookkeeping (volume.c). */
+void version_free_locked(struct volume *v, uint32_t id);
+void version_release_if_unused_locked(struct volume *v, uint32_t id);
+void version_drop_snapshot_locked(struct volume *v, uint32_t id, struct snapshot *s);
+void version_unpin_locked(struct volume *v, uint32_t id);
+
+/* Failing snapshots (snapshot.c). */
+void snapshot_fail_locked(struct snapshot *s, const char *reason);
+void volume_fail_mask_locked(struct volume *v, uint64_t mask, const char *reason);
+
+/* The flusher thread (flusher.c). */
+int flusher_start(struct volume *v);
+void flusher_stop(struct volume *v);
+void flusher_kick_locked(struct volume *v);
+
+#endif

@@ -1,0 +1,446 @@
+/* Engine scenarios on memory devices: each checks one promise of engine.h. */
+#include <errno.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <unistd.h>
+
+#include "engine_util.h"
+
+#define MiB (UINT64_C(1) << 20)
+#define CH 4096
+
+static uint8_t *snapshot_of(struct snapshot *s, uint64_t size)
+{
+	uint8_t *buf = malloc(size);
+	CHECK(snapshot_read(s, buf, size, 0) == 0);
+	return buf;
+}
+
+static void test_plain_io(void)
+{
+	struct volume *v = mem_volume("plain", 4 * MiB, 12, 1 * MiB, 1 * MiB, NULL);
+	uint8_t a[10000], b[10000];
+
+	fill(a, sizeof(a), 1);
+	CHECK(volume_write(v, a, sizeof(a), 1234, 0) == 0);
+	CHECK(volume_read(v, b, sizeof(b), 1234) == 0);
+	CHECK(memcmp(a, b, sizeof(a)) == 0);
+	CHECK(volume_write(v, a, 10, 4 * MiB - 5, 0) == -ENOSPC);
+	CHECK(volume_read(v, b, 10, 4 * MiB - 5) == -EINVAL);
+	volume_destroy(v);
+}
+
+static void test_snapshot_keeps_old_data(void)
+{
+	uint64_t size = 4 * MiB;
+	struct volume *v = mem_volume("keep", size, 12, 1 * MiB, 2 * MiB, NULL);
+	uint8_t *frozen = malloc(size), *now = malloc(size), buf[3 * CH];
+	struct volume_stats vs;
+	struct snapshot_stats ss;
+
+	fill(frozen, size, 7);
+	CHECK(volume_write(v, frozen, size, 0, 0) == 0);
+	struct snapshot *s = take(v, "s1");
+	/* partial-chunk write: the whole chunk is copied first */
+	fill(buf, 100, 9);
+	CHECK(volume_write(v, buf, 100, 5 * CH + 10, 0) == 0);
+	/* a write over three chunks */
+	fill(buf, sizeof(buf), 10);
+	CHECK(volume_write(v, buf, sizeof(buf), 100 * CH, 0) == 0);
+	/* discard and zeroes keep the old data too */
+	CHECK(volume_discard(v, 200 * CH, 2 * CH) == 0);
+	CHECK(volume_write_zeroes(v, 300 * CH + 512, 512, 0) == 0);
+
+	uint8_t *got = snapshot_of(s, size);
+	CHECK(memcmp(got, frozen, size) == 0);
+	free(got);
+	CHECK(volume_read(v, now, size, 0) == 0);
+	CHECK(memcmp(now + 100 * CH, buf, sizeof(buf)) == 0);
+	CHECK(now[200 * CH] == 0 && now[201 * CH + 5] == 0);
+
+	volume_get_stats(v, &vs);
+	CHECK_EQ(vs.cow_chunks, 1 + 3 + 2 + 1);
+	snapshot_get_stats(s, &ss);
+	CHECK_EQ(ss.cow_bytes, 7 * CH);
+	CHECK_EQ(ss.state, SNAPSHOT_ACTIVE);
+	CHECK_EQ(ss.changed_chunks, 7);
+
+	/* rewriting an already copied chunk copies nothing */
+	CHECK(volume_write(v, buf, CH, 100 * CH, 0) == 0);
+	volume_get_stats(v, &vs);
+	CHECK_EQ(vs.cow_chunks, 7);
+
+	CHECK(snapshot_delete(s) == 0);
+	CHECK(snapshot_read(s, buf, CH, 0) == -ESTALE);
+	snapshot_put(s);
+	volume_get_stats(v, &vs);
+	CHECK_EQ(vs.diff_bytes, 0);
+	CHECK_EQ(vs.snapshots, 0);
+	free(frozen);
+	free(now);
+	volume_destroy(v);
+}
+
+static void test_one_copy_for_many_snapshots(void)
+{
+	uint64_t size = 1 * MiB;
+	struct volume *v = mem_volume("share", size, 12, 1 * MiB, 1 * MiB, NULL);
+	uint8_t a[CH], b[CH], c[CH], got[CH];
+	struct volume_stats vs;
+
+	fill(a, CH, 1);
+	fill(b, CH, 2);
+	fill(c, CH, 3);
+	CHECK(volume_write(v, a, CH, 0, 0) == 0);
+	struct snapshot *s1 = take(v, "s1");
+	struct snapshot *s2 = take(v, "s2");
+	CHECK(volume_write(v, b, CH, 0, 0) == 0); /* one copy of a for s1 and s2 */
+	volume_get_stats(v, &vs);
+	CHECK_EQ(vs.cow_chunks, 1);
+	CHECK_EQ(vs.diff_bytes, CH);
+	struct snapshot *s3 = take(v, "s3");
+	CHECK(volume_write(v, c, CH, 0, 0) == 0); /* a copy of b for s3 */
+	volume_get_stats(v, &vs);
+	CHECK_EQ(vs.cow_chunks, 2);
+	CHECK(snapshot_read(s1, got, CH, 0) == 0 && memcmp(got, a, CH) == 0);
+	CHECK(snapshot_read(s2, got, CH, 0) == 0 && memcmp(got, a, CH) == 0);
+	CHECK(snapshot_read(s3, got, CH, 0) == 0 && memcmp(got, b, CH) == 0);
+	/* the shared copy lives until its last reader goes */
+	snapshot_delete(s1);
+	volume_get_stats(v, &vs);
+	CHECK_EQ(vs.diff_bytes, 2 * CH);
+	snapshot_delete(s2);
+	volume_get_stats(v, &vs);
+	CHECK_EQ(vs.diff_bytes, CH);
+	CHECK(snapshot_read(s3, got, CH, 0) == 0 && memcmp(got, b, CH) == 0);
+	/* a duplicate name is refused */
+	struct snapshot_request rq = { .volume = v, .name = "s3" };
+	struct snapshot *dup;
+	CHECK(snapshot_create_set(&rq, 1, &dup) == -EEXIST);
+	snapshot_put(s1);
+	snapshot_put(s2);
+	snapshot_put(s3);
+	volume_destroy(v);
+}
+
+static void test_overflow_fails_snapshot_not_write(void)
+{
+	uint64_t size = 4 * MiB;
+	/* room for 8 copies only */
+	struct volume *v = mem_volume("ovf", size, 12, 64 * 1024, 8 * CH, NULL);
+	uint8_t *data = malloc(size), *back = malloc(size), got[CH];
+	struct snapshot_stats ss;
+	struct volume_stats vs;
+
+	fill(data, size, 4);
+	CHECK(volume_write(v, data, size, 0, 0) == 0);
+	struct snapshot *s = take(v, "small");
+	fill(data, size, 5);
+	for (uint64_t off = 0; off < size; off += CH)
+		CHECK(volume_write(v, data + off, CH, off, 0) == 0);
+	CHECK(volume_read(v, back, size, 0) == 0);
+	CHECK(memcmp(back, data, size) == 0); /* no write lost */
+	snapshot_get_stats(s, &ss);
+	CHECK_EQ(ss.state, SNAPSHOT_FAILED);
+	CHECK(strstr(ss.reason, "diff limit") != NULL);
+	CHECK(snapshot_read(s, got, CH, 0) == -EIO);
+	volume_get_stats(v, &vs);
+	CHECK_EQ(vs.diff_bytes, 0); /* a failed snapshot holds nothing */
+	/* after failure writes are plain again */
+	CHECK(volume_write(v, data, CH, 0, 0) == 0);
+	snapshot_delete(s);
+	snapshot_put(s);
+	free(data);
+	free(back);
+	volume_destroy(v);
+}
+
+static void test_consume(void)
+{
+	uint64_t size = 1 * MiB;
+	struct volume *v = mem_volume("consume", size, 12, 256 * 1024, 1 * MiB, NULL);
+	uint8_t a[4 * CH], b[4 * CH], got[4 * CH];
+	struct volume_stats vs;
+	struct snapshot_stats ss;
+
+	fill(a, sizeof(a), 1);
+	fill(b, sizeof(b), 2);
+	CHECK(volume_write(v, a, sizeof(a), 0, 0) == 0);
+	struct snapshot *s = take(v, "b");
+	CHECK(volume_write(v, b, CH, 0, 0) == 0); /* chunk 0 copied */
+	volume_get_stats(v, &vs);
+	CHECK_EQ(vs.diff_bytes, CH);
+	/* the backup reads chunks 0..1 and is done with them */
+	CHECK(snapshot_read(s, got, 2 * CH, 0) == 0 && memcmp(got, a, 2 * CH) == 0);
+	CHECK(snapshot_consume(s, 0, 2 * CH) == 0);
+	volume_get_stats(v, &vs);
+	CHECK_EQ(vs.diff_bytes, 0); /* the held copy is released at once */
+	CHECK(volume_write(v, b, 2 * CH, 0, 0) == 0);
+	volume_get_stats(v, &vs);
+	CHECK_EQ(vs.cow_chunks, 1); /* no copy for consumed chunks */
+	CHECK(snapshot_read(s, got, CH, CH) == -ENODATA);
+	CHECK(snapshot_read(s, got, 2 * CH, 2 * CH) == 0 && memcmp(got, a + 2 * CH, 2 * CH) == 0);
+	/* a partial chunk is not consumed */
+	CHECK(snapshot_consume(s, 2 * CH + 1, CH) == 0);
+	snapshot_get_stats(s, &ss);
+	CHECK_EQ(ss.consumed_chunks, 2);
+	snapshot_delete(s);
+	snapshot_put(s);
+	volume_destroy(v);
+}
+
+static void test_used_map(void)
+{
+	uint64_t size = 1 * MiB;
+	uint64_t nch = size / CH;
+	struct volume *v = mem_volume("used", size, 12, 256 * 1024, 1 * MiB, NULL);
+	uint8_t a[CH], b[CH], got[CH], zero[CH] = { 0 };
+	struct bitmap used;
+	struct volume_stats vs;
+
+	fill(a, CH, 1);
+	fill(b, CH, 2);
+	for (uint64_t c = 0; c < nch; c++)
+		CHECK(volume_write(v, a, CH, c * CH, 0) == 0);
+	CHECK(bitmap_init(&used, nch, false) == 0);
+	CHECK(bitmap_set_range(&used, 0, 10) == 0); /* only chunks 0..9 in use */
+	struct snapshot_request rq = { .volume = v, .name = "m", .used = &used };
+	struct snapshot *s;
+	CHECK(snapshot_create_set(&rq, 1, &s) == 0);
+	CHECK(volume_write(v, b, CH, 20 * CH, 0) == 0); /* free: no copy */
+	CHECK(volume_write(v, b, CH, 5 * CH, 0) == 0);  /* used: copied */
+	volume_get_stats(v, &vs);
+	CHECK_EQ(vs.cow_chunks, 1);
+	CHECK(snapshot_read(s, got, CH, 5 * CH) == 0 && memcmp(got, a, CH) == 0);
+	CHECK(snapshot_read(s, got, CH, 20 * CH) == 0 && memcmp(got, zero, CH) == 0);
+	CHECK(snapshot_read(s, got, CH, 30 * CH) == 0 && memcmp(got, zero, CH) == 0);
+	/* applied later, a map releases copies already made of free chunks */
+	struct snapshot *all = take(v, "all");
+	CHECK(volume_write(v, a, CH, 40 * CH, 0) == 0);
+	volume_get_stats(v, &vs);
+	CHECK_EQ(vs.diff_bytes, 2 * CH);
+	CHECK(snapshot_apply_used_map(all, &used) == 0);
+	volume_get_stats(v, &vs);
+	CHECK_EQ(vs.diff_bytes, CH);
+	bitmap_destroy(&used);
+	snapshot_put(s);
+	snapshot_put(all);
+	volume_destroy(v);
+}
+
+struct ext_acc {
+	uint64_t data, zero, consumed, next;
+};
+static int ext_cb(void *arg, uint64_t off, uint64_t len, enum extent_type t)
+{
+	struct ext_acc *a = arg;
+	CHECK_EQ(off, a->next);
+	a->next = off + len;
+	if (t == EXTENT_DATA)
+		a->data += len;
+	else if (t == EXTENT_ZERO)
+		a->zero += len;
+	else
+		a->consumed += len;
+	return 0;
+}
+
+static void test_extents_and_changed(void)
+{
+	uint64_t size = 1 * MiB;
+	struct volume *v = mem_volume("ext", size, 12, 256 * 1024, 1 * MiB, NULL);
+	uint8_t a[CH];
+	struct bitmap used;
+
+	fill(a, CH, 1);
+	CHECK(bitmap_init(&used, size / CH, false) == 0);
+	CHECK(bitmap_set_range(&used, 0, 16) == 0);
+	struct snapshot_request rq = { .volume = v, .name = "e", .used = &used };
+	struct snapshot *s;
+	CHECK(snapshot_create_set(&rq, 1, &s) == 0);
+	CHECK(snapshot_consume(s, 0, 4 * CH) == 0);
+	CHECK(volume_write(v, a, CH, 100 * CH, 0) == 0);
+	CHECK(volume_write(v, a, CH, 101 * CH, 0) == 0);
+	CHECK(volume_write(v, a, CH, 8 * CH, 0) == 0);
+	struct ext_acc acc = { 0 };
+	CHECK(snapshot_extents(s, 0, size, ext_cb, &acc) == 0);
+	CHECK_EQ(acc.next, size);
+	CHECK_EQ(acc.consumed, 4 * CH);
+	CHECK_EQ(acc.data, 12 * CH); /* memory device: no holes under pending */
+	CHECK_EQ(acc.zero, size - 16 * CH);
+	struct ext_acc ch = { 0 };
+	CHECK(snapshot_changed(s, 0, size, ext_cb, &ch) == 0);
+	CHECK_EQ(ch.data, 3 * CH);
+	bitmap_destroy(&used);
+	snapshot_put(s);
+	volume_destroy(v);
+}
+
+static void test_odd_sizes(void)
+{
+	/* 1 MiB chunks over a volume that ends in the middle of one */
+	uint64_t size = 3 * MiB + 512 * 3;
+	struct volume *v = mem_volume("odd", size, 20, 4 * MiB, 8 * MiB, NULL);
+	uint8_t *a = malloc(size), *b = malloc(size), *got = malloc(size);
+
+	fill(a, size, 1);
+	fill(b, size, 2);
+	CHECK(volume_write(v, a, size, 0, 0) == 0);
+	struct snapshot *s = take(v, "odd");
+	CHECK(volume_write(v, b + size - 700, 700, size - 700, 0) == 0);
+	CHECK(volume_write(v, b + 1000, 3 * MiB, 1000, 0) == 0);
+	CHECK(snapshot_read(s, got, size, 0) == 0);
+	CHECK(memcmp(got, a, size) == 0);
+	CHECK(snapshot_consume(s, 0, size) == 0);
+	struct snapshot_stats ss;
+	snapshot_get_stats(s, &ss);
+	CHECK_EQ(ss.consumed_chunks, 4);
+	snapshot_put(s);
+	free(a);
+	free(b);
+	free(got);
+	volume_destroy(v);
+}
+
+static void test_set_of_two(void)
+{
+	struct volume *v1 = mem_volume("one", MiB, 12, 256 * 1024, MiB, NULL);
+	struct volume *v2 = mem_volume("two", MiB, 13, 256 * 1024, MiB, NULL);
+	uint8_t a[CH], b[CH], got[CH];
+	struct snapshot *out[2];
+
+	fill(a, CH, 1);
+	fill(b, CH, 2);
+	CHECK(volume_write(v1, a, CH, 0, 0) == 0);
+	CHECK(volume_write(v2, a, CH, 0, 0) == 0);
+	struct snapshot_request rq[2] = { { .volume = v1, .name = "x" },
+					  { .volume = v2, .name = "x" } };
+	CHECK(snapshot_create_set(rq, 2, out) == 0);
+	CHECK(volume_write(v1, b, CH, 0, 0) == 0);
+	CHECK(volume_write(v2, b, CH, 0, 0) == 0);
+	CHECK(snapshot_read(out[0], got, CH, 0) == 0 && memcmp(got, a, CH) == 0);
+	CHECK(snapshot_read(out[1], got, CH, 0) == 0 && memcmp(got, a, CH) == 0);
+	/* a set naming one volume twice with the same name is refused whole */
+	struct snapshot_request bad[2] = { { .volume = v1, .name = "y" },
+					   { .volume = v1, .name = "y" } };
+	struct snapshot *dup[2];
+	CHECK(snapshot_create_set(bad, 2, dup) == -EEXIST);
+	CHECK(volume_find_snapshot(v1, "y") == NULL);
+	snapshot_put(out[0]);
+	snapshot_put(out[1]);
+	volume_destroy(v1);
+	volume_destroy(v2);
+}
+
+static void test_snapshot_limit(void)
+{
+	struct volume *v = mem_volume("limit", MiB, 12, 256 * 1024, MiB, NULL);
+	struct snapshot *s[ENGINE_MAX_SNAPSHOTS];
+	char name[16];
+
+	for (int i = 0; i < ENGINE_MAX_SNAPSHOTS; i++) {
+		snprintf(name, sizeof(name), "s%d", i);
+		s[i] = take(v, name);
+	}
+	struct snapshot_request rq = { .volume = v, .name = "one-too-many" };
+	struct snapshot *extra;
+	CHECK(snapshot_create_set(&rq, 1, &extra) == -EBUSY);
+	for (int i = 0; i < ENGINE_MAX_SNAPSHOTS; i++)
+		snapshot_put(s[i]);
+	volume_destroy(v);
+}
+
+/* Writers hammer the volume while readers compare every snapshot with the
+ * copy frozen at its creation, through a buffer of two chunks. */
+struct hammer {
+	struct volume *v;
+	uint64_t size;
+	atomic_int stop;
+	pthread_rwlock_t pause; /* writers share it; the test takes it to freeze */
+};
+
+struct writer_arg {
+	struct hammer *h;
+	uint64_t seed;
+};
+
+static void *writer_thread(void *arg)
+{
+	struct hammer *h = ((struct writer_arg *)arg)->h;
+	uint64_t rs = ((struct writer_arg *)arg)->seed;
+	uint8_t buf[3 * CH];
+
+	while (!atomic_load(&h->stop)) {
+		uint64_t len = 512 * (1 + rng_below(&rs, 3 * CH / 512));
+		uint64_t off = 512 * rng_below(&rs, (h->size - len) / 512);
+		fill(buf, len, rng_next(&rs));
+		pthread_rwlock_rdlock(&h->pause);
+		CHECK(volume_write(h->v, buf, len, off, 0) == 0);
+		pthread_rwlock_unlock(&h->pause);
+	}
+	return NULL;
+}
+
+static void test_concurrent_writers(void)
+{
+	uint64_t size = 2 * MiB;
+	struct hammer h = { .size = size };
+	pthread_t tw[4];
+	struct writer_arg wa[4];
+	uint8_t *frozen = malloc(size), *got = malloc(size);
+
+	pthread_rwlockattr_t ra;
+	pthread_rwlockattr_init(&ra);
+	pthread_rwlockattr_setkind_np(&ra, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+	pthread_rwlock_init(&h.pause, &ra);
+	h.v = mem_volume("hammer", size, 12, 2 * CH, 4 * MiB, NULL);
+	fill(frozen, size, 3);
+	CHECK(volume_write(h.v, frozen, size, 0, 0) == 0);
+	for (int i = 0; i < 4; i++) {
+		wa[i].h = &h;
+		wa[i].seed = 100 + (uint64_t)i;
+		CHECK(pthread_create(&tw[i], NULL, writer_thread, &wa[i]) == 0);
+	}
+	for (int round = 0; round < 20; round++) {
+		/* freeze the writers, keep the reference, snapshot, thaw */
+		pthread_rwlock_wrlock(&h.pause);
+		CHECK(volume_read(h.v, frozen, size, 0) == 0);
+		struct snapshot *s = take(h.v, "r");
+		pthread_rwlock_unlock(&h.pause);
+		for (int k = 0; k < 5; k++) {
+			usleep(2000);
+			CHECK(snapshot_read(s, got, size, 0) == 0);
+			CHECK(memcmp(got, frozen, size) == 0);
+		}
+		snapshot_delete(s);
+		snapshot_put(s);
+	}
+	atomic_store(&h.stop, 1);
+	for (int i = 0; i < 4; i++)
+		pthread_join(tw[i], NULL);
+	struct volume_stats vs;
+	volume_get_stats(h.v, &vs);
+	printf("concurrent: %llu copies, %llu writer waits\n", (unsigned long long)vs.cow_chunks,
+	       (unsigned long long)vs.writer_waits);
+	CHECK_EQ(vs.diff_bytes, 0);
+	free(frozen);
+	free(got);
+	volume_destroy(h.v);
+}
+
+int main(void)
+{
+	test_plain_io();
+	test_snapshot_keeps_old_data();
+	test_one_copy_for_many_snapshots();
+	test_overflow_fails_snapshot_not_write();
+	test_consume();
+	test_used_map();
+	test_extents_and_changed();
+	test_odd_sizes();
+	test_set_of_two();
+	test_snapshot_limit();
+	test_concurrent_writers();
+	printf("test_engine: ok\n");
+	return 0;
+}
