@@ -49,8 +49,11 @@ struct volume_config {
  * (then diff_limit must be 0 and copies live only in the buffer). */
 int volume_create(struct volume **out, const struct volume_config *cfg, struct dev *origin,
 		  struct dev *diff);
-/* Deletes any snapshots left and frees everything. */
+/* Deletes any snapshots left and drops the creator's reference; the volume
+ * is freed when the last export on it closes. */
 void volume_destroy(struct volume *v);
+void volume_get(struct volume *v);
+void volume_put(struct volume *v);
 
 uint64_t volume_size(const struct volume *v);
 unsigned volume_chunk_shift(const struct volume *v);
@@ -129,6 +132,10 @@ void volume_foreach_snapshot(struct volume *v, void (*fn)(void *arg, struct snap
 int snapshot_delete(struct snapshot *s);
 
 const char *snapshot_name(const struct snapshot *s);
+/* Who else reads the snapshot (exports open on it): a backup consumes a
+ * snapshot only when it is the only reader.  Counted by the export layer. */
+void snapshot_readers_add(struct snapshot *s, int delta);
+int snapshot_readers(const struct snapshot *s);
 struct volume *snapshot_volume(const struct snapshot *s);
 
 /* Reads the point-in-time view.  -EIO when the snapshot failed; -ENODATA

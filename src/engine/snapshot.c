@@ -57,6 +57,16 @@ const char *snapshot_name(const struct snapshot *s)
 	return s->name;
 }
 
+void snapshot_readers_add(struct snapshot *s, int delta)
+{
+	atomic_fetch_add(&s->readers, delta);
+}
+
+int snapshot_readers(const struct snapshot *s)
+{
+	return atomic_load(&((struct snapshot *)s)->readers);
+}
+
 struct volume *snapshot_volume(const struct snapshot *s)
 {
 	return s->vol;

@@ -28,6 +28,7 @@ struct snapshot {
 	unsigned slot;           /* its bit in version masks */
 	uint64_t bit;
 	atomic_int refs;
+	atomic_int readers;
 	uint64_t created_ns;
 	uint64_t create_cost_ns; /* time the set creation held the gates */
 	/* [mu] */
@@ -86,9 +87,6 @@ static inline uint64_t chunk_len(const struct volume *v, uint64_t c)
 	uint64_t left = v->size - start;
 	return left < v->chunk_size ? left : v->chunk_size;
 }
-
-void volume_get(struct volume *v);
-void volume_put(struct volume *v);
 
 /* Version bookkeeping (volume.c). */
 void version_free_locked(struct volume *v, uint32_t id);

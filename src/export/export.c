@@ -1,0 +1,273 @@
+/* export.c - see export.h.  Two implementations behind a const ops table:
+ * one for volumes, one for snapshots. */
+#include "export.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/names.h"
+
+struct export_ops {
+	int (*pread)(struct export *e, void *buf, size_t len, uint64_t off);
+	int (*pwrite)(struct export *e, const void *buf, size_t len, uint64_t off, unsigned fl);
+	int (*flush)(struct export *e);
+	int (*trim)(struct export *e, uint64_t off, uint64_t len);
+	int (*zero)(struct export *e, uint64_t off, uint64_t len, unsigned flags);
+	int (*extents)(struct export *e, uint64_t off, uint64_t len, extent_fn fn, void *arg);
+	int (*changed)(struct export *e, uint64_t off, uint64_t len, extent_fn fn, void *arg);
+};
+
+struct export {
+	const struct export_ops *ops;
+	enum export_kind kind;
+	struct volume *vol;
+	struct snapshot *snap;
+	char name[2 * HS_NAME_MAX + 2];
+};
+
+static int in_range(const struct export *e, uint64_t off, uint64_t len)
+{
+	uint64_t size = volume_size(e->vol);
+	return off <= size && len <= size - off ? 0 : -EINVAL;
+}
+
+/* --- volumes ------------------------------------------------------------- */
+
+static int vol_pread(struct export *e, void *buf, size_t len, uint64_t off)
+{
+	return volume_read(e->vol, buf, len, off);
+}
+
+static int vol_pwrite(struct export *e, const void *buf, size_t len, uint64_t off, unsigned fl)
+{
+	int r = volume_write(e->vol, buf, len, off, (fl & EXPORT_FUA) ? VOLUME_FUA : 0);
+	return r == -ENOSPC ? -EINVAL : r;
+}
+
+static int vol_flush(struct export *e)
+{
+	return volume_flush(e->vol);
+}
+
+static int vol_trim(struct export *e, uint64_t off, uint64_t len)
+{
+	int r = volume_discard(e->vol, off, len);
+	return r == -ENOSPC ? -EINVAL : r;
+}
+
+static int vol_zero(struct export *e, uint64_t off, uint64_t len, unsigned flags)
+{
+	int r = volume_write_zeroes(e->vol, off, len,
+				    (flags & EXPORT_MAY_TRIM) ? VOLUME_MAY_UNMAP : 0);
+	if (r == 0 && (flags & EXPORT_FUA))
+		r = volume_flush(e->vol);
+	return r == -ENOSPC ? -EINVAL : r;
+}
+
+static int vol_extents(struct export *e, uint64_t off, uint64_t len, extent_fn fn, void *arg)
+{
+	return volume_extents(e->vol, off, len, fn, arg);
+}
+
+static int no_changed(struct export *e, uint64_t off, uint64_t len, extent_fn fn, void *arg)
+{
+	return -ENOTSUP;
+}
+
+static const struct export_ops volume_ops = {
+	.pread = vol_pread,
+	.pwrite = vol_pwrite,
+	.flush = vol_flush,
+	.trim = vol_trim,
+	.zero = vol_zero,
+	.extents = vol_extents,
+	.changed = no_changed,
+};
+
+/* --- snapshots ------------------------------------------------------------ */
+
+static int snap_pread(struct export *e, void *buf, size_t len, uint64_t off)
+{
+	return snapshot_read(e->snap, buf, len, off);
+}
+
+static int snap_refuse_write(struct export *e, const void *buf, size_t len, uint64_t off,
+			     unsigned fl)
+{
+	return in_range(e, off, len) ?: -EPERM;
+}
+
+static int snap_flush(struct export *e)
+{
+	return 0; /* nothing of a snapshot is ever dirty */
+}
+
+static int snap_trim(struct export *e, uint64_t off, uint64_t len)
+{
+	return snapshot_consume(e->snap, off, len);
+}
+
+static int snap_refuse_zero(struct export *e, uint64_t off, uint64_t len, unsigned flags)
+{
+	return in_range(e, off, len) ?: -EPERM;
+}
+
+static int snap_extents(struct export *e, uint64_t off, uint64_t len, extent_fn fn, void *arg)
+{
+	return snapshot_extents(e->snap, off, len, fn, arg);
+}
+
+static int snap_changed(struct export *e, uint64_t off, uint64_t len, extent_fn fn, void *arg)
+{
+	return snapshot_changed(e->snap, off, len, fn, arg);
+}
+
+static const struct export_ops snapshot_ops = {
+	.pread = snap_pread,
+	.pwrite = snap_refuse_write,
+	.flush = snap_flush,
+	.trim = snap_trim,
+	.zero = snap_refuse_zero,
+	.extents = snap_extents,
+	.changed = snap_changed,
+};
+
+/* --- common ----------------------------------------------------------------- */
+
+struct export *export_open_volume(struct volume *v)
+{
+	struct export *e = calloc(1, sizeof(*e));
+	if (!e)
+		return NULL;
+	e->ops = &volume_ops;
+	e->kind = EXPORT_VOLUME;
+	e->vol = v;
+	volume_get(v);
+	snprintf(e->name, sizeof(e->name), "%s", volume_name(v));
+	return e;
+}
+
+struct export *export_open_snapshot(struct snapshot *s)
+{
+	struct export *e = calloc(1, sizeof(*e));
+	if (!e)
+		return NULL;
+	e->ops = &snapshot_ops;
+	e->kind = EXPORT_SNAPSHOT;
+	e->snap = s;
+	e->vol = snapshot_volume(s);
+	snapshot_get(s);
+	snapshot_readers_add(s, 1);
+	snprintf(e->name, sizeof(e->name), "%s@%s", volume_name(e->vol), snapshot_name(s));
+	return e;
+}
+
+void export_close(struct export *e)
+{
+	if (!e)
+		return;
+	if (e->snap) {
+		snapshot_readers_add(e->snap, -1);
+		snapshot_put(e->snap);
+	} else {
+		volume_put(e->vol);
+	}
+	free(e);
+}
+
+enum export_kind export_kind(const struct export *e)
+{
+	return e->kind;
+}
+const char *export_name(const struct export *e)
+{
+	return e->name;
+}
+uint64_t export_size(const struct export *e)
+{
+	return volume_size(e->vol);
+}
+bool export_readonly(const struct export *e)
+{
+	return e->kind == EXPORT_SNAPSHOT;
+}
+struct volume *export_volume(const struct export *e)
+{
+	return e->vol;
+}
+struct snapshot *export_snapshot(const struct export *e)
+{
+	return e->snap;
+}
+
+uint32_t export_min_block(const struct export *e)
+{
+	return 512;
+}
+
+uint32_t export_preferred_block(const struct export *e)
+{
+	uint32_t chunk = (uint32_t)1 << volume_chunk_shift(e->vol);
+	return chunk < 4096 ? 4096 : chunk;
+}
+
+uint32_t export_max_block(const struct export *e)
+{
+	return 32u << 20;
+}
+
+int export_pread(struct export *e, void *buf, size_t len, uint64_t off)
+{
+	int r = in_range(e, off, len);
+	return r ? r : e->ops->pread(e, buf, len, off);
+}
+
+int export_pwrite(struct export *e, const void *buf, size_t len, uint64_t off, unsigned flags)
+{
+	return e->ops->pwrite(e, buf, len, off, flags);
+}
+
+int export_flush(struct export *e)
+{
+	return e->ops->flush(e);
+}
+
+int export_trim(struct export *e, uint64_t off, uint64_t len)
+{
+	int r = in_range(e, off, len);
+	return r ? r : e->ops->trim(e, off, len);
+}
+
+int export_zero(struct export *e, uint64_t off, uint64_t len, unsigned flags)
+{
+	return e->ops->zero(e, off, len, flags);
+}
+
+int export_extents(struct export *e, uint64_t off, uint64_t len, extent_fn fn, void *arg)
+{
+	int r = in_range(e, off, len);
+	return r ? r : e->ops->extents(e, off, len, fn, arg);
+}
+
+int export_changed(struct export *e, uint64_t off, uint64_t len, extent_fn fn, void *arg)
+{
+	int r = in_range(e, off, len);
+	return r ? r : e->ops->changed(e, off, len, fn, arg);
+}
+
+const char *export_failure_reason(struct export *e, char *buf, size_t len)
+{
+	struct snapshot_stats st;
+
+	buf[0] = '\0';
+	if (!e->snap)
+		return buf;
+	snapshot_get_stats(e->snap, &st);
+	if (st.state == SNAPSHOT_FAILED)
+		snprintf(buf, len, "%s", st.reason);
+	else if (st.state == SNAPSHOT_DELETED)
+		snprintf(buf, len, "the snapshot was deleted");
+	return buf;
+}
