@@ -100,6 +100,8 @@ struct volume_stats {
 	size_t map_memory;           /* bytes of RAM in maps and copy records */
 };
 void volume_get_stats(struct volume *v, struct volume_stats *st);
+/* Just diff_bytes: cheap enough to sample once per backup block. */
+uint64_t volume_diff_bytes(struct volume *v);
 
 /* --- snapshots ---------------------------------------------------------- */
 

@@ -564,6 +564,16 @@ int volume_extents(struct volume *v, uint64_t off, uint64_t len, extent_fn fn, v
 	return 0;
 }
 
+uint64_t volume_diff_bytes(struct volume *v)
+{
+	uint64_t n;
+
+	pthread_mutex_lock(&v->mu);
+	n = v->ds.file_used_count * v->chunk_size;
+	pthread_mutex_unlock(&v->mu);
+	return n;
+}
+
 void volume_get_stats(struct volume *v, struct volume_stats *st)
 {
 	memset(st, 0, sizeof(*st));

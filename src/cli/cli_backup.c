@@ -1,0 +1,234 @@
+/* cli_backup.c - hotsnap backup SOURCE -o FILE.
+ *
+ * The image is written to an unnamed file in the target's directory
+ * (O_TMPFILE) and given its name only when the daemon reports success, so an
+ * interrupted or failed backup never leaves a half image under the final
+ * name; if the CLI is killed, the unnamed file simply vanishes.  Where
+ * O_TMPFILE is not supported, a hidden temporary name is used and removed on
+ * failure or on SIGINT/SIGTERM. */
+#include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cli/args.h"
+#include "cli/commands.h"
+
+static const struct cmd_spec backup_spec = {
+	.cmd = "backup",
+	.positional = "SOURCE",
+	.min_pos = 1,
+	.max_pos = 1,
+	.summary =
+		"Writes a raw image of SOURCE to FILE, sparse where the source reads zeros.\n"
+		"SOURCE is VOLUME@SNAPSHOT, or a VOLUME: then the backup takes its own frozen\n"
+		"snapshot, consumes it as it reads (so the diff store shrinks as it goes) and\n"
+		"deletes it at the end.  The backup yields to the volume's own I/O.",
+	.opts = {
+		{ "output", OPT_PATH, 'o', "FILE", "the image to write (required)" },
+		{ "no-progress", OPT_FLAG, 0, "", "no progress bar, even on a terminal" },
+		{ "consume", OPT_FLAG, 0, "", "release the snapshot's data as it is read (VOLUME@SNAPSHOT)" },
+		{ "all-blocks", OPT_FLAG, 0, "", "read every block, not only those in use" },
+		{ "rate", OPT_NUMBER, 0, "MB/s", "read at most this many MB (10^6 bytes) a second" },
+		{ "format", OPT_STRING, 0, "FORMAT", "image format: raw (default)" },
+	},
+};
+
+static char named_tmp[PATH_MAX]; /* removed on a signal, when used */
+
+static void remove_tmp_and_exit(int sig)
+{
+	if (named_tmp[0])
+		unlink(named_tmp);
+	_exit(128 + sig);
+}
+
+struct progress {
+	bool show;
+	bool drawn;
+	const char *source;
+};
+
+static void draw(void *arg, json_object *ev)
+{
+	struct progress *pr = arg;
+	struct winsize ws;
+	double pos = (double)cli_get_int(ev, "position");
+	double size = (double)cli_get_int(ev, "size");
+	double secs = cli_get_double(ev, "seconds");
+	double rate = secs > 0 ? pos / secs : 0;
+	double frac = size > 0 ? pos / size : 0;
+	int width = 80, bar;
+	char eta[32] = "--:--";
+
+	if (!pr->show)
+		return;
+	if (ioctl(STDERR_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 40)
+		width = ws.ws_col;
+	if (rate > 0 && size > pos) {
+		long s = (long)((size - pos) / rate);
+		snprintf(eta, sizeof(eta), "%ld:%02ld", s / 60, s % 60);
+	}
+	bar = width - 46;
+	if (bar > 50)
+		bar = 50;
+	fprintf(stderr, "\r[");
+	for (int i = 0; i < bar; i++)
+		fputc(i < (int)(frac * bar) ? '#' : '.', stderr);
+	fprintf(stderr, "] %3.0f%% %7.1f MB/s ETA %s  ", frac * 100, rate / 1e6, eta);
+	fflush(stderr);
+	pr->drawn = true;
+}
+
+/* Opens the unnamed (or hidden) temporary file next to final. */
+static int open_temp(const char *final, char *dir, size_t dirlen)
+{
+	char copy[PATH_MAX];
+	int fd;
+
+	snprintf(copy, sizeof(copy), "%s", final);
+	snprintf(dir, dirlen, "%s", dirname(copy));
+	fd = open(dir, O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600);
+	if (fd >= 0 || (errno != EOPNOTSUPP && errno != EISDIR && errno != EINVAL))
+		return fd < 0 ? -errno : fd;
+	snprintf(copy, sizeof(copy), "%s", final);
+	snprintf(named_tmp, sizeof(named_tmp), "%s/.%s.hotsnap-XXXXXX", dir, basename(copy));
+	fd = mkstemp(named_tmp);
+	if (fd < 0) {
+		named_tmp[0] = '\0';
+		return -errno;
+	}
+	signal(SIGINT, remove_tmp_and_exit);
+	signal(SIGTERM, remove_tmp_and_exit);
+	signal(SIGHUP, remove_tmp_and_exit);
+	return fd;
+}
+
+/* Gives the finished temporary file its final name, atomically. */
+static int publish(int fd, const char *final, const char *dir)
+{
+	char proc[64], tmp[PATH_MAX];
+	int dfd;
+
+	if (named_tmp[0]) {
+		if (rename(named_tmp, final) < 0)
+			return -errno;
+		named_tmp[0] = '\0';
+	} else {
+		/* linkat cannot replace a file: link to a private name, rename over */
+		snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+		snprintf(tmp, sizeof(tmp), "%s/.hotsnap-backup-%d", dir, (int)getpid());
+		unlink(tmp);
+		if (linkat(AT_FDCWD, proc, AT_FDCWD, tmp, AT_SYMLINK_FOLLOW) < 0)
+			return -errno;
+		if (rename(tmp, final) < 0) {
+			int r = -errno;
+			unlink(tmp);
+			return r;
+		}
+	}
+	dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (dfd >= 0) {
+		fsync(dfd);
+		close(dfd);
+	}
+	return 0;
+}
+
+int cli_backup(const struct cli *cli, int argc, char **argv)
+{
+	struct parsed_args p;
+	struct progress pr = { 0 };
+	json_object *args, *res;
+	const struct opt_value *out, *v;
+	char dir[PATH_MAX], a[32], b[32], c[32], d[32], e[32];
+	struct stat st;
+	bool direct = false;
+	int fd, r;
+
+	r = args_parse(&backup_spec, argc, argv, &p);
+	if (r)
+		return r < 0 ? EXIT_OK : r;
+	out = args_get(&backup_spec, &p, "output");
+	if (!out->set)
+		return cli_usage_error("backup", "-o FILE is required");
+	if (strchr(p.pos[0], '@') ? (r = cli_check_snapshot_name("backup", p.pos[0]))
+				  : (r = cli_check_volume_name("backup", p.pos[0])))
+		return r;
+	if (args_get(&backup_spec, &p, "consume")->set && !strchr(p.pos[0], '@'))
+		return cli_usage_error("backup",
+				       "--consume is for VOLUME@SNAPSHOT (a backup of a VOLUME always "
+				       "consumes its own snapshot)");
+	if ((v = args_get(&backup_spec, &p, "format"))->set && strcmp(v->str, "raw") != 0)
+		return cli_usage_error("backup", "--format '%s' is not supported (raw)", v->str);
+
+	/* a block device is written in place; anything else through a temp file */
+	if (stat(out->str, &st) == 0 && S_ISBLK(st.st_mode)) {
+		fd = open(out->str, O_WRONLY | O_CLOEXEC);
+		direct = true;
+		if (fd < 0) {
+			fprintf(stderr, "hotsnap: cannot open %s: %s\n", out->str, strerror(errno));
+			return EXIT_ERROR;
+		}
+	} else {
+		fd = open_temp(out->str, dir, sizeof(dir));
+		if (fd < 0) {
+			fprintf(stderr, "hotsnap: cannot create the image in %s: %s\n", dir,
+				strerror(-fd));
+			return EXIT_ERROR;
+		}
+	}
+	args = json_object_new_object();
+	json_object_object_add(args, "source", json_object_new_string(p.pos[0]));
+	json_object_object_add(args, "output", json_object_new_string(out->str));
+	json_object_object_add(args, "consume",
+			       json_object_new_boolean(args_get(&backup_spec, &p, "consume")->set));
+	json_object_object_add(args, "all_blocks",
+			       json_object_new_boolean(args_get(&backup_spec, &p, "all-blocks")->set));
+	if ((v = args_get(&backup_spec, &p, "rate"))->set)
+		json_object_object_add(args, "rate", json_object_new_int64((int64_t)(v->num * 1000000)));
+	pr.show = !args_get(&backup_spec, &p, "no-progress")->set && isatty(STDERR_FILENO);
+	pr.source = p.pos[0];
+	json_object_object_add(args, "progress", json_object_new_boolean(pr.show));
+
+	r = cli_call(cli, "backup", args, fd, draw, &pr, &res);
+	if (pr.drawn)
+		fputc('\n', stderr);
+	if (r == EXIT_OK && !direct) {
+		int pr_err = publish(fd, out->str, dir);
+		if (pr_err < 0) {
+			fprintf(stderr, "hotsnap: the backup finished but naming it %s failed: %s\n",
+				out->str, strerror(-pr_err));
+			r = EXIT_ERROR;
+		}
+	}
+	close(fd);
+	if (named_tmp[0])
+		unlink(named_tmp);
+	if (r != EXIT_OK) {
+		json_object_put(res);
+		return r;
+	}
+	if (cli->json) {
+		cli_print_json(res);
+	} else {
+		printf("%s -> %s: %s image, %s read, %s skipped (free or zero), %.2f s, %.0f MB/s; "
+		       "copied on write %s, diff store peak %s\n",
+		       cli_get_str(res, "source"), out->str,
+		       cli_size((uint64_t)cli_get_int(res, "size_bytes"), a, sizeof(a)),
+		       cli_size((uint64_t)cli_get_int(res, "bytes_read"), b, sizeof(b)),
+		       cli_size((uint64_t)cli_get_int(res, "bytes_skipped"), c, sizeof(c)),
+		       cli_get_double(res, "seconds"), cli_get_double(res, "mb_per_s"),
+		       cli_size((uint64_t)cli_get_int(res, "cow_bytes"), d, sizeof(d)),
+		       cli_size((uint64_t)cli_get_int(res, "diff_peak_bytes"), e, sizeof(e)));
+	}
+	json_object_put(res);
+	return EXIT_OK;
+}

@@ -1,0 +1,108 @@
+/* cli_status.c - hotsnap status, and hotsnap shutdown. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/args.h"
+#include "cli/commands.h"
+
+static void print_volume(json_object *v)
+{
+	char a[32], b[32], c[32], d[32], e[32];
+	const char *dev = cli_get_str(v, "device");
+	json_object *backups, *stf;
+
+	printf("volume %s: %s, backing %s%s%s\n", cli_get_str(v, "name"),
+	       cli_size((uint64_t)cli_get_int(v, "size"), a, sizeof(a)), cli_get_str(v, "backing"),
+	       dev ? ", attached as " : "", dev ? dev : "");
+	if (cli_get_str(v, "error")) {
+		printf("  ERROR: %s\n", cli_get_str(v, "error"));
+		return;
+	}
+	printf("  diff store: %s held (peak %s, limit %s, %s in the file), ",
+	       cli_size((uint64_t)cli_get_int(v, "diff_bytes"), a, sizeof(a)),
+	       cli_size((uint64_t)cli_get_int(v, "diff_peak_bytes"), b, sizeof(b)),
+	       cli_size((uint64_t)cli_get_int(v, "diff_limit"), c, sizeof(c)),
+	       cli_size((uint64_t)cli_get_int(v, "diff_file_bytes"), d, sizeof(d)));
+	printf("RAM buffer %s of %s\n", cli_size((uint64_t)cli_get_int(v, "ram_bytes"), e, sizeof(e)),
+	       cli_size((uint64_t)cli_get_int(v, "cow_buffer"), a, sizeof(a)));
+	printf("  copied on write: %s; writers waited for buffer room %lld times\n",
+	       cli_size((uint64_t)cli_get_int(v, "cow_bytes"), a, sizeof(a)),
+	       (long long)cli_get_int(v, "writer_waits"));
+	double rate = cli_get_double(v, "fill_rate_bytes_per_s");
+	if (rate > 0 && json_object_object_get_ex(v, "seconds_to_full", &stf) && stf)
+		printf("  filling at %s/s: full in %.0f s at this rate\n",
+		       cli_size((uint64_t)rate, a, sizeof(a)), json_object_get_double(stf));
+	printf("  FUSE file %s; NBD %s\n", cli_get_str(v, "fuse_file"),
+	       cli_get_str(v, "nbd_uri") ? cli_get_str(v, "nbd_uri") : "-");
+	if (json_object_object_get_ex(v, "backups", &backups))
+		for (size_t i = 0; i < json_object_array_length(backups); i++) {
+			json_object *bk = json_object_array_get_idx(backups, i);
+			double pos = (double)cli_get_int(bk, "position");
+			double size = (double)cli_get_int(bk, "size");
+			printf("  backup of %s to %s: %.0f%% (%s of %s), %.0f MB/s, yielded %lld "
+			       "times\n",
+			       cli_get_str(bk, "source"), cli_get_str(bk, "output"),
+			       size > 0 ? 100 * pos / size : 0, cli_size((uint64_t)pos, a, sizeof(a)),
+			       cli_size((uint64_t)size, b, sizeof(b)), cli_get_double(bk, "mb_per_s"),
+			       (long long)cli_get_int(bk, "yields"));
+		}
+}
+
+int cli_status(const struct cli *cli, int argc, char **argv)
+{
+	static const struct cmd_spec spec = {
+		.cmd = "status", .positional = "",
+		.summary = "Shows the daemon, its volumes and snapshots, diff store use and backups."
+	};
+	struct parsed_args p;
+	json_object *res, *vols, *snaps;
+	int r = args_parse(&spec, argc, argv, &p);
+	char a[32], b[32];
+
+	if (r)
+		return r < 0 ? EXIT_OK : r;
+	r = cli_call(cli, "status", NULL, -1, NULL, NULL, &res);
+	if (r)
+		return r;
+	if (cli->json) {
+		cli_print_json(res);
+		json_object_put(res);
+		return EXIT_OK;
+	}
+	printf("hotsnap daemon %lld on %s, up %.0f s, RSS %s\n", (long long)cli_get_int(res, "pid"),
+	       cli_get_str(res, "state_dir"), cli_get_double(res, "uptime_s"),
+	       cli_size((uint64_t)cli_get_int(res, "rss_bytes"), a, sizeof(a)));
+	if (cli_get_str(res, "fuse_problem"))
+		printf("PROBLEM: %s\n", cli_get_str(res, "fuse_problem"));
+	json_object_object_get_ex(res, "volumes", &vols);
+	for (size_t i = 0; i < json_object_array_length(vols); i++)
+		print_volume(json_object_array_get_idx(vols, i));
+	json_object_object_get_ex(res, "snapshots", &snaps);
+	for (size_t i = 0; i < json_object_array_length(snaps); i++) {
+		json_object *s = json_object_array_get_idx(snaps, i);
+		const char *reason = cli_get_str(s, "reason");
+		printf("snapshot %s: %s%s%s; copied on write %s, holds %s\n",
+		       cli_get_str(s, "snapshot"), cli_get_str(s, "state"), reason ? ": " : "",
+		       reason ? reason : "", cli_size((uint64_t)cli_get_int(s, "cow_bytes"), a, sizeof(a)),
+		       cli_size((uint64_t)cli_get_int(s, "held_bytes"), b, sizeof(b)));
+	}
+	json_object_put(res);
+	return EXIT_OK;
+}
+
+int cli_shutdown(const struct cli *cli, int argc, char **argv)
+{
+	static const struct cmd_spec spec = {
+		.cmd = "shutdown", .positional = "",
+		.summary = "Stops the daemon as SIGTERM would: detaches its loop devices and unmounts."
+	};
+	struct parsed_args p;
+	json_object *res;
+	int r = args_parse(&spec, argc, argv, &p);
+
+	if (r)
+		return r < 0 ? EXIT_OK : r;
+	r = cli_call(cli, "shutdown", NULL, -1, NULL, NULL, &res);
+	json_object_put(res);
+	return r;
+}

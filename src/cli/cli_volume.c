@@ -1,0 +1,197 @@
+/* cli_volume.c - hotsnap volume create|attach|detach|list|remove. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/args.h"
+#include "cli/commands.h"
+#include "common/names.h"
+
+int cli_check_volume_name(const char *cmd, const char *name)
+{
+	const char *why = names_check(name);
+	return why ? cli_usage_error(cmd, "bad volume name '%s': %s", name, why) : 0;
+}
+
+int cli_check_snapshot_name(const char *cmd, const char *name)
+{
+	char v[HS_NAME_MAX + 1], s[HS_NAME_MAX + 1];
+	const char *why = names_split_snapshot(name, v, s);
+	return why ? cli_usage_error(cmd, "bad snapshot '%s': %s", name, why) : 0;
+}
+
+static const struct cmd_spec create_spec = {
+	.cmd = "volume create",
+	.positional = "NAME",
+	.min_pos = 1,
+	.max_pos = 1,
+	.summary = "Defines a volume served by the daemon over a backing file or block device.\n"
+		   "With --size, a backing file that does not exist is created (sparse).",
+	.opts = {
+		{ "backing", OPT_PATH, 0, "PATH", "the file or block device holding the data (required)" },
+		{ "size", OPT_SIZE, 0, "SIZE", "volume size (default: the backing's size)" },
+		{ "chunk-size", OPT_SIZE, 0, "SIZE", "copy-on-write unit, 4K to 1M, a power of two (default 4K)" },
+		{ "cow-buffer", OPT_SIZE, 0, "SIZE", "RAM for saved originals (default 8M)" },
+		{ "diff-dir", OPT_PATH, 0, "DIR", "where the diff file goes (default: STATE_DIR/diff)" },
+		{ "diff-limit", OPT_SIZE, 0, "SIZE", "most the diff file may hold (default: 10% of the volume)" },
+	},
+};
+
+static struct cmd_spec name_spec(const char *cmd, const char *summary)
+{
+	struct cmd_spec s = { .cmd = cmd, .positional = "NAME", .min_pos = 1, .max_pos = 1,
+			      .summary = summary };
+	return s;
+}
+
+static void add_u64(json_object *o, const char *key, uint64_t v)
+{
+	json_object_object_add(o, key, json_object_new_int64((int64_t)v));
+}
+
+static int volume_create(const struct cli *cli, int argc, char **argv)
+{
+	struct parsed_args p;
+	json_object *args, *res;
+	int r = args_parse(&create_spec, argc, argv, &p);
+	const struct opt_value *v;
+	char a[32];
+
+	if (r)
+		return r < 0 ? EXIT_OK : r;
+	if ((r = cli_check_volume_name(create_spec.cmd, p.pos[0])))
+		return r;
+	if (!args_get(&create_spec, &p, "backing")->set)
+		return cli_usage_error(create_spec.cmd, "--backing PATH is required");
+	args = json_object_new_object();
+	json_object_object_add(args, "name", json_object_new_string(p.pos[0]));
+	json_object_object_add(args, "backing",
+			       json_object_new_string(args_get(&create_spec, &p, "backing")->str));
+	static const char *const sizes[][2] = { { "size", "size" },
+						{ "chunk-size", "chunk_size" },
+						{ "cow-buffer", "cow_buffer" },
+						{ "diff-limit", "diff_limit" } };
+	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++)
+		if ((v = args_get(&create_spec, &p, sizes[i][0]))->set)
+			add_u64(args, sizes[i][1], v->num);
+	if ((v = args_get(&create_spec, &p, "diff-dir"))->set)
+		json_object_object_add(args, "diff_dir", json_object_new_string(v->str));
+	r = cli_call(cli, "volume.create", args, -1, NULL, NULL, &res);
+	if (r)
+		return r;
+	if (cli->json)
+		cli_print_json(res);
+	else
+		printf("volume %s: %s on %s\n", p.pos[0],
+		       cli_size((uint64_t)cli_get_int(res, "size"), a, sizeof(a)),
+		       cli_get_str(res, "backing"));
+	json_object_put(res);
+	return EXIT_OK;
+}
+
+/* attach and detach and remove: NAME in, a device or nothing out. */
+static int volume_simple(const struct cli *cli, const struct cmd_spec *spec, const char *cmd,
+			 int argc, char **argv)
+{
+	struct parsed_args p;
+	json_object *args, *res;
+	int r = args_parse(spec, argc, argv, &p);
+
+	if (r)
+		return r < 0 ? EXIT_OK : r;
+	if ((r = cli_check_volume_name(spec->cmd, p.pos[0])))
+		return r;
+	args = json_object_new_object();
+	json_object_object_add(args, "name", json_object_new_string(p.pos[0]));
+	r = cli_call(cli, cmd, args, -1, NULL, NULL, &res);
+	if (r)
+		return r;
+	if (cli->json)
+		cli_print_json(res);
+	else if (cli_get_str(res, "device"))
+		printf("%s\n", cli_get_str(res, "device"));
+	json_object_put(res);
+	return EXIT_OK;
+}
+
+static int volume_list(const struct cli *cli, int argc, char **argv)
+{
+	static const struct cmd_spec spec = { .cmd = "volume list", .positional = "",
+					      .summary = "Lists the volumes." };
+	struct parsed_args p;
+	json_object *res, *vols;
+	int r = args_parse(&spec, argc, argv, &p);
+	char a[32], b[32];
+
+	if (r)
+		return r < 0 ? EXIT_OK : r;
+	r = cli_call(cli, "volume.list", NULL, -1, NULL, NULL, &res);
+	if (r)
+		return r;
+	if (cli->json) {
+		cli_print_json(res);
+		json_object_put(res);
+		return EXIT_OK;
+	}
+	json_object_object_get_ex(res, "volumes", &vols);
+	printf("%-20s %10s %7s %-12s %5s  %s\n", "NAME", "SIZE", "CHUNK", "DEVICE", "SNAPS",
+	       "BACKING");
+	for (size_t i = 0; i < json_object_array_length(vols); i++) {
+		json_object *v = json_object_array_get_idx(vols, i);
+		const char *dev = cli_get_str(v, "device");
+		printf("%-20s %10s %7s %-12s %5lld  %s%s%s\n", cli_get_str(v, "name"),
+		       cli_size((uint64_t)cli_get_int(v, "size"), a, sizeof(a)),
+		       cli_size((uint64_t)cli_get_int(v, "chunk_size"), b, sizeof(b)),
+		       dev ? dev : "-", (long long)cli_get_int(v, "snapshots"),
+		       cli_get_str(v, "backing"), cli_get_str(v, "error") ? "  ERROR: " : "",
+		       cli_get_str(v, "error") ? cli_get_str(v, "error") : "");
+	}
+	json_object_put(res);
+	return EXIT_OK;
+}
+
+int cli_volume(const struct cli *cli, int argc, char **argv)
+{
+	static const char help[] =
+		"usage: hotsnap volume create|attach|detach|list|remove ...\n"
+		"  create NAME --backing PATH [--size SIZE] [--chunk-size SIZE] [--cow-buffer SIZE]\n"
+		"              [--diff-dir DIR] [--diff-limit SIZE]\n"
+		"  attach NAME     attach a loop device (prints /dev/loopN)\n"
+		"  detach NAME     detach its loop device\n"
+		"  list            list the volumes\n"
+		"  remove NAME     forget the volume (its backing file stays)\n";
+
+	if (argc < 2) {
+		fprintf(stderr, "%s", help);
+		return EXIT_USAGE;
+	}
+	const char *sub = argv[1];
+	argc--;
+	argv++;
+	if (strcmp(sub, "create") == 0)
+		return volume_create(cli, argc, argv);
+	if (strcmp(sub, "list") == 0)
+		return volume_list(cli, argc, argv);
+	if (strcmp(sub, "attach") == 0) {
+		struct cmd_spec s = name_spec("volume attach",
+					      "Attaches a loop device (direct I/O) to the volume's "
+					      "FUSE file and prints it.");
+		return volume_simple(cli, &s, "volume.attach", argc, argv);
+	}
+	if (strcmp(sub, "detach") == 0) {
+		struct cmd_spec s = name_spec("volume detach",
+					      "Detaches the volume's loop device (refused while "
+					      "mounted).");
+		return volume_simple(cli, &s, "volume.detach", argc, argv);
+	}
+	if (strcmp(sub, "remove") == 0) {
+		struct cmd_spec s = name_spec("volume remove",
+					      "Forgets the volume; its backing file is left as it is.");
+		return volume_simple(cli, &s, "volume.remove", argc, argv);
+	}
+	if (strcmp(sub, "--help") == 0 || strcmp(sub, "-h") == 0 || strcmp(sub, "help") == 0) {
+		printf("%s", help);
+		return EXIT_OK;
+	}
+	fprintf(stderr, "hotsnap volume: unknown subcommand '%s'\n%s", sub, help);
+	return EXIT_USAGE;
+}

@@ -1,0 +1,154 @@
+/* client.c - see client.h. */
+#include "client.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "common/units.h"
+#include "control/proto.h"
+#include "control/transport.h"
+
+static int connect_daemon(const struct cli *cli)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	int fd;
+
+	if (snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/control.sock", cli->state_dir) >=
+	    (int)sizeof(sa.sun_path)) {
+		fprintf(stderr, "hotsnap: the state dir path %s is too long\n", cli->state_dir);
+		return -ENAMETOOLONG;
+	}
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		fprintf(stderr, "hotsnap: socket: %s\n", strerror(errno));
+		return -errno;
+	}
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		int e = errno;
+		if (e == ENOENT || e == ECONNREFUSED)
+			fprintf(stderr,
+				"hotsnap: no daemon is running on %s (start one with 'hotsnap "
+				"--state-dir %s daemon --detach')\n",
+				cli->state_dir, cli->state_dir);
+		else
+			fprintf(stderr, "hotsnap: cannot reach the daemon at %s: %s\n", sa.sun_path,
+				strerror(e));
+		close(fd);
+		return -e;
+	}
+	return fd;
+}
+
+int cli_call(const struct cli *cli, const char *cmd, json_object *args, int fd,
+	     event_fn on_event, void *arg, json_object **result)
+{
+	static char line[CONTROL_MAX_LINE + 2];
+	struct ctl_reader rd;
+	json_object *req = ctl_request_new(cmd, args);
+	int sock = connect_daemon(cli);
+	int status = EXIT_ERROR;
+
+	*result = NULL;
+	if (sock < 0) {
+		json_object_put(req);
+		return EXIT_ERROR;
+	}
+	if (ctl_send_json(sock, req, fd) < 0) {
+		fprintf(stderr, "hotsnap: cannot send the request: %s\n", strerror(errno));
+		goto out;
+	}
+	ctl_reader_init(&rd, sock);
+	for (;;) {
+		long n = ctl_read_line(&rd, line, sizeof(line));
+		json_object *o, *v;
+		if (n <= 0) {
+			fprintf(stderr, "hotsnap: the daemon closed the connection without an "
+					"answer (did it stop? see its log)\n");
+			goto out;
+		}
+		o = json_tokener_parse(line);
+		if (!o || !json_object_is_type(o, json_type_object)) {
+			fprintf(stderr, "hotsnap: the daemon sent something unreadable\n");
+			json_object_put(o);
+			goto out;
+		}
+		if (json_object_object_get_ex(o, "event", NULL)) {
+			if (on_event)
+				on_event(arg, o);
+			json_object_put(o);
+			continue;
+		}
+		if (json_object_object_get_ex(o, "ok", &v) && json_object_get_boolean(v)) {
+			if (json_object_object_get_ex(o, "result", &v))
+				*result = json_object_get(v);
+			else
+				*result = json_object_new_object();
+			status = EXIT_OK;
+		} else {
+			const char *err = cli_get_str(o, "error");
+			fprintf(stderr, "hotsnap: %s\n", err ? err : "the command failed");
+			status = cli_get_bool(o, "usage") ? EXIT_USAGE : EXIT_ERROR;
+		}
+		json_object_put(o);
+		break;
+	}
+out:
+	json_object_put(req);
+	close(sock);
+	return status;
+}
+
+void cli_print_json(json_object *result)
+{
+	printf("%s\n", json_object_to_json_string_ext(result, JSON_C_TO_STRING_PRETTY |
+								       JSON_C_TO_STRING_NOSLASHESCAPE));
+}
+
+const char *cli_size(uint64_t bytes, char *buf, size_t len)
+{
+	return units_format_size(bytes, buf, len);
+}
+
+int64_t cli_get_int(json_object *o, const char *key)
+{
+	json_object *v;
+	return json_object_object_get_ex(o, key, &v) ? json_object_get_int64(v) : 0;
+}
+
+const char *cli_get_str(json_object *o, const char *key)
+{
+	json_object *v;
+	if (!json_object_object_get_ex(o, key, &v) || !json_object_is_type(v, json_type_string))
+		return NULL;
+	return json_object_get_string(v);
+}
+
+double cli_get_double(json_object *o, const char *key)
+{
+	json_object *v;
+	return json_object_object_get_ex(o, key, &v) ? json_object_get_double(v) : 0;
+}
+
+bool cli_get_bool(json_object *o, const char *key)
+{
+	json_object *v;
+	return json_object_object_get_ex(o, key, &v) && json_object_get_boolean(v);
+}
+
+int cli_usage_error(const char *cmd, const char *fmt, ...)
+{
+	va_list ap;
+
+	fprintf(stderr, "hotsnap %s: ", cmd);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fprintf(stderr, " (see 'hotsnap %s --help')\n", cmd);
+	return EXIT_USAGE;
+}

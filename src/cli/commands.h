@@ -1,0 +1,17 @@
+/* commands.h - the CLI's command groups. argv[0] is the subcommand word. */
+#ifndef HS_CLI_COMMANDS_H
+#define HS_CLI_COMMANDS_H
+
+#include "cli/client.h"
+
+int cli_volume(const struct cli *cli, int argc, char **argv);
+int cli_snapshot(const struct cli *cli, int argc, char **argv);
+int cli_backup(const struct cli *cli, int argc, char **argv);
+int cli_status(const struct cli *cli, int argc, char **argv);
+int cli_shutdown(const struct cli *cli, int argc, char **argv);
+
+/* Checks a VOLUME or VOLUME@SNAPSHOT word; prints a usage error if bad. */
+int cli_check_volume_name(const char *cmd, const char *name);
+int cli_check_snapshot_name(const char *cmd, const char *name);
+
+#endif

@@ -1,0 +1,87 @@
+/* main.c - hotsnap [--state-dir DIR] [--json] COMMAND ... */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/commands.h"
+#include "daemon/daemon_main.h"
+
+static const char usage[] =
+	"usage: hotsnap [--state-dir DIR] [--json] COMMAND ...\n"
+	"\n"
+	"  daemon [--detach] [--nbd unix:PATH|tcp:HOST:PORT]...   run the daemon\n"
+	"  volume create NAME --backing PATH [--size SIZE] [--chunk-size SIZE]\n"
+	"                [--cow-buffer SIZE] [--diff-dir DIR] [--diff-limit SIZE]\n"
+	"  volume attach|detach|remove NAME\n"
+	"  volume list\n"
+	"  snapshot create VOLUME... [--name NAME] [--no-freeze] [--all-blocks]\n"
+	"  snapshot list\n"
+	"  snapshot attach|detach|delete VOLUME@NAME\n"
+	"  backup SOURCE -o FILE [--no-progress] [--consume] [--all-blocks] [--rate MB/s]\n"
+	"  status\n"
+	"  shutdown\n"
+	"\n"
+	"The state dir is $HOTSNAP_STATE_DIR, else /var/lib/hotsnap.  'hotsnap COMMAND --help'\n"
+	"describes a command.  Exit status: 0 done, 1 error, 2 bad usage.\n";
+
+int main(int argc, char **argv)
+{
+	struct cli cli = { .state_dir = getenv("HOTSNAP_STATE_DIR") };
+	int i = 1;
+
+	if (!cli.state_dir || !cli.state_dir[0])
+		cli.state_dir = "/var/lib/hotsnap";
+	while (i < argc && argv[i][0] == '-') {
+		if (strcmp(argv[i], "--state-dir") == 0) {
+			if (i + 1 >= argc || !argv[i + 1][0]) {
+				fprintf(stderr, "hotsnap: --state-dir needs a directory\n");
+				return EXIT_USAGE;
+			}
+			cli.state_dir = argv[++i];
+		} else if (strncmp(argv[i], "--state-dir=", 12) == 0) {
+			cli.state_dir = argv[i] + 12;
+		} else if (strcmp(argv[i], "--json") == 0) {
+			cli.json = true;
+		} else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+			printf("%s", usage);
+			return EXIT_OK;
+		} else if (strcmp(argv[i], "--version") == 0) {
+			printf("hotsnap %s\n", HOTSNAP_VERSION);
+			return EXIT_OK;
+		} else {
+			fprintf(stderr, "hotsnap: unknown option '%s'\n%s", argv[i], usage);
+			return EXIT_USAGE;
+		}
+		i++;
+	}
+	if (i >= argc) {
+		fprintf(stderr, "%s", usage);
+		return EXIT_USAGE;
+	}
+	const char *cmd = argv[i];
+	argc -= i;
+	argv += i;
+	if (strcmp(cmd, "daemon") == 0)
+		return daemon_main(cli.state_dir, argc, argv);
+	if (cli.state_dir[0] != '/') {
+		fprintf(stderr, "hotsnap: the state dir must be an absolute path, not '%s'\n",
+			cli.state_dir);
+		return EXIT_USAGE;
+	}
+	if (strcmp(cmd, "volume") == 0)
+		return cli_volume(&cli, argc, argv);
+	if (strcmp(cmd, "snapshot") == 0)
+		return cli_snapshot(&cli, argc, argv);
+	if (strcmp(cmd, "backup") == 0)
+		return cli_backup(&cli, argc, argv);
+	if (strcmp(cmd, "status") == 0)
+		return cli_status(&cli, argc, argv);
+	if (strcmp(cmd, "shutdown") == 0)
+		return cli_shutdown(&cli, argc, argv);
+	if (strcmp(cmd, "help") == 0) {
+		printf("%s", usage);
+		return EXIT_OK;
+	}
+	fprintf(stderr, "hotsnap: unknown command '%s'\n%s", cmd, usage);
+	return EXIT_USAGE;
+}

@@ -1,0 +1,406 @@
+/* backup.c - see backup.h.
+ *
+ * Notes on the design
+ * -------------------
+ * Two threads: this one reads the snapshot, a writer thread writes the image,
+ * with BUFFERS blocks of BLOCK bytes between them, so memory stays at a few
+ * MiB whatever the volume size.  Reads are aligned to BLOCK boundaries so
+ * the origin sees large aligned direct reads.  The extent walk happens a
+ * window at a time, so a 100 GiB sparse volume costs a few thousand extent
+ * queries, not a map of its own.
+ *
+ * Pacing: a token bucket at the controller's current rate.  Every
+ * CONTROL_NS the controller looks at whether the volume served foreground
+ * requests during the interval: if it did, the rate halves (down to a
+ * floor, so the backup never starves); if not, it grows by half again (up
+ * to --rate, or without bound).  That aims the backup at the throughput the
+ * applications leave free, without fixed sleeps.
+ */
+#include "backup.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/clock.h"
+#include "common/compiler.h"
+
+#define BLOCK (1u << 20)
+#define BUFFERS 4
+#define EXTENT_WINDOW (UINT64_C(256) << 20)
+#define TICK_NS (200 * 1000000ull)
+#define CONTROL_NS (50 * 1000000ull)
+#define RATE_FLOOR (16.0 * 1000 * 1000)  /* bytes/s a busy volume still grants */
+#define RATE_START (256.0 * 1000 * 1000)
+#define RATE_MAX (1e12)
+
+/* --- extents ---------------------------------------------------------------- */
+
+struct extent {
+	uint64_t off, len;
+	enum extent_type type;
+};
+
+struct extent_list {
+	struct extent *v;
+	size_t n, cap;
+};
+
+static int collect_extent(void *arg, uint64_t off, uint64_t len, enum extent_type type)
+{
+	struct extent_list *l = arg;
+
+	if (l->n && l->v[l->n - 1].type == type && l->v[l->n - 1].off + l->v[l->n - 1].len == off) {
+		l->v[l->n - 1].len += len;
+		return 0;
+	}
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 64;
+		struct extent *v = realloc(l->v, cap * sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		l->v = v;
+		l->cap = cap;
+	}
+	l->v[l->n++] = (struct extent){ off, len, type };
+	return 0;
+}
+
+/* --- the writer thread ---------------------------------------------------------- */
+
+struct slot {
+	void *p;
+	uint64_t off;
+	size_t len;
+	bool filled;
+};
+
+struct writer {
+	struct backup_job *job;
+	pthread_t thread;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	struct slot slots[BUFFERS];
+	unsigned head, tail; /* reader fills tail, writer empties head */
+	bool done;
+	int err;
+	uint64_t err_off;
+};
+
+static bool all_zero(const void *p, size_t len)
+{
+	const uint64_t *w = p;
+	for (size_t i = 0; i < len / 8; i++)
+		if (w[i])
+			return false;
+	const uint8_t *b = p;
+	for (size_t i = len & ~(size_t)7; i < len; i++)
+		if (b[i])
+			return false;
+	return true;
+}
+
+static int pwrite_full(int fd, const void *buf, size_t len, uint64_t off)
+{
+	while (len > 0) {
+		ssize_t n = pwrite(fd, buf, len, (off_t)off);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		buf = (const char *)buf + n;
+		len -= (size_t)n;
+		off += (uint64_t)n;
+	}
+	return 0;
+}
+
+static void set_idle_io_priority(void)
+{
+	/* IOPRIO_CLASS_IDLE << IOPRIO_CLASS_SHIFT; honoured by BFQ, ignored by
+	 * schedulers without classes, harmless either way. */
+	const int who_process = 1, class_idle = 3, class_shift = 13;
+	(void)syscall(SYS_ioprio_set, who_process, 0, class_idle << class_shift);
+}
+
+static void *writer_main(void *arg)
+{
+	struct writer *w = arg;
+
+	set_idle_io_priority();
+	pthread_mutex_lock(&w->mu);
+	for (;;) {
+		while (!w->slots[w->head].filled && !w->done)
+			pthread_cond_wait(&w->cv, &w->mu);
+		if (!w->slots[w->head].filled)
+			break; /* done and drained */
+		struct slot *s = &w->slots[w->head];
+		pthread_mutex_unlock(&w->mu);
+		int r = 0;
+		if (!all_zero(s->p, s->len)) {
+			r = pwrite_full(w->job->out_fd, s->p, s->len, s->off);
+			if (r == 0)
+				atomic_fetch_add(&w->job->bytes_written, s->len);
+		}
+		pthread_mutex_lock(&w->mu);
+		if (r < 0 && !w->err) {
+			w->err = r;
+			w->err_off = s->off;
+		}
+		s->filled = false;
+		w->head = (w->head + 1) % BUFFERS;
+		pthread_cond_broadcast(&w->cv);
+	}
+	pthread_mutex_unlock(&w->mu);
+	return NULL;
+}
+
+/* The next empty slot for the reader, or NULL when the writer failed. */
+static struct slot *writer_slot(struct writer *w)
+{
+	struct slot *s;
+
+	pthread_mutex_lock(&w->mu);
+	while (w->slots[w->tail].filled && !w->err)
+		pthread_cond_wait(&w->cv, &w->mu);
+	s = w->err ? NULL : &w->slots[w->tail];
+	pthread_mutex_unlock(&w->mu);
+	return s;
+}
+
+static void writer_submit(struct writer *w, struct slot *s, uint64_t off, size_t len)
+{
+	pthread_mutex_lock(&w->mu);
+	s->off = off;
+	s->len = len;
+	s->filled = true;
+	w->tail = (w->tail + 1) % BUFFERS;
+	pthread_cond_broadcast(&w->cv);
+	pthread_mutex_unlock(&w->mu);
+}
+
+/* --- pacing ------------------------------------------------------------------ */
+
+struct pacer {
+	double rate;      /* bytes/s */
+	double max_rate;
+	uint64_t next_ns; /* when the next byte may be read */
+	uint64_t interval_start;
+};
+
+static void sleep_until(uint64_t t_ns)
+{
+	struct timespec ts = { .tv_sec = (time_t)(t_ns / 1000000000u),
+			       .tv_nsec = (long)(t_ns % 1000000000u) };
+	while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
+		;
+}
+
+static void pace(struct backup_job *job, struct pacer *p, size_t n)
+{
+	uint64_t now = clock_mono_ns();
+	struct volume *v = snapshot_volume(job->snap);
+
+	if (job->yield && now - p->interval_start >= CONTROL_NS) {
+		bool busy = volume_last_io_ns(v) >= p->interval_start || volume_inflight(v) > 0;
+		if (busy) {
+			p->rate = HS_MAX(p->rate / 2, RATE_FLOOR);
+			atomic_fetch_add(&job->yields, 1);
+		} else {
+			p->rate = HS_MIN(p->rate * 1.5, p->max_rate);
+		}
+		p->interval_start = now;
+		atomic_store(&job->current_rate, (uint64_t)p->rate);
+	}
+	if (p->rate >= RATE_MAX)
+		return;
+	/* no saving up: an idle stretch buys at most 20 ms of burst */
+	if (p->next_ns + 20000000u < now)
+		p->next_ns = now - 20000000u;
+	p->next_ns += (uint64_t)((double)n / p->rate * 1e9);
+	if (p->next_ns > now)
+		sleep_until(p->next_ns);
+}
+
+/* --- the job -------------------------------------------------------------------- */
+
+double backup_job_seconds(const struct backup_job *job)
+{
+	return (double)(clock_mono_ns() - job->started_ns) / 1e9;
+}
+
+static void consume_behind(struct backup_job *job, uint64_t *frontier, uint64_t pos,
+			   uint64_t chunk)
+{
+	uint64_t to = pos >= job->size ? job->size : hs_align_down(pos, chunk);
+
+	if (!job->consume || to <= *frontier)
+		return;
+	(void)snapshot_consume(job->snap, *frontier, to - *frontier);
+	*frontier = to;
+}
+
+static void note_diff_peak(struct backup_job *job)
+{
+	uint64_t now = volume_diff_bytes(snapshot_volume(job->snap));
+	uint64_t peak = atomic_load(&job->diff_peak);
+	while (now > peak && !atomic_compare_exchange_weak(&job->diff_peak, &peak, now))
+		;
+}
+
+static void read_error(struct backup_job *job, int r, uint64_t off)
+{
+	struct snapshot_stats ss;
+
+	snapshot_get_stats(job->snap, &ss);
+	if (ss.state == SNAPSHOT_FAILED)
+		snprintf(job->error, sizeof(job->error), "snapshot %s failed during the backup: %s",
+			 job->source, ss.reason);
+	else if (ss.state == SNAPSHOT_DELETED)
+		snprintf(job->error, sizeof(job->error),
+			 "snapshot %s was deleted during the backup", job->source);
+	else if (r == -ENODATA)
+		snprintf(job->error, sizeof(job->error),
+			 "the range at offset %llu of %s was consumed already (by another "
+			 "backup, or trimmed over NBD); take a new snapshot",
+			 (unsigned long long)off, job->source);
+	else
+		snprintf(job->error, sizeof(job->error), "reading %s at offset %llu failed: %s",
+			 job->source, (unsigned long long)off, strerror(-r));
+}
+
+int backup_job_run(struct backup_job *job, void (*tick)(void *arg, struct backup_job *job),
+		   void *arg)
+{
+	struct volume *v = snapshot_volume(job->snap);
+	uint64_t chunk = UINT64_C(1) << volume_chunk_shift(v);
+	struct extent_list ext = { 0 };
+	struct writer w = { .job = job };
+	struct pacer pacer = { 0 };
+	uint64_t last_tick, frontier = 0;
+	int r = 0;
+
+	job->size = volume_size(v);
+	job->started_ns = clock_mono_ns();
+	last_tick = job->started_ns;
+	pacer.max_rate = job->rate_limit ? (double)job->rate_limit : RATE_MAX;
+	pacer.rate = job->yield ? HS_MIN(RATE_START, pacer.max_rate) : pacer.max_rate;
+	pacer.next_ns = pacer.interval_start = job->started_ns;
+	atomic_store(&job->current_rate, (uint64_t)pacer.rate);
+
+	for (unsigned i = 0; i < BUFFERS; i++)
+		if (posix_memalign(&w.slots[i].p, 4096, BLOCK)) {
+			snprintf(job->error, sizeof(job->error), "out of memory for backup buffers");
+			r = -ENOMEM;
+			goto out_free;
+		}
+	pthread_mutex_init(&w.mu, NULL);
+	pthread_cond_init(&w.cv, NULL);
+	r = pthread_create(&w.thread, NULL, writer_main, &w);
+	if (r) {
+		snprintf(job->error, sizeof(job->error), "cannot start the writer thread");
+		r = -r;
+		goto out_sync;
+	}
+	set_idle_io_priority();
+
+	for (uint64_t win = 0; win < job->size && r == 0;) {
+		uint64_t wlen = HS_MIN_U64(EXTENT_WINDOW, job->size - win);
+		ext.n = 0;
+		r = snapshot_extents(job->snap, win, wlen, collect_extent, &ext);
+		if (r < 0) {
+			read_error(job, r, win);
+			break;
+		}
+		for (size_t i = 0; i < ext.n && r == 0; i++) {
+			struct extent *e = &ext.v[i];
+			if (e->type == EXTENT_CONSUMED) {
+				r = -ENODATA;
+				read_error(job, r, e->off);
+				break;
+			}
+			if (e->type == EXTENT_ZERO) {
+				atomic_fetch_add(&job->bytes_skipped, e->len);
+				atomic_store(&job->position, e->off + e->len);
+				consume_behind(job, &frontier, e->off + e->len, chunk);
+				continue;
+			}
+			for (uint64_t p = e->off; p < e->off + e->len && r == 0;) {
+				size_t n = (size_t)HS_MIN_U64(BLOCK - p % BLOCK, e->off + e->len - p);
+				struct slot *s;
+
+				if (atomic_load(&job->cancel)) {
+					snprintf(job->error, sizeof(job->error), "backup cancelled");
+					r = -ECANCELED;
+					break;
+				}
+				pace(job, &pacer, n);
+				s = writer_slot(&w);
+				if (!s) {
+					r = -EPIPE; /* the writer failed; reported below */
+					break;
+				}
+				r = snapshot_read(job->snap, s->p, n, p);
+				if (r < 0) {
+					read_error(job, r, p);
+					break;
+				}
+				atomic_fetch_add(&job->bytes_read, n);
+				writer_submit(&w, s, p, n);
+				p += n;
+				atomic_store(&job->position, p);
+				consume_behind(job, &frontier, p, chunk);
+				note_diff_peak(job);
+				uint64_t now = clock_mono_ns();
+				if (tick && now - last_tick >= TICK_NS) {
+					last_tick = now;
+					tick(arg, job);
+				}
+			}
+		}
+		win += wlen;
+	}
+
+	pthread_mutex_lock(&w.mu);
+	w.done = true;
+	pthread_cond_broadcast(&w.cv);
+	pthread_mutex_unlock(&w.mu);
+	pthread_join(w.thread, NULL);
+	if ((r == 0 || r == -EPIPE) && w.err) {
+		r = w.err;
+		snprintf(job->error, sizeof(job->error), "writing %s at offset %llu failed: %s",
+			 job->output, (unsigned long long)w.err_off, strerror(-r));
+	}
+	if (r == 0) {
+		struct stat st;
+		/* the tail may be a hole: give the image its full size */
+		if (fstat(job->out_fd, &st) == 0 && S_ISREG(st.st_mode) &&
+		    ftruncate(job->out_fd, (off_t)job->size) < 0) {
+			r = -errno;
+			snprintf(job->error, sizeof(job->error), "cannot size %s: %s", job->output,
+				 strerror(errno));
+		} else if (fsync(job->out_fd) < 0 && errno != EINVAL) {
+			r = -errno;
+			snprintf(job->error, sizeof(job->error), "cannot flush %s: %s", job->output,
+				 strerror(errno));
+		}
+	}
+	note_diff_peak(job);
+	if (tick)
+		tick(arg, job);
+out_sync:
+	pthread_cond_destroy(&w.cv);
+	pthread_mutex_destroy(&w.mu);
+out_free:
+	for (unsigned i = 0; i < BUFFERS; i++)
+		free(w.slots[i].p);
+	free(ext.v);
+	return r;
+}

@@ -1,0 +1,22 @@
+/* commands.h - the control command handlers, grouped by subject. */
+#ifndef HS_COMMANDS_H
+#define HS_COMMANDS_H
+
+#include "daemon/daemon.h"
+
+struct command_entry {
+	const char *name;
+	cmd_handler fn;
+};
+
+extern const struct command_entry commands_volume[];
+extern const struct command_entry commands_snapshot[];
+extern const struct command_entry commands_backup[];
+extern const struct command_entry commands_status[];
+
+struct vol_entry *commands_usable_volume(struct daemon *d, const char *name, char *err,
+					 size_t errlen, enum cmd_status *st);
+enum cmd_status commands_detach_loop(struct daemon *d, char *loopdev, const char *file,
+				     const char *what, char *err, size_t errlen);
+
+#endif

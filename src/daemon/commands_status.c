@@ -1,0 +1,264 @@
+/* commands_status.c - status, ping, shutdown, and the JSON of volumes and
+ * snapshots that listings share. */
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/clock.h"
+#include "daemon/backup.h"
+#include "daemon/commands.h"
+#include "fuse/fuse_front.h"
+
+static void add_u64(json_object *o, const char *key, uint64_t v)
+{
+	json_object_object_add(o, key, json_object_new_int64((int64_t)v));
+}
+
+static void add_str(json_object *o, const char *key, const char *v)
+{
+	json_object_object_add(o, key, json_object_new_string(v));
+}
+
+/* The diff store's fill rate over the sampled window (bytes/s, may be
+ * negative while a backup releases copies). */
+static double fill_rate(const struct vol_entry *ve)
+{
+	if (ve->nsamples < 2)
+		return 0;
+	unsigned newest = (ve->sample_next + RATE_SAMPLES - 1) % RATE_SAMPLES;
+	unsigned oldest = ve->nsamples < RATE_SAMPLES ? 0 : ve->sample_next;
+	const struct rate_sample *a = &ve->samples[oldest], *b = &ve->samples[newest];
+	if (b->t_ns <= a->t_ns)
+		return 0;
+	return ((double)b->bytes - (double)a->bytes) / ((double)(b->t_ns - a->t_ns) / 1e9);
+}
+
+void daemon_sample_rates(struct daemon *d)
+{
+	uint64_t now = clock_mono_ns();
+
+	for (struct vol_entry *ve = d->volumes; ve; ve = ve->next) {
+		if (!ve->vol)
+			continue;
+		ve->samples[ve->sample_next].t_ns = now;
+		ve->samples[ve->sample_next].bytes = volume_diff_bytes(ve->vol);
+		ve->sample_next = (ve->sample_next + 1) % RATE_SAMPLES;
+		if (ve->nsamples < RATE_SAMPLES)
+			ve->nsamples++;
+	}
+}
+
+static void add_rate(json_object *o, const struct vol_entry *ve, uint64_t used, uint64_t limit)
+{
+	double rate = fill_rate(ve);
+	json_object_object_add(o, "fill_rate_bytes_per_s", json_object_new_double(rate));
+	if (rate > 0 && limit > used)
+		json_object_object_add(o, "seconds_to_full",
+				       json_object_new_double((double)(limit - used) / rate));
+	else
+		json_object_object_add(o, "seconds_to_full", NULL);
+}
+
+json_object *status_snapshot_json(struct daemon *d, struct vol_entry *ve, struct snap_entry *se)
+{
+	json_object *o = json_object_new_object();
+	struct snapshot_stats ss;
+	char full[2 * HS_NAME_MAX + 2], buf[512], when[64];
+	uint64_t chunk = ve->cfg.chunk_size;
+	time_t t;
+	struct tm tm;
+
+	snapshot_get_stats(se->snap, &ss);
+	snprintf(full, sizeof(full), "%s@%s", ve->cfg.name, se->name);
+	add_str(o, "snapshot", full);
+	add_str(o, "name", se->name);
+	add_str(o, "volume", ve->cfg.name);
+	add_str(o, "state", snapshot_state_name(ss.state));
+	if (ss.state == SNAPSHOT_FAILED)
+		add_str(o, "reason", ss.reason);
+	t = (time_t)(ss.created_ns / 1000000000u);
+	localtime_r(&t, &tm);
+	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S%z", &tm);
+	add_str(o, "created", when);
+	add_u64(o, "cow_bytes", ss.cow_bytes);
+	add_u64(o, "held_bytes", ss.held_bytes);
+	add_u64(o, "protected_bytes", ss.protected_chunks * chunk);
+	add_u64(o, "used_bytes", ss.used_chunks * chunk);
+	add_u64(o, "consumed_bytes", ss.consumed_chunks * chunk);
+	add_u64(o, "changed_bytes", ss.changed_chunks * chunk);
+	json_object_object_add(o, "all_blocks", json_object_new_boolean(ss.all_blocks));
+	json_object_object_add(o, "temporary", json_object_new_boolean(se->temporary));
+	add_u64(o, "readers", (uint64_t)snapshot_readers(se->snap));
+	add_u64(o, "backups", (uint64_t)se->backups);
+	if (se->loopdev[0])
+		add_str(o, "device", se->loopdev);
+	if (ss.state == SNAPSHOT_ACTIVE)
+		add_str(o, "nbd_uri", daemon_nbd_uri(d, full, buf, sizeof(buf)));
+	if (ve->vol && ss.state == SNAPSHOT_ACTIVE) {
+		/* the snapshot fails when the shared diff store fills */
+		struct volume_stats vs;
+		volume_get_stats(ve->vol, &vs);
+		add_rate(o, ve, vs.diff_bytes, vs.diff_limit);
+	}
+	return o;
+}
+
+json_object *status_volume_json(struct daemon *d, struct vol_entry *ve)
+{
+	json_object *o = json_object_new_object();
+	char path[PATH_MAX], buf[512];
+	unsigned n = 0;
+
+	add_str(o, "name", ve->cfg.name);
+	add_str(o, "backing", ve->cfg.backing);
+	add_u64(o, "size", ve->cfg.size);
+	add_u64(o, "chunk_size", ve->cfg.chunk_size);
+	add_u64(o, "cow_buffer", ve->cfg.cow_buffer);
+	add_str(o, "diff_dir", ve->cfg.diff_dir);
+	add_u64(o, "diff_limit", ve->cfg.diff_limit);
+	add_str(o, "state", ve->vol ? "ok" : "error");
+	if (!ve->vol)
+		add_str(o, "error", ve->open_error);
+	if (ve->loopdev[0])
+		add_str(o, "device", ve->loopdev);
+	registry_fuse_path(d, ve->cfg.name, path, sizeof(path));
+	add_str(o, "fuse_file", path);
+	if (ve->vol)
+		add_str(o, "nbd_uri", daemon_nbd_uri(d, ve->cfg.name, buf, sizeof(buf)));
+	for (struct snap_entry *se = ve->snaps; se; se = se->next)
+		n++;
+	add_u64(o, "snapshots", n);
+	if (ve->vol) {
+		struct volume_stats vs;
+		volume_get_stats(ve->vol, &vs);
+		add_u64(o, "diff_bytes", vs.diff_bytes);
+		add_u64(o, "diff_peak_bytes", vs.diff_peak_bytes);
+		add_u64(o, "diff_file_bytes", vs.diff_file_bytes);
+		add_u64(o, "ram_bytes", vs.ram_bytes);
+		add_u64(o, "cow_bytes", vs.cow_bytes);
+		add_u64(o, "writer_waits", vs.writer_waits);
+		json_object_object_add(o, "writer_wait_ms",
+				       json_object_new_double((double)vs.writer_wait_ns / 1e6));
+		add_u64(o, "map_memory_bytes", vs.map_memory);
+		add_u64(o, "reads", vs.reads);
+		add_u64(o, "writes", vs.writes);
+		add_rate(o, ve, vs.diff_bytes, vs.diff_limit);
+	}
+	json_object *backups = json_object_new_array();
+	for (struct backup_job *j = ve->backups; j; j = j->next) {
+		json_object *b = json_object_new_object();
+		uint64_t pos = atomic_load(&j->position);
+		double secs = backup_job_seconds(j);
+		add_str(b, "source", j->source);
+		add_str(b, "output", j->output);
+		add_u64(b, "position", pos);
+		add_u64(b, "size", j->size);
+		add_u64(b, "bytes_read", atomic_load(&j->bytes_read));
+		add_u64(b, "bytes_written", atomic_load(&j->bytes_written));
+		json_object_object_add(b, "consume", json_object_new_boolean(j->consume));
+		json_object_object_add(b, "mb_per_s",
+				       json_object_new_double(secs > 0 ? (double)pos / secs / 1e6 : 0));
+		add_u64(b, "yields", atomic_load(&j->yields));
+		json_object_array_add(backups, b);
+	}
+	json_object_object_add(o, "backups", backups);
+	return o;
+}
+
+static uint64_t rss_bytes(void)
+{
+	long pages = 0, rss = 0;
+	FILE *f = fopen("/proc/self/statm", "re");
+	if (f) {
+		if (fscanf(f, "%ld %ld", &pages, &rss) != 2)
+			rss = 0;
+		fclose(f);
+	}
+	return (uint64_t)rss * (uint64_t)sysconf(_SC_PAGESIZE);
+}
+
+static enum cmd_status cmd_status(struct daemon *d, const struct ctl_request *req,
+				  struct ctl_session *sess, json_object **result, char *err,
+				  size_t errlen)
+{
+	json_object *vols = json_object_new_array(), *snaps = json_object_new_array();
+	json_object *nbd = json_object_new_array();
+	json_object *o = json_object_new_object();
+
+	add_u64(o, "pid", (uint64_t)getpid());
+	add_str(o, "state_dir", d->state_dir);
+	json_object_object_add(o, "uptime_s",
+			       json_object_new_double((double)(clock_mono_ns() - d->started_ns) / 1e9));
+	add_u64(o, "rss_bytes", rss_bytes());
+	add_str(o, "fuse_dir", d->mnt_dir);
+	bool mounted = fuse_front_mounted(d->fuse);
+	json_object_object_add(o, "fuse_mounted", json_object_new_boolean(mounted));
+	if (!mounted)
+		add_str(o, "fuse_problem",
+			"the FUSE mount is gone (unmounted by someone?): loop devices on it fail "
+			"every I/O; stop the daemon, unmount what uses them, and start it again");
+	for (size_t i = 0; i < d->nbd_nlisten; i++)
+		json_object_array_add(nbd, json_object_new_string(d->nbd_listen[i]));
+	json_object_object_add(o, "nbd_listen", nbd);
+	for (struct vol_entry *ve = d->volumes; ve; ve = ve->next) {
+		json_object_array_add(vols, status_volume_json(d, ve));
+		for (struct snap_entry *se = ve->snaps; se; se = se->next)
+			json_object_array_add(snaps, status_snapshot_json(d, ve, se));
+		for (struct lost_snap *ls = ve->lost; ls; ls = ls->next) {
+			json_object *l = json_object_new_object();
+			char full[2 * HS_NAME_MAX + 2];
+			snprintf(full, sizeof(full), "%s@%s", ve->cfg.name, ls->name);
+			add_str(l, "snapshot", full);
+			add_str(l, "name", ls->name);
+			add_str(l, "volume", ve->cfg.name);
+			add_str(l, "state", "failed");
+			add_str(l, "reason", ls->reason);
+			json_object_object_add(l, "lost", json_object_new_boolean(1));
+			add_u64(l, "cow_bytes", 0);
+			json_object_array_add(snaps, l);
+		}
+	}
+	json_object_object_add(o, "volumes", vols);
+	json_object_object_add(o, "snapshots", snaps);
+	*result = o;
+	return CMD_OK;
+}
+
+static enum cmd_status cmd_ping(struct daemon *d, const struct ctl_request *req,
+				struct ctl_session *sess, json_object **result, char *err,
+				size_t errlen)
+{
+	*result = json_object_new_object();
+	add_u64(*result, "pid", (uint64_t)getpid());
+	add_str(*result, "version", HOTSNAP_VERSION);
+	return CMD_OK;
+}
+
+static enum cmd_status cmd_shutdown(struct daemon *d, const struct ctl_request *req,
+				    struct ctl_session *sess, json_object **result, char *err,
+				    size_t errlen)
+{
+	daemon_request_stop(d);
+	*result = json_object_new_object();
+	return CMD_OK;
+}
+
+const struct command_entry commands_status[] = {
+	{ "status", cmd_status },
+	{ "ping", cmd_ping },
+	{ "shutdown", cmd_shutdown },
+	{ NULL, NULL },
+};
+
+cmd_handler commands_find(const char *name)
+{
+	const struct command_entry *groups[] = { commands_volume, commands_snapshot,
+						 commands_backup, commands_status };
+	for (size_t g = 0; g < sizeof(groups) / sizeof(groups[0]); g++)
+		for (const struct command_entry *c = groups[g]; c->name; c++)
+			if (strcmp(c->name, name) == 0)
+				return c->fn;
+	return NULL;
+}

@@ -1,0 +1,415 @@
+/* commands_volume.c - volume create, attach, detach, list, remove. */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/fs.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/compiler.h"
+#include "common/log.h"
+#include "common/units.h"
+#include "daemon/commands.h"
+#include "daemon/freeze.h"
+#include "fuse/fuse_front.h"
+
+#define DEFAULT_CHUNK 4096
+#define DEFAULT_COW_BUFFER (UINT64_C(8) << 20)
+
+/* Size of a backing file or device, or -errno. */
+static int backing_size(const char *path, uint64_t *size, char *err, size_t errlen)
+{
+	struct stat st;
+	int fd;
+
+	if (stat(path, &st) < 0)
+		return -errno;
+	if (S_ISREG(st.st_mode)) {
+		*size = (uint64_t)st.st_size;
+		return 0;
+	}
+	if (!S_ISBLK(st.st_mode)) {
+		snprintf(err, errlen, "backing %s is neither a regular file nor a block device",
+			 path);
+		return -EINVAL;
+	}
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0 || ioctl(fd, BLKGETSIZE64, size) < 0) {
+		int r = -errno;
+		snprintf(err, errlen, "cannot read the size of %s: %s", path, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return r;
+	}
+	close(fd);
+	return 0;
+}
+
+static enum cmd_status check_config(struct daemon *d, struct vol_config *c, char *err,
+				    size_t errlen)
+{
+	char buf[32];
+
+	if (!hs_is_pow2(c->chunk_size) || c->chunk_size < (1u << ENGINE_MIN_CHUNK_SHIFT) ||
+	    c->chunk_size > (1u << ENGINE_MAX_CHUNK_SHIFT)) {
+		snprintf(err, errlen,
+			 "--chunk-size %llu is not a power of two from 4 KiB to 1 MiB",
+			 (unsigned long long)c->chunk_size);
+		return CMD_USAGE;
+	}
+	if (c->cow_buffer < 2 * c->chunk_size) {
+		snprintf(err, errlen, "--cow-buffer must hold at least two chunks (%s)",
+			 units_format_size(2 * c->chunk_size, buf, sizeof(buf)));
+		return CMD_USAGE;
+	}
+	if (c->cow_buffer > (UINT64_C(64) << 30)) {
+		snprintf(err, errlen, "--cow-buffer is at most 64 GiB");
+		return CMD_USAGE;
+	}
+	if (c->diff_limit < c->chunk_size) {
+		snprintf(err, errlen, "--diff-limit must hold at least one chunk (%s)",
+			 units_format_size(c->chunk_size, buf, sizeof(buf)));
+		return CMD_USAGE;
+	}
+	if (c->diff_dir[0] != '/') {
+		snprintf(err, errlen, "--diff-dir must be an absolute path");
+		return CMD_USAGE;
+	}
+	if (strcmp(c->diff_dir, d->default_diff_dir) == 0)
+		(void)mkdir(c->diff_dir, 0700);
+	int fd = open(c->diff_dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		snprintf(err, errlen, "cannot create diff files in %s: %s", c->diff_dir,
+			 strerror(errno));
+		return CMD_ERROR;
+	}
+	close(fd);
+	return CMD_OK;
+}
+
+static enum cmd_status cmd_volume_create(struct daemon *d, const struct ctl_request *req,
+					 struct ctl_session *sess, json_object **result,
+					 char *err, size_t errlen)
+{
+	struct vol_config c;
+	const char *why;
+	bool created = false;
+	uint64_t have;
+	enum cmd_status st;
+	int r;
+
+	memset(&c, 0, sizeof(c));
+	if ((why = names_check(ctl_str(req, "name")))) {
+		snprintf(err, errlen, "bad volume name '%.64s': %s", ctl_str(req, "name"), why);
+		return CMD_USAGE;
+	}
+	snprintf(c.name, sizeof(c.name), "%s", ctl_str(req, "name"));
+	if (strlen(ctl_str(req, "backing")) >= sizeof(c.backing) ||
+	    ctl_str(req, "backing")[0] != '/') {
+		snprintf(err, errlen, "--backing must be an absolute path");
+		return CMD_USAGE;
+	}
+	snprintf(c.backing, sizeof(c.backing), "%s", ctl_str(req, "backing"));
+	c.chunk_size = ctl_u64(req, "chunk_size", DEFAULT_CHUNK);
+	c.cow_buffer = ctl_u64(req, "cow_buffer", DEFAULT_COW_BUFFER);
+	const char *dd = ctl_str(req, "diff_dir");
+	if (dd && strlen(dd) >= sizeof(c.diff_dir)) {
+		snprintf(err, errlen, "--diff-dir is too long");
+		return CMD_USAGE;
+	}
+	snprintf(c.diff_dir, sizeof(c.diff_dir), "%s", dd ? dd : d->default_diff_dir);
+	c.next_snapshot = 1;
+
+	if (registry_volume(d, c.name)) {
+		snprintf(err, errlen, "volume '%s' exists already", c.name);
+		return CMD_ERROR;
+	}
+	size_t mlen = strlen(d->mnt_dir);
+	if (strncmp(c.backing, d->mnt_dir, mlen) == 0 && c.backing[mlen] == '/') {
+		snprintf(err, errlen, "--backing cannot be a file of hotsnap's own FUSE directory");
+		return CMD_USAGE;
+	}
+	for (struct vol_entry *o = d->volumes; o; o = o->next)
+		if (strcmp(o->cfg.backing, c.backing) == 0) {
+			snprintf(err, errlen, "%s is already the backing of volume '%s'", c.backing,
+				 o->cfg.name);
+			return CMD_ERROR;
+		}
+
+	r = backing_size(c.backing, &have, err, errlen);
+	if (r == -ENOENT) {
+		if (!ctl_has(req, "size")) {
+			snprintf(err, errlen,
+				 "backing file %s does not exist (give --size to create it)",
+				 c.backing);
+			return CMD_ERROR;
+		}
+		c.size = ctl_u64(req, "size", 0);
+		if (c.size == 0 || c.size % 512) {
+			snprintf(err, errlen, "--size must be a positive multiple of 512 bytes");
+			return CMD_USAGE;
+		}
+		int fd = open(c.backing, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		if (fd < 0) {
+			snprintf(err, errlen, "cannot create backing file %s: %s", c.backing,
+				 strerror(errno));
+			return CMD_ERROR;
+		}
+		if (ftruncate(fd, (off_t)c.size) < 0) {
+			snprintf(err, errlen, "cannot size backing file %s: %s", c.backing,
+				 strerror(errno));
+			close(fd);
+			unlink(c.backing);
+			return CMD_ERROR;
+		}
+		close(fd);
+		created = true;
+	} else if (r < 0) {
+		if (!err[0])
+			snprintf(err, errlen, "cannot use backing %s: %s", c.backing, strerror(-r));
+		return CMD_ERROR;
+	} else {
+		c.size = ctl_u64(req, "size", have);
+		if (c.size > have) {
+			char a[32], b[32];
+			snprintf(err, errlen, "--size %s is larger than backing %s (%s)",
+				 units_format_size(c.size, a, sizeof(a)), c.backing,
+				 units_format_size(have, b, sizeof(b)));
+			return CMD_ERROR;
+		}
+		if (c.size == 0 || c.size % 512) {
+			snprintf(err, errlen,
+				 "the volume size (%llu bytes) must be a positive multiple of 512; "
+				 "give --size",
+				 (unsigned long long)c.size);
+			return CMD_USAGE;
+		}
+	}
+	c.diff_limit = ctl_u64(req, "diff_limit", HS_MAX(c.size / 10, 16 * c.chunk_size));
+	st = check_config(d, &c, err, errlen);
+	if (st != CMD_OK)
+		goto undo;
+
+	struct vol_entry *ve = calloc(1, sizeof(*ve));
+	if (!ve) {
+		snprintf(err, errlen, "out of memory");
+		st = CMD_ERROR;
+		goto undo;
+	}
+	ve->cfg = c;
+	if (registry_open_volume(d, ve, err, errlen) < 0) {
+		free(ve);
+		st = CMD_ERROR;
+		goto undo;
+	}
+	struct vol_entry **tail = &d->volumes;
+	while (*tail)
+		tail = &(*tail)->next;
+	*tail = ve;
+	if (persist_save_volumes(d) < 0) {
+		*tail = NULL;
+		registry_close_volume(d, ve);
+		free(ve);
+		snprintf(err, errlen, "cannot save volumes.json in %s", d->state_dir);
+		st = CMD_ERROR;
+		goto undo;
+	}
+	hs_info("volume %s created on %s (%llu bytes, %llu-byte chunks)", c.name, c.backing,
+		(unsigned long long)c.size, (unsigned long long)c.chunk_size);
+	*result = status_volume_json(d, ve);
+	return CMD_OK;
+
+undo:
+	if (created)
+		unlink(c.backing);
+	return st;
+}
+
+static struct vol_entry *open_volume_arg(struct daemon *d, const char *name, char *err,
+					 size_t errlen, enum cmd_status *st)
+{
+	struct vol_entry *ve;
+	const char *why = names_check(name);
+
+	if (why) {
+		snprintf(err, errlen, "bad volume name '%.64s': %s", name, why);
+		*st = CMD_USAGE;
+		return NULL;
+	}
+	ve = registry_volume(d, name);
+	if (!ve) {
+		snprintf(err, errlen, "volume '%s' does not exist (see 'hotsnap volume list')", name);
+		*st = CMD_ERROR;
+		return NULL;
+	}
+	return ve;
+}
+
+/* A volume that exists and is open; else an error. */
+struct vol_entry *commands_usable_volume(struct daemon *d, const char *name, char *err,
+					 size_t errlen, enum cmd_status *st)
+{
+	struct vol_entry *ve = open_volume_arg(d, name, err, errlen, st);
+
+	if (ve && !ve->vol) {
+		snprintf(err, errlen, "volume '%s' is not available: %s", name, ve->open_error);
+		*st = CMD_ERROR;
+		return NULL;
+	}
+	return ve;
+}
+
+static enum cmd_status cmd_volume_attach(struct daemon *d, const struct ctl_request *req,
+					 struct ctl_session *sess, json_object **result,
+					 char *err, size_t errlen)
+{
+	enum cmd_status st;
+	struct vol_entry *ve = commands_usable_volume(d, ctl_str(req, "name"), err, errlen, &st);
+	char path[PATH_MAX];
+	const char *why = "";
+	int r;
+
+	if (!ve)
+		return st;
+	registry_fuse_path(d, ve->cfg.name, path, sizeof(path));
+	if (!ve->loopdev[0] || !loopdev_backed_by(ve->loopdev, path)) {
+		r = loopdev_attach(path, false, ve->loopdev, sizeof(ve->loopdev), &why);
+		if (r < 0) {
+			ve->loopdev[0] = '\0';
+			snprintf(err, errlen, "cannot attach volume '%s': %s: %s", ve->cfg.name, why,
+				 strerror(-r));
+			return CMD_ERROR;
+		}
+		hs_info("volume %s attached as %s", ve->cfg.name, ve->loopdev);
+	}
+	*result = json_object_new_object();
+	json_object_object_add(*result, "device", json_object_new_string(ve->loopdev));
+	return CMD_OK;
+}
+
+/* Shared by volume and snapshot detach: refuses while mounted. */
+enum cmd_status commands_detach_loop(struct daemon *d, char *loopdev, const char *file,
+				     const char *what, char *err, size_t errlen)
+{
+	char path[PATH_MAX];
+	struct frozen_fs fs;
+	int r;
+
+	if (!loopdev[0]) {
+		snprintf(err, errlen, "%s is not attached", what);
+		return CMD_ERROR;
+	}
+	registry_fuse_path(d, file, path, sizeof(path));
+	r = loopdev_detach(loopdev, path);
+	if (r == -EBUSY) {
+		if (freeze_find_mount(loopdev, &fs))
+			snprintf(err, errlen, "%s is in use: %s is mounted at %s; unmount it first",
+				 what, loopdev, fs.mountpoint);
+		else
+			snprintf(err, errlen, "%s is in use: something holds %s; close it first",
+				 what, loopdev);
+		return CMD_ERROR;
+	}
+	if (r < 0) {
+		snprintf(err, errlen, "cannot detach %s of %s: %s", loopdev, what, strerror(-r));
+		return CMD_ERROR;
+	}
+	hs_info("%s detached from %s", what, loopdev);
+	loopdev[0] = '\0';
+	return CMD_OK;
+}
+
+static enum cmd_status cmd_volume_detach(struct daemon *d, const struct ctl_request *req,
+					 struct ctl_session *sess, json_object **result,
+					 char *err, size_t errlen)
+{
+	enum cmd_status st;
+	struct vol_entry *ve = open_volume_arg(d, ctl_str(req, "name"), err, errlen, &st);
+	char what[HS_NAME_MAX + 16];
+
+	if (!ve)
+		return st;
+	snprintf(what, sizeof(what), "volume '%s'", ve->cfg.name);
+	return commands_detach_loop(d, ve->loopdev, ve->cfg.name, what, err, errlen);
+}
+
+static enum cmd_status cmd_volume_list(struct daemon *d, const struct ctl_request *req,
+				       struct ctl_session *sess, json_object **result,
+				       char *err, size_t errlen)
+{
+	json_object *arr = json_object_new_array();
+
+	for (struct vol_entry *ve = d->volumes; ve; ve = ve->next)
+		json_object_array_add(arr, status_volume_json(d, ve));
+	*result = json_object_new_object();
+	json_object_object_add(*result, "volumes", arr);
+	return CMD_OK;
+}
+
+static enum cmd_status cmd_volume_remove(struct daemon *d, const struct ctl_request *req,
+					 struct ctl_session *sess, json_object **result,
+					 char *err, size_t errlen)
+{
+	enum cmd_status st;
+	struct vol_entry *ve = open_volume_arg(d, ctl_str(req, "name"), err, errlen, &st);
+	char list[512] = "";
+
+	if (!ve)
+		return st;
+	if (ve->loopdev[0]) {
+		snprintf(err, errlen,
+			 "volume '%s' is attached as %s: detach it first (hotsnap volume detach %s)",
+			 ve->cfg.name, ve->loopdev, ve->cfg.name);
+		return CMD_ERROR;
+	}
+	if (ve->snaps || ve->lost) {
+		size_t n = 0;
+		for (struct snap_entry *se = ve->snaps; se && n < sizeof(list) - 140; se = se->next)
+			n += (size_t)snprintf(list + n, sizeof(list) - n, " %s@%s", ve->cfg.name,
+					      se->name);
+		for (struct lost_snap *ls = ve->lost; ls && n < sizeof(list) - 140; ls = ls->next)
+			n += (size_t)snprintf(list + n, sizeof(list) - n, " %s@%s", ve->cfg.name,
+					      ls->name);
+		snprintf(err, errlen,
+			 "volume '%s' has snapshots: delete them first (hotsnap snapshot delete%s)",
+			 ve->cfg.name, list);
+		return CMD_ERROR;
+	}
+	if (ve->backups) {
+		snprintf(err, errlen, "a backup of volume '%s' is running", ve->cfg.name);
+		return CMD_ERROR;
+	}
+	if (ve->vol && fuse_front_open_count(d->fuse, ve->cfg.name) > 0) {
+		snprintf(err, errlen,
+			 "the FUSE file of volume '%s' is open (a loop device or a program); "
+			 "close it first",
+			 ve->cfg.name);
+		return CMD_ERROR;
+	}
+	registry_close_volume(d, ve);
+	for (struct vol_entry **pp = &d->volumes; *pp; pp = &(*pp)->next)
+		if (*pp == ve) {
+			*pp = ve->next;
+			break;
+		}
+	hs_info("volume %s removed (its backing file %s is left as it is)", ve->cfg.name,
+		ve->cfg.backing);
+	free(ve);
+	persist_save_volumes(d);
+	persist_save_snapshots(d);
+	*result = json_object_new_object();
+	return CMD_OK;
+}
+
+const struct command_entry commands_volume[] = {
+	{ "volume.create", cmd_volume_create },
+	{ "volume.attach", cmd_volume_attach },
+	{ "volume.detach", cmd_volume_detach },
+	{ "volume.list", cmd_volume_list },
+	{ "volume.remove", cmd_volume_remove },
+	{ NULL, NULL },
+};

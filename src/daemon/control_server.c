@@ -1,0 +1,291 @@
+/* control_server.c - the control socket.
+ *
+ * A unix socket in the state dir, mode 0600, and on every connection the
+ * peer's credentials are checked: root, or the owner of the state dir.  One
+ * thread per client, at most MAX_CLIENTS at once (the next is told to try
+ * again and closed), each with a small stack; a client that stays silent is
+ * dropped after IDLE_SECONDS.  Requests are parsed and checked against
+ * their schema (proto.c) before any handler sees them, so malformed input
+ * gets an error reply and never reaches the registry.  Handlers run under
+ * d->mu, except the backup, which locks for itself. */
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "control/transport.h"
+#include "daemon/commands.h"
+
+#define MAX_CLIENTS 64
+#define IDLE_SECONDS 30
+#define CLIENT_STACK (1024 * 1024) /* virtual; only what a handler touches is used */
+
+struct ctl_session {
+	struct daemon *d;
+	int fd;
+	struct ctl_reader rd;
+	uid_t uid;
+	char line[CONTROL_MAX_LINE + 2];
+	struct ctl_session *next; /* in the list of live sessions */
+};
+
+static pthread_mutex_t sessions_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t sessions_cv = PTHREAD_COND_INITIALIZER;
+static struct ctl_session *sessions;
+static pthread_t accept_thread;
+
+int ctl_session_take_fd(struct ctl_session *sess)
+{
+	return ctl_reader_take_fd(&sess->rd);
+}
+
+void ctl_session_event(struct ctl_session *sess, json_object *event)
+{
+	const char *s = json_object_to_json_string_ext(event, JSON_C_TO_STRING_PLAIN);
+	char buf[1024];
+	int n = snprintf(buf, sizeof(buf), "%s\n", s);
+
+	/* A client too slow to read misses an event rather than stalling us. */
+	if (n > 0 && (size_t)n < sizeof(buf))
+		(void)send(sess->fd, buf, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL);
+}
+
+bool ctl_session_gone(struct ctl_session *sess)
+{
+	struct pollfd p = { .fd = sess->fd, .events = POLLRDHUP };
+
+	if (atomic_load(&sess->d->stopping))
+		return true;
+	return poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
+}
+
+static void reply(struct ctl_session *sess, enum cmd_status st, json_object *result,
+		  const char *err)
+{
+	json_object *o = json_object_new_object();
+
+	json_object_object_add(o, "ok", json_object_new_boolean(st == CMD_OK));
+	if (st == CMD_OK) {
+		json_object_object_add(o, "result", result ? result : json_object_new_object());
+	} else {
+		json_object_object_add(o, "error", json_object_new_string(err));
+		json_object_object_add(o, "usage", json_object_new_boolean(st == CMD_USAGE));
+		if (result)
+			json_object_put(result);
+	}
+	(void)ctl_send_json(sess->fd, o, -1);
+	json_object_put(o);
+}
+
+static void serve_request(struct ctl_session *sess, const char *line, size_t len)
+{
+	struct daemon *d = sess->d;
+	struct ctl_request req;
+	json_object *result = NULL;
+	char err[1024] = "";
+	enum cmd_status st;
+	cmd_handler fn;
+
+	if (ctl_request_parse(line, len, &req, err, sizeof(err)) < 0) {
+		ctl_reader_close_fd(&sess->rd);
+		reply(sess, CMD_USAGE, NULL, err);
+		return;
+	}
+	if (!req.cmd->takes_fd)
+		ctl_reader_close_fd(&sess->rd); /* nobody asked for it */
+	fn = commands_find(req.cmd->name);
+	if (!fn) {
+		snprintf(err, sizeof(err), "command '%s' is not available", req.cmd->name);
+		reply(sess, CMD_ERROR, NULL, err);
+		ctl_request_free(&req);
+		return;
+	}
+	if (req.cmd->takes_fd) {
+		st = fn(d, &req, sess, &result, err, sizeof(err));
+	} else {
+		pthread_mutex_lock(&d->mu);
+		st = fn(d, &req, sess, &result, err, sizeof(err));
+		pthread_mutex_unlock(&d->mu);
+	}
+	ctl_reader_close_fd(&sess->rd);
+	if (st != CMD_OK && !err[0])
+		snprintf(err, sizeof(err), "%s failed", req.cmd->name);
+	reply(sess, st, result, err);
+	ctl_request_free(&req);
+}
+
+static void *client_main(void *arg)
+{
+	struct ctl_session *sess = arg;
+	struct daemon *d = sess->d;
+	struct timeval tv = { .tv_sec = IDLE_SECONDS };
+
+	setsockopt(sess->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	ctl_reader_init(&sess->rd, sess->fd);
+	while (!atomic_load(&d->stopping)) {
+		long n = ctl_read_line(&sess->rd, sess->line, sizeof(sess->line));
+		if (n == -EMSGSIZE) {
+			char err[96];
+			snprintf(err, sizeof(err), "request too long (at most %d bytes)",
+				 CONTROL_MAX_LINE);
+			reply(sess, CMD_USAGE, NULL, err);
+			break; /* the rest of the stream cannot be trusted */
+		}
+		if (n <= 0)
+			break; /* end, idle timeout, or error */
+		serve_request(sess, sess->line, (size_t)n);
+	}
+	ctl_reader_close_fd(&sess->rd);
+
+	pthread_mutex_lock(&sessions_mu);
+	for (struct ctl_session **pp = &sessions; *pp; pp = &(*pp)->next)
+		if (*pp == sess) {
+			*pp = sess->next;
+			break;
+		}
+	close(sess->fd);
+	atomic_fetch_sub(&d->clients, 1);
+	pthread_cond_broadcast(&sessions_cv);
+	pthread_mutex_unlock(&sessions_mu);
+	free(sess);
+	return NULL;
+}
+
+static void refuse(int fd, const char *why)
+{
+	json_object *o = json_object_new_object();
+	json_object_object_add(o, "ok", json_object_new_boolean(0));
+	json_object_object_add(o, "error", json_object_new_string(why));
+	json_object_object_add(o, "usage", json_object_new_boolean(0));
+	(void)ctl_send_json(fd, o, -1);
+	json_object_put(o);
+	close(fd);
+}
+
+static void *accept_main(void *arg)
+{
+	struct daemon *d = arg;
+	struct stat sd;
+	pthread_attr_t attr;
+
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	pthread_attr_setstacksize(&attr, CLIENT_STACK);
+	while (!atomic_load(&d->stopping)) {
+		int fd = accept4(d->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+		if (fd < 0) {
+			if (errno == EINTR || errno == ECONNABORTED || errno == EMFILE ||
+			    errno == ENFILE || errno == ENOMEM) {
+				if (errno != EINTR && errno != ECONNABORTED)
+					usleep(10000); /* out of descriptors: let some go */
+				continue;
+			}
+			break; /* the socket was shut down */
+		}
+		struct ucred cred;
+		socklen_t clen = sizeof(cred);
+		if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &clen) < 0 ||
+		    stat(d->state_dir, &sd) < 0 || (cred.uid != 0 && cred.uid != sd.st_uid)) {
+			refuse(fd, "permission denied: only root or the owner of the state dir may "
+				   "use this daemon");
+			continue;
+		}
+		if (atomic_load(&d->clients) >= MAX_CLIENTS) {
+			refuse(fd, "the daemon is busy (too many clients at once); try again");
+			continue;
+		}
+		struct ctl_session *sess = calloc(1, sizeof(*sess));
+		if (!sess) {
+			close(fd);
+			continue;
+		}
+		sess->d = d;
+		sess->fd = fd;
+		sess->uid = cred.uid;
+		pthread_mutex_lock(&sessions_mu);
+		sess->next = sessions;
+		sessions = sess;
+		atomic_fetch_add(&d->clients, 1);
+		pthread_mutex_unlock(&sessions_mu);
+		pthread_t t;
+		if (pthread_create(&t, &attr, client_main, sess) != 0) {
+			pthread_mutex_lock(&sessions_mu);
+			sessions = sess->next;
+			atomic_fetch_sub(&d->clients, 1);
+			pthread_mutex_unlock(&sessions_mu);
+			refuse(fd, "the daemon cannot start a thread for this client; try again");
+			free(sess);
+		}
+	}
+	pthread_attr_destroy(&attr);
+	return NULL;
+}
+
+int control_server_start(struct daemon *d, char *err, size_t errlen)
+{
+	struct sockaddr_un sa = { .sun_family = AF_UNIX };
+	mode_t old;
+
+	if (strlen(d->control_path) >= sizeof(sa.sun_path)) {
+		snprintf(err, errlen, "the state dir path is too long for a unix socket");
+		return -ENAMETOOLONG;
+	}
+	strcpy(sa.sun_path, d->control_path);
+	d->listen_fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (d->listen_fd < 0) {
+		snprintf(err, errlen, "cannot create the control socket: %s", strerror(errno));
+		return -errno;
+	}
+	unlink(d->control_path); /* a stale socket of a dead daemon (we hold the lock) */
+	old = umask(0077);
+	int r = bind(d->listen_fd, (struct sockaddr *)&sa, sizeof(sa));
+	umask(old);
+	if (r < 0 || chmod(d->control_path, 0600) < 0 || listen(d->listen_fd, 128) < 0) {
+		r = -errno;
+		snprintf(err, errlen, "cannot listen on %s: %s", d->control_path, strerror(errno));
+		close(d->listen_fd);
+		d->listen_fd = -1;
+		return r;
+	}
+	r = pthread_create(&accept_thread, NULL, accept_main, d);
+	if (r) {
+		snprintf(err, errlen, "cannot start the control thread");
+		close(d->listen_fd);
+		d->listen_fd = -1;
+		return -r;
+	}
+	return 0;
+}
+
+void control_server_stop(struct daemon *d)
+{
+	struct timespec until;
+
+	if (d->listen_fd < 0)
+		return;
+	shutdown(d->listen_fd, SHUT_RDWR);
+	pthread_join(accept_thread, NULL);
+	close(d->listen_fd);
+	d->listen_fd = -1;
+	unlink(d->control_path);
+	/* End the clients: their reads return, backups see stopping and cancel. */
+	pthread_mutex_lock(&sessions_mu);
+	for (struct ctl_session *s = sessions; s; s = s->next)
+		shutdown(s->fd, SHUT_RD);
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += 30;
+	while (sessions) {
+		if (pthread_cond_timedwait(&sessions_cv, &sessions_mu, &until) == ETIMEDOUT) {
+			hs_warn("%u control clients did not finish", atomic_load(&d->clients));
+			break;
+		}
+	}
+	pthread_mutex_unlock(&sessions_mu);
+}

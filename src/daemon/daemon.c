@@ -1,0 +1,409 @@
+/* daemon.c - `hotsnap daemon`: start, serve, stop.
+ *
+ * Start: take the state dir's lock (one daemon per state dir), mount the
+ * FUSE directory, open every volume in volumes.json, note the snapshots of
+ * the previous run as lost, start NBD and the control socket, then tell a
+ * detaching parent we are ready.  Signals are handled by the main thread
+ * alone (every other thread blocks them).  Stop (SIGTERM, SIGINT or the
+ * shutdown command): close the control socket, end the NBD connections,
+ * detach our loop devices, close the volumes (flushing the origins) and
+ * unmount the FUSE directory. */
+#include "daemon/daemon_main.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common/clock.h"
+#include "common/log.h"
+#include "daemon/daemon.h"
+#include "fuse/fuse_front.h"
+#include "nbd/nbd_server.h"
+
+static void daemon_usage(FILE *f)
+{
+	fprintf(f, "usage: hotsnap daemon [--state-dir DIR] [--detach] "
+		   "[--nbd unix:PATH|tcp:HOST:PORT]... [--no-nbd] [--debug]\n");
+}
+
+void daemon_request_stop(struct daemon *d)
+{
+	atomic_store(&d->stopping, true);
+	if (write(d->wake_pipe[1], "x", 1) < 0) {
+		/* the pipe is full: a wake-up is pending anyway */
+	}
+}
+
+static int mkdir_p(const char *path, mode_t mode)
+{
+	char tmp[PATH_MAX];
+
+	snprintf(tmp, sizeof(tmp), "%s", path);
+	for (char *p = tmp + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
+			return -errno;
+		*p = '/';
+	}
+	if (mkdir(tmp, mode) < 0 && errno != EEXIST)
+		return -errno;
+	return 0;
+}
+
+/* The state dir's lock: held for the daemon's life, with its pid inside. */
+static int take_lock(struct daemon *d)
+{
+	char path[PATH_MAX], pid[32] = "";
+	ssize_t n;
+
+	snprintf(path, sizeof(path), "%s/daemon.lock", d->state_dir);
+	d->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (d->lock_fd < 0) {
+		fprintf(stderr, "hotsnap: cannot open %s: %s\n", path, strerror(errno));
+		return -errno;
+	}
+	if (flock(d->lock_fd, LOCK_EX | LOCK_NB) < 0) {
+		n = pread(d->lock_fd, pid, sizeof(pid) - 1, 0);
+		pid[n > 0 ? n : 0] = '\0';
+		pid[strcspn(pid, "\n")] = '\0';
+		fprintf(stderr,
+			"hotsnap: another hotsnap daemon%s%s%s is already running on %s; stop it "
+			"first (hotsnap --state-dir %s shutdown)\n",
+			pid[0] ? " (pid " : "", pid, pid[0] ? ")" : "", d->state_dir, d->state_dir);
+		close(d->lock_fd);
+		return -EBUSY;
+	}
+	return 0;
+}
+
+static void write_pid(struct daemon *d)
+{
+	char pid[32];
+	int n = snprintf(pid, sizeof(pid), "%d\n", (int)getpid());
+
+	if (ftruncate(d->lock_fd, 0) < 0 || pwrite(d->lock_fd, pid, (size_t)n, 0) != n)
+		hs_warn("cannot write the pid into daemon.lock");
+}
+
+static void warn_stale_loop(void *arg, const char *dev, const char *backing)
+{
+	(void)arg;
+	hs_warn("%s is still attached to %s from a previous daemon; detaching it (if it is "
+		"mounted, unmount it: its I/O fails until then)",
+		dev, backing);
+	loopdev_detach_force(dev, backing);
+}
+
+static void open_volumes(struct daemon *d)
+{
+	for (struct vol_entry *ve = d->volumes; ve; ve = ve->next) {
+		if (registry_open_volume(d, ve, ve->open_error, sizeof(ve->open_error)) < 0)
+			hs_error("volume %s is not available: %s", ve->cfg.name, ve->open_error);
+		else
+			hs_info("volume %s: %s, %llu bytes", ve->cfg.name, ve->cfg.backing,
+				(unsigned long long)ve->cfg.size);
+	}
+}
+
+static void *sampler_main(void *arg)
+{
+	struct daemon *d = arg;
+	struct pollfd p = { .fd = d->wake_pipe[0], .events = POLLIN };
+
+	while (!atomic_load(&d->stopping)) {
+		pthread_mutex_lock(&d->mu);
+		daemon_sample_rates(d);
+		pthread_mutex_unlock(&d->mu);
+		(void)poll(&p, 1, 1000);
+	}
+	return NULL;
+}
+
+static int start_nbd(struct daemon *d, char *err, size_t errlen)
+{
+	struct nbd_catalog cat;
+	const char *why = "";
+	int r;
+
+	if (d->nbd_nlisten == 0)
+		return 0;
+	nbd_catalog_init(d, &cat);
+	r = nbd_server_start(&d->nbd, d->nbd_listen, d->nbd_nlisten, &cat, &why);
+	if (r < 0)
+		snprintf(err, errlen, "cannot start the NBD server: %s: %s", why, strerror(-r));
+	return r;
+}
+
+static void stop_everything(struct daemon *d)
+{
+	atomic_store(&d->stopping, true);
+	control_server_stop(d);
+	if (d->sampler_started)
+		pthread_join(d->sampler, NULL);
+	if (d->nbd) {
+		nbd_server_stop(d->nbd);
+		d->nbd = NULL;
+	}
+	pthread_mutex_lock(&d->mu);
+	while (d->volumes) {
+		struct vol_entry *ve = d->volumes;
+		d->volumes = ve->next;
+		if (ve->loopdev[0])
+			hs_info("detaching %s of volume %s", ve->loopdev, ve->cfg.name);
+		registry_close_volume(d, ve);
+		while (ve->lost) {
+			struct lost_snap *ls = ve->lost;
+			ve->lost = ls->next;
+			free(ls);
+		}
+		free(ve);
+	}
+	pthread_mutex_unlock(&d->mu);
+	if (d->fuse) {
+		fuse_front_stop(d->fuse);
+		d->fuse = NULL;
+	}
+}
+
+/* Runs until stopped.  ready_fd (or -1) gets one byte when the control
+ * socket answers, or an error line when starting failed. */
+static int serve(struct daemon *d, int ready_fd)
+{
+	char err[1024] = "";
+	const char *why = "";
+	sigset_t set;
+	int sfd, r;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGHUP);
+	sigaddset(&set, SIGPIPE);
+	pthread_sigmask(SIG_BLOCK, &set, NULL); /* every thread inherits this */
+	sfd = signalfd(-1, &set, SFD_CLOEXEC);
+	if (sfd < 0 || pipe2(d->wake_pipe, O_CLOEXEC | O_NONBLOCK) < 0) {
+		snprintf(err, sizeof(err), "cannot set up signal handling: %s", strerror(errno));
+		r = -errno;
+		goto fail;
+	}
+	d->started_ns = clock_mono_ns();
+	write_pid(d);
+	loopdev_foreach_under(d->mnt_dir, warn_stale_loop, NULL);
+	r = fuse_front_start(&d->fuse, d->mnt_dir, &why);
+	if (r < 0) {
+		snprintf(err, sizeof(err), "%s (%s)", why, strerror(-r));
+		goto fail;
+	}
+	pthread_mutex_lock(&d->mu);
+	r = persist_load(d, err, sizeof(err));
+	if (r == 0)
+		open_volumes(d);
+	pthread_mutex_unlock(&d->mu);
+	if (r < 0)
+		goto fail;
+	r = start_nbd(d, err, sizeof(err));
+	if (r < 0)
+		goto fail;
+	r = control_server_start(d, err, sizeof(err));
+	if (r < 0)
+		goto fail;
+	if (pthread_create(&d->sampler, NULL, sampler_main, d) == 0)
+		d->sampler_started = true;
+	hs_info("daemon %d serving %s (control socket %s)", (int)getpid(), d->state_dir,
+		d->control_path);
+	if (ready_fd >= 0) {
+		if (write(ready_fd, "", 1) != 1) {
+			/* the parent is gone: nothing to tell */
+		}
+		close(ready_fd);
+		ready_fd = -1;
+	}
+
+	struct pollfd pf[2] = { { .fd = sfd, .events = POLLIN },
+				{ .fd = d->wake_pipe[0], .events = POLLIN } };
+	while (!atomic_load(&d->stopping)) {
+		if (poll(pf, 2, -1) < 0 && errno != EINTR)
+			break;
+		if (pf[0].revents & POLLIN) {
+			struct signalfd_siginfo si;
+			if (read(sfd, &si, sizeof(si)) == sizeof(si) && si.ssi_signo != SIGPIPE &&
+			    si.ssi_signo != SIGHUP) {
+				hs_info("signal %u: shutting down", si.ssi_signo);
+				break;
+			}
+		}
+		if (pf[1].revents & POLLIN)
+			hs_info("shutdown requested");
+	}
+	stop_everything(d);
+	hs_info("daemon stopped");
+	close(sfd);
+	return 0;
+
+fail:
+	hs_error("%s", err);
+	if (ready_fd >= 0) {
+		size_t len = strlen(err);
+		if (write(ready_fd, err, len) < 0) {
+			/* the parent reads nothing then, and says the daemon failed */
+		}
+		close(ready_fd);
+	}
+	stop_everything(d);
+	if (sfd >= 0)
+		close(sfd);
+	return r < 0 ? r : -EIO;
+}
+
+/* --detach: the parent waits until the child serves (or says why not). */
+static int detach_and_serve(struct daemon *d)
+{
+	char path[PATH_MAX], msg[1024];
+	int pfd[2], logfd;
+	pid_t pid;
+	ssize_t n;
+
+	if (pipe2(pfd, O_CLOEXEC) < 0) {
+		perror("hotsnap: pipe");
+		return 1;
+	}
+	pid = fork();
+	if (pid < 0) {
+		perror("hotsnap: fork");
+		return 1;
+	}
+	if (pid > 0) {
+		close(pfd[1]);
+		close(d->lock_fd); /* the child keeps the lock */
+		n = read(pfd[0], msg, sizeof(msg) - 1);
+		if (n == 1 && msg[0] == '\0')
+			return 0;
+		msg[n > 0 ? n : 0] = '\0';
+		fprintf(stderr, "hotsnap: the daemon did not start: %s\n",
+			n > 0 ? msg : "it exited (see daemon.log in the state dir)");
+		return 1;
+	}
+	close(pfd[0]);
+	setsid();
+	snprintf(path, sizeof(path), "%s/daemon.log", d->state_dir);
+	logfd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+	int nullfd = open("/dev/null", O_RDWR);
+	if (nullfd >= 0) {
+		dup2(nullfd, 0);
+		dup2(logfd >= 0 ? logfd : nullfd, 1);
+		dup2(logfd >= 0 ? logfd : nullfd, 2);
+		if (nullfd > 2)
+			close(nullfd);
+	}
+	if (logfd > 2)
+		close(logfd);
+	if (chdir("/") < 0) {
+		/* nothing depends on the cwd */
+	}
+	_exit(serve(d, pfd[1]) < 0 ? 1 : 0);
+}
+
+int daemon_main(const char *state_dir, int argc, char **argv)
+{
+	static const struct option opts[] = {
+		{ "state-dir", required_argument, NULL, 's' },
+		{ "detach", no_argument, NULL, 'd' },
+		{ "nbd", required_argument, NULL, 'n' },
+		{ "no-nbd", no_argument, NULL, 'N' },
+		{ "debug", no_argument, NULL, 'D' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	static struct daemon dm; /* one per process */
+	struct daemon *d = &dm;
+	static char default_nbd[PATH_MAX + 8];
+	bool detach = false, no_nbd = false;
+	int c, r;
+
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
+		switch (c) {
+		case 's':
+			state_dir = optarg;
+			break;
+		case 'd':
+			detach = true;
+			break;
+		case 'n':
+			if (strncmp(optarg, "unix:", 5) != 0 && strncmp(optarg, "tcp:", 4) != 0) {
+				fprintf(stderr, "hotsnap daemon: --nbd '%s': expected unix:PATH or "
+						"tcp:HOST:PORT\n",
+					optarg);
+				return 2;
+			}
+			if (d->nbd_nlisten == DAEMON_MAX_NBD) {
+				fprintf(stderr, "hotsnap daemon: at most %d --nbd addresses\n",
+					DAEMON_MAX_NBD);
+				return 2;
+			}
+			d->nbd_listen[d->nbd_nlisten++] = optarg;
+			break;
+		case 'N':
+			no_nbd = true;
+			break;
+		case 'D':
+			hs_log_set_level(HS_LOG_DEBUG);
+			break;
+		case 'h':
+			daemon_usage(stdout);
+			return 0;
+		default:
+			daemon_usage(stderr);
+			return 2;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "hotsnap daemon: unexpected argument '%s'\n", argv[optind]);
+		daemon_usage(stderr);
+		return 2;
+	}
+	if (state_dir[0] != '/') {
+		fprintf(stderr, "hotsnap daemon: the state dir must be an absolute path\n");
+		return 2;
+	}
+	if (strlen(state_dir) > 80) {
+		fprintf(stderr, "hotsnap daemon: the state dir path is too long (at most 80 "
+				"characters: its sockets must fit a unix socket address)\n");
+		return 2;
+	}
+	snprintf(d->state_dir, sizeof(d->state_dir), "%s", state_dir);
+	snprintf(d->mnt_dir, sizeof(d->mnt_dir), "%s/mnt", state_dir);
+	snprintf(d->control_path, sizeof(d->control_path), "%s/control.sock", state_dir);
+	snprintf(d->default_diff_dir, sizeof(d->default_diff_dir), "%s/diff", state_dir);
+	if (!no_nbd && d->nbd_nlisten == 0) {
+		snprintf(default_nbd, sizeof(default_nbd), "unix:%s/nbd.sock", state_dir);
+		d->nbd_listen[d->nbd_nlisten++] = default_nbd;
+	}
+	if (no_nbd)
+		d->nbd_nlisten = 0;
+	d->listen_fd = -1;
+	d->wake_pipe[0] = d->wake_pipe[1] = -1;
+	pthread_mutex_init(&d->mu, NULL);
+
+	if ((r = mkdir_p(state_dir, 0700)) < 0) {
+		fprintf(stderr, "hotsnap daemon: cannot create %s: %s\n", state_dir, strerror(-r));
+		return 1;
+	}
+	if (take_lock(d) < 0)
+		return 1;
+	hs_log_set_prefix("hotsnapd");
+	if (detach)
+		return detach_and_serve(d);
+	return serve(d, -1) < 0 ? 1 : 0;
+}

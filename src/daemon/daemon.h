@@ -1,0 +1,189 @@
+/* daemon.h - the daemon's state: its volumes, their snapshots, front ends.
+ *
+ * The daemon owns one registry of volumes (persisted in the state dir), a
+ * FUSE front end, an NBD server and the control socket.  One mutex, d->mu,
+ * guards the registry; control commands hold it while they change the
+ * registry, but never across a backup's copying (a backup holds engine
+ * references instead) and never while waiting for a client.
+ *
+ * State dir layout:
+ *   volumes.json    volume definitions (survive restarts)
+ *   snapshots.json  live snapshots, so a restarted daemon can say which were
+ *                   lost; entries marked lost stay until deleted
+ *   control.sock    the control socket (0600)
+ *   nbd.sock        the default NBD socket (0600)
+ *   daemon.lock     flock held by the running daemon; holds its pid
+ *   daemon.log      the log of a daemon started with --detach
+ *   mnt/            the FUSE mount: one file per volume and attached snapshot
+ *   diff/           default directory for diff files (unnamed, O_TMPFILE)
+ */
+#ifndef HS_DAEMON_H
+#define HS_DAEMON_H
+
+#include <json-c/json.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "common/names.h"
+#include "control/proto.h"
+#include "daemon/loopdev.h"
+#include "engine/engine.h"
+
+#define DAEMON_MAX_NBD 8
+#define RATE_SAMPLES 16
+
+struct fuse_front;
+struct nbd_server;
+struct backup_job;
+
+/* What volumes.json keeps of a volume. */
+struct vol_config {
+	char name[HS_NAME_MAX + 1];
+	char backing[PATH_MAX];
+	char diff_dir[PATH_MAX];
+	uint64_t size;
+	uint64_t chunk_size;
+	uint64_t cow_buffer;
+	uint64_t diff_limit;
+	uint64_t next_snapshot; /* for default names: snap1, snap2, ... */
+};
+
+struct snap_entry {
+	char name[HS_NAME_MAX + 1];
+	struct snapshot *snap;         /* an engine reference */
+	char loopdev[LOOPDEV_NAME_MAX];/* attached read-only, or "" */
+	bool published;                /* has a FUSE file */
+	bool temporary;                /* made by `backup VOLUME`; deleted after */
+	int backups;                   /* backups reading it now */
+	struct snap_entry *next;
+};
+
+/* A snapshot of a previous daemon run: it did not survive the restart. */
+struct lost_snap {
+	char name[HS_NAME_MAX + 1];
+	char reason[256];
+	struct lost_snap *next;
+};
+
+struct rate_sample {
+	uint64_t t_ns;
+	uint64_t bytes;
+};
+
+struct vol_entry {
+	struct vol_config cfg;
+	struct volume *vol;          /* NULL when it could not be opened */
+	char open_error[512];        /* why not */
+	char loopdev[LOOPDEV_NAME_MAX];
+	struct snap_entry *snaps;
+	struct lost_snap *lost;
+	struct backup_job *backups;  /* running backups of this volume */
+	/* diff store use sampled once a second, for fill rate and time to full */
+	struct rate_sample samples[RATE_SAMPLES];
+	unsigned nsamples, sample_next;
+	struct vol_entry *next;
+};
+
+struct daemon {
+	char state_dir[PATH_MAX];
+	char mnt_dir[PATH_MAX];
+	char control_path[PATH_MAX];
+	char default_diff_dir[PATH_MAX];
+	const char *nbd_listen[DAEMON_MAX_NBD];
+	size_t nbd_nlisten;
+	int lock_fd;
+	int listen_fd;
+	pthread_mutex_t mu;
+	struct vol_entry *volumes; /* [mu] */
+	struct fuse_front *fuse;
+	struct nbd_server *nbd;
+	atomic_bool stopping;
+	int wake_pipe[2]; /* written to wake the main thread for shutdown */
+	uint64_t started_ns;
+	atomic_uint clients;
+	pthread_t sampler;
+	bool sampler_started;
+};
+
+/* --- registry (registry.c); callers hold d->mu ------------------------- */
+struct vol_entry *registry_volume(struct daemon *d, const char *name);
+struct snap_entry *registry_snapshot(struct vol_entry *ve, const char *name);
+struct lost_snap *registry_lost(struct vol_entry *ve, const char *name);
+/* Opens the engine volume of a config (backing file, diff file). */
+int registry_open_volume(struct daemon *d, struct vol_entry *ve, char *err, size_t errlen);
+void registry_close_volume(struct daemon *d, struct vol_entry *ve);
+/* FUSE file name of a volume or snapshot. */
+void registry_fuse_path(struct daemon *d, const char *file, char *buf, size_t len);
+/* Releases a snapshot entry: detaches, withdraws its file, deletes it. */
+void registry_drop_snapshot(struct daemon *d, struct vol_entry *ve, struct snap_entry *se);
+/* Resolves "VOLUME@SNAPSHOT"; on failure err says what is wrong and the
+ * return is NULL.  *usage tells a malformed name from a missing one. */
+struct snap_entry *registry_resolve_snapshot(struct daemon *d, const char *full,
+					     struct vol_entry **vep, char *err, size_t errlen,
+					     bool *usage);
+
+/* --- persistence (persist.c); callers hold d->mu ------------------------- */
+int persist_load(struct daemon *d, char *err, size_t errlen);
+int persist_save_volumes(struct daemon *d);
+int persist_save_snapshots(struct daemon *d);
+
+/* --- control commands (commands_*.c) -------------------------------------- */
+struct ctl_session;
+enum cmd_status { CMD_OK = 0, CMD_ERROR = 1, CMD_USAGE = 2 };
+typedef enum cmd_status (*cmd_handler)(struct daemon *d, const struct ctl_request *req,
+				       struct ctl_session *sess, json_object **result,
+				       char *err, size_t errlen);
+cmd_handler commands_find(const char *name);
+
+/* What a streaming handler may do with its client. */
+int ctl_session_take_fd(struct ctl_session *sess);
+/* Sends an event line; never blocks (a slow client misses events). */
+void ctl_session_event(struct ctl_session *sess, json_object *event);
+/* True when the client has gone away (so its command should stop). */
+bool ctl_session_gone(struct ctl_session *sess);
+
+/* --- status pieces (commands_status.c) ------------------------------------ */
+json_object *status_volume_json(struct daemon *d, struct vol_entry *ve);
+json_object *status_snapshot_json(struct daemon *d, struct vol_entry *ve,
+				  struct snap_entry *se);
+void daemon_sample_rates(struct daemon *d);
+
+/* --- snapshot creation, shared by `snapshot create` and `backup VOLUME` --- */
+struct snapshot_set_request {
+	struct vol_entry *vols[CONTROL_MAX_LIST];
+	size_t n;
+	const char *name; /* NULL: the next default name */
+	bool freeze;
+	bool all_blocks;
+	bool temporary;
+};
+struct snapshot_set_result {
+	struct snap_entry *snaps[CONTROL_MAX_LIST];
+	char name[HS_NAME_MAX + 1];
+	double freeze_ms;  /* from before freeze to after thaw */
+	double engine_us;  /* writers held by the engine */
+	double daemon_us;  /* all of hotsnap's work inside the freeze window */
+	double map_ms;     /* building used-block maps */
+	uint64_t used_chunks[CONTROL_MAX_LIST];
+	const char *map_source[CONTROL_MAX_LIST];
+};
+enum cmd_status snapshots_create_locked(struct daemon *d, const struct snapshot_set_request *rq,
+					struct snapshot_set_result *res, char *err,
+					size_t errlen);
+
+/* --- the NBD catalog (nbd_catalog.c) -------------------------------------- */
+struct nbd_catalog;
+void nbd_catalog_init(struct daemon *d, struct nbd_catalog *cat);
+const char *daemon_nbd_uri(struct daemon *d, const char *name, char *buf, size_t len);
+
+/* --- control socket (control_server.c) ------------------------------------ */
+int control_server_start(struct daemon *d, char *err, size_t errlen);
+void control_server_stop(struct daemon *d);
+
+/* --- lifecycle (daemon.c) -------------------------------------------------- */
+void daemon_request_stop(struct daemon *d);
+
+#endif

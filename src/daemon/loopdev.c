@@ -1,0 +1,176 @@
+/* loopdev.c - see loopdev.h.
+ *
+ * LOOP_CONFIGURE sets the file, direct I/O and read-only in one ioctl, so a
+ * device is never visible half set up.  Device nodes are created when there
+ * is no udev to do it (containers, minimal VMs). */
+#include "loopdev.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/loop.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+#include <unistd.h>
+
+#include "common/log.h"
+
+#define LOOP_MAJOR 7
+
+static int open_loop_node(int n, int flags)
+{
+	char dev[LOOPDEV_NAME_MAX];
+	int fd;
+
+	snprintf(dev, sizeof(dev), "/dev/loop%d", n);
+	fd = open(dev, flags | O_CLOEXEC);
+	if (fd < 0 && errno == ENOENT) {
+		if (mknod(dev, S_IFBLK | 0660, makedev(LOOP_MAJOR, (unsigned)n)) < 0 &&
+		    errno != EEXIST)
+			return -errno;
+		fd = open(dev, flags | O_CLOEXEC);
+	}
+	return fd < 0 ? -errno : fd;
+}
+
+/* The backing file of loop device number n, from sysfs ("" if none). */
+static void backing_of(const char *devname, char *out, size_t len)
+{
+	char path[128];
+	FILE *f;
+
+	out[0] = '\0';
+	snprintf(path, sizeof(path), "/sys/block/%s/loop/backing_file", devname);
+	f = fopen(path, "re");
+	if (!f)
+		return;
+	if (fgets(out, (int)len, f)) {
+		size_t n = strlen(out);
+		while (n && (out[n - 1] == '\n' || out[n - 1] == ' '))
+			out[--n] = '\0';
+	}
+	fclose(f);
+}
+
+bool loopdev_backed_by(const char *dev, const char *path)
+{
+	char back[4096];
+
+	if (strncmp(dev, "/dev/", 5) != 0)
+		return false;
+	backing_of(dev + 5, back, sizeof(back));
+	return back[0] && strcmp(back, path) == 0;
+}
+
+int loopdev_attach(const char *path, bool readonly, char *dev, size_t devlen, const char **why)
+{
+	struct loop_config cfg;
+	int ctl, file, r = 0;
+
+	file = open(path, (readonly ? O_RDONLY : O_RDWR) | O_DIRECT | O_CLOEXEC);
+	if (file < 0) {
+		*why = "cannot open the volume's FUSE file for the loop device";
+		return -errno;
+	}
+	ctl = open("/dev/loop-control", O_RDWR | O_CLOEXEC);
+	if (ctl < 0) {
+		r = -errno;
+		*why = "cannot open /dev/loop-control (is the loop module loaded?)";
+		goto out_file;
+	}
+	/* Another process may take the free device first: then try again. */
+	for (int attempt = 0; attempt < 16; attempt++) {
+		int n = ioctl(ctl, LOOP_CTL_GET_FREE);
+		if (n < 0) {
+			r = -errno;
+			*why = "no free loop device";
+			break;
+		}
+		int lfd = open_loop_node(n, readonly ? O_RDONLY : O_RDWR);
+		if (lfd < 0) {
+			r = lfd;
+			*why = "cannot open the loop device node";
+			break;
+		}
+		memset(&cfg, 0, sizeof(cfg));
+		cfg.fd = (uint32_t)file;
+		cfg.block_size = 0; /* 512: what a disk of this size would have */
+		cfg.info.lo_flags = LO_FLAGS_DIRECT_IO | (readonly ? LO_FLAGS_READ_ONLY : 0);
+		snprintf((char *)cfg.info.lo_file_name, LO_NAME_SIZE, "%s", path);
+		if (ioctl(lfd, LOOP_CONFIGURE, &cfg) == 0) {
+			close(lfd);
+			snprintf(dev, devlen, "/dev/loop%d", n);
+			r = 0;
+			goto out_ctl;
+		}
+		r = -errno;
+		close(lfd);
+		if (r != -EBUSY) {
+			*why = "LOOP_CONFIGURE failed";
+			break;
+		}
+	}
+	if (r == -EBUSY)
+		*why = "every free loop device was taken by someone else";
+out_ctl:
+	close(ctl);
+out_file:
+	close(file);
+	return r;
+}
+
+int loopdev_detach(const char *dev, const char *path)
+{
+	int fd, r = 0;
+
+	if (!loopdev_backed_by(dev, path))
+		return 0; /* gone already (or someone else's now) */
+	/* A mounted file system holds the device exclusively. */
+	fd = open(dev, O_RDONLY | O_EXCL | O_CLOEXEC);
+	if (fd < 0)
+		return errno == EBUSY ? -EBUSY : -errno;
+	if (ioctl(fd, LOOP_CLR_FD) < 0)
+		r = -errno;
+	close(fd);
+	return r;
+}
+
+void loopdev_detach_force(const char *dev, const char *path)
+{
+	int fd;
+
+	if (!loopdev_backed_by(dev, path))
+		return;
+	fd = open(dev, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return;
+	if (ioctl(fd, LOOP_CLR_FD) < 0)
+		hs_warn("cannot detach %s: %s", dev, strerror(errno));
+	close(fd);
+}
+
+void loopdev_foreach_under(const char *dir, void (*fn)(void *arg, const char *dev,
+						       const char *backing), void *arg)
+{
+	DIR *d = opendir("/sys/block");
+	struct dirent *de;
+	size_t dlen = strlen(dir);
+	char back[4096], dev[LOOPDEV_NAME_MAX + 8];
+
+	if (!d)
+		return;
+	while ((de = readdir(d))) {
+		if (strncmp(de->d_name, "loop", 4) != 0)
+			continue;
+		backing_of(de->d_name, back, sizeof(back));
+		if (!back[0] || strncmp(back, dir, dlen) != 0 || back[dlen] != '/')
+			continue;
+		snprintf(dev, sizeof(dev), "/dev/%s", de->d_name);
+		fn(arg, dev, back);
+	}
+	closedir(d);
+}

@@ -1,0 +1,95 @@
+/* nbd_catalog.c - what the NBD server may open: every usable volume and
+ * every active snapshot, by "VOLUME" or "VOLUME@SNAPSHOT". */
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/units.h"
+#include "daemon/daemon.h"
+#include "nbd/nbd_server.h"
+
+static struct export *catalog_open(void *ctx, const char *name, const char **why)
+{
+	struct daemon *d = ctx;
+	char vol[HS_NAME_MAX + 1], snap[HS_NAME_MAX + 1];
+	struct export *e = NULL;
+	struct vol_entry *ve;
+
+	pthread_mutex_lock(&d->mu);
+	if (strchr(name, '@')) {
+		if (names_split_snapshot(name, vol, snap)) {
+			*why = "not a valid export name (VOLUME or VOLUME@SNAPSHOT)";
+		} else if (!(ve = registry_volume(d, vol)) || !ve->vol) {
+			*why = "no such volume";
+		} else {
+			struct snap_entry *se = registry_snapshot(ve, snap);
+			struct snapshot_stats ss;
+			if (!se) {
+				*why = registry_lost(ve, snap) ? "the snapshot was lost in a restart"
+							      : "no such snapshot";
+			} else {
+				snapshot_get_stats(se->snap, &ss);
+				if (ss.state != SNAPSHOT_ACTIVE)
+					*why = "the snapshot failed (see hotsnap snapshot list)";
+				else if (!(e = export_open_snapshot(se->snap)))
+					*why = "out of memory";
+			}
+		}
+	} else if (names_check(name)) {
+		*why = "not a valid export name (VOLUME or VOLUME@SNAPSHOT)";
+	} else if (!(ve = registry_volume(d, name)) || !ve->vol) {
+		*why = "no such volume";
+	} else if (!(e = export_open_volume(ve->vol))) {
+		*why = "out of memory";
+	}
+	pthread_mutex_unlock(&d->mu);
+	return e;
+}
+
+static void catalog_list(void *ctx, void (*fn)(void *arg, const char *name, const char *desc),
+			 void *arg)
+{
+	struct daemon *d = ctx;
+	char full[2 * HS_NAME_MAX + 2], desc[256], size[32], when[32];
+
+	pthread_mutex_lock(&d->mu);
+	for (struct vol_entry *ve = d->volumes; ve; ve = ve->next) {
+		if (!ve->vol)
+			continue;
+		snprintf(desc, sizeof(desc), "hotsnap volume, %s, read-write",
+			 units_format_size(ve->cfg.size, size, sizeof(size)));
+		fn(arg, ve->cfg.name, desc);
+		for (struct snap_entry *se = ve->snaps; se; se = se->next) {
+			struct snapshot_stats ss;
+			struct tm tm;
+			time_t t;
+			snapshot_get_stats(se->snap, &ss);
+			if (ss.state != SNAPSHOT_ACTIVE)
+				continue;
+			t = (time_t)(ss.created_ns / 1000000000u);
+			localtime_r(&t, &tm);
+			strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S", &tm);
+			snprintf(full, sizeof(full), "%s@%s", ve->cfg.name, se->name);
+			snprintf(desc, sizeof(desc), "hotsnap snapshot of %s taken %s, read-only",
+				 ve->cfg.name, when);
+			fn(arg, full, desc);
+		}
+	}
+	pthread_mutex_unlock(&d->mu);
+}
+
+void nbd_catalog_init(struct daemon *d, struct nbd_catalog *cat)
+{
+	cat->open = catalog_open;
+	cat->list = catalog_list;
+	cat->ctx = d;
+}
+
+const char *daemon_nbd_uri(struct daemon *d, const char *name, char *buf, size_t len)
+{
+	if (!d->nbd) {
+		buf[0] = '\0';
+		return buf;
+	}
+	return nbd_server_uri(d->nbd, name, buf, len);
+}

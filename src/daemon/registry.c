@@ -1,0 +1,174 @@
+/* registry.c - finding, opening and releasing volumes and snapshots. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "common/log.h"
+#include "daemon/daemon.h"
+#include "export/export.h"
+#include "fuse/fuse_front.h"
+
+struct vol_entry *registry_volume(struct daemon *d, const char *name)
+{
+	for (struct vol_entry *ve = d->volumes; ve; ve = ve->next)
+		if (strcmp(ve->cfg.name, name) == 0)
+			return ve;
+	return NULL;
+}
+
+struct snap_entry *registry_snapshot(struct vol_entry *ve, const char *name)
+{
+	for (struct snap_entry *se = ve->snaps; se; se = se->next)
+		if (strcmp(se->name, name) == 0)
+			return se;
+	return NULL;
+}
+
+struct lost_snap *registry_lost(struct vol_entry *ve, const char *name)
+{
+	for (struct lost_snap *ls = ve->lost; ls; ls = ls->next)
+		if (strcmp(ls->name, name) == 0)
+			return ls;
+	return NULL;
+}
+
+void registry_fuse_path(struct daemon *d, const char *file, char *buf, size_t len)
+{
+	snprintf(buf, len, "%s/%s", d->mnt_dir, file);
+}
+
+int registry_open_volume(struct daemon *d, struct vol_entry *ve, char *err, size_t errlen)
+{
+	struct volume_config cfg = {
+		.name = ve->cfg.name,
+		.size = ve->cfg.size,
+		.chunk_shift = (unsigned)__builtin_ctzll(ve->cfg.chunk_size),
+		.cow_buffer = ve->cfg.cow_buffer,
+		.diff_limit = ve->cfg.diff_limit,
+		.diff_dir = ve->cfg.diff_dir,
+	};
+	struct dev *origin, *diff;
+	struct export *e;
+	int r;
+
+	r = dev_file_open(&origin, ve->cfg.backing, 0);
+	if (r < 0) {
+		snprintf(err, errlen, "cannot open backing file %s: %s", ve->cfg.backing,
+			 strerror(-r));
+		return r;
+	}
+	if (origin->size < ve->cfg.size) {
+		snprintf(err, errlen,
+			 "backing file %s is %llu bytes, smaller than the volume (%llu bytes)",
+			 ve->cfg.backing, (unsigned long long)origin->size,
+			 (unsigned long long)ve->cfg.size);
+		dev_destroy(origin);
+		return -EINVAL;
+	}
+	if (strcmp(ve->cfg.diff_dir, d->default_diff_dir) == 0)
+		(void)mkdir(ve->cfg.diff_dir, 0700);
+	r = dev_file_open(&diff, ve->cfg.diff_dir, DEV_FILE_TMPFILE);
+	if (r < 0) {
+		snprintf(err, errlen, "cannot create a diff file in %s: %s", ve->cfg.diff_dir,
+			 strerror(-r));
+		dev_destroy(origin);
+		return r;
+	}
+	r = volume_create(&ve->vol, &cfg, origin, diff);
+	if (r < 0) {
+		snprintf(err, errlen, "cannot open volume %s: %s", ve->cfg.name, strerror(-r));
+		ve->vol = NULL;
+		return r;
+	}
+	e = export_open_volume(ve->vol);
+	r = e ? fuse_front_add(d->fuse, ve->cfg.name, e) : -ENOMEM;
+	if (r < 0) {
+		snprintf(err, errlen, "cannot publish volume %s in the FUSE directory: %s",
+			 ve->cfg.name, strerror(-r));
+		volume_destroy(ve->vol);
+		ve->vol = NULL;
+		return r;
+	}
+	ve->open_error[0] = '\0';
+	return 0;
+}
+
+void registry_drop_snapshot(struct daemon *d, struct vol_entry *ve, struct snap_entry *se)
+{
+	char full[2 * HS_NAME_MAX + 2], path[PATH_MAX];
+
+	snprintf(full, sizeof(full), "%s@%s", ve->cfg.name, se->name);
+	if (se->loopdev[0]) {
+		registry_fuse_path(d, full, path, sizeof(path));
+		loopdev_detach_force(se->loopdev, path);
+		se->loopdev[0] = '\0';
+	}
+	if (se->published) {
+		if (fuse_front_remove(d->fuse, full) < 0)
+			hs_warn("the FUSE file of %s is still open; it goes when closed", full);
+		se->published = false;
+	}
+	snapshot_delete(se->snap);
+	snapshot_put(se->snap);
+	for (struct snap_entry **pp = &ve->snaps; *pp; pp = &(*pp)->next)
+		if (*pp == se) {
+			*pp = se->next;
+			break;
+		}
+	free(se);
+}
+
+void registry_close_volume(struct daemon *d, struct vol_entry *ve)
+{
+	char path[PATH_MAX];
+
+	while (ve->snaps)
+		registry_drop_snapshot(d, ve, ve->snaps);
+	if (ve->loopdev[0]) {
+		registry_fuse_path(d, ve->cfg.name, path, sizeof(path));
+		loopdev_detach_force(ve->loopdev, path);
+		ve->loopdev[0] = '\0';
+	}
+	if (ve->vol) {
+		(void)fuse_front_remove(d->fuse, ve->cfg.name);
+		volume_flush(ve->vol);
+		volume_destroy(ve->vol);
+		ve->vol = NULL;
+	}
+}
+
+struct snap_entry *registry_resolve_snapshot(struct daemon *d, const char *full,
+					     struct vol_entry **vep, char *err, size_t errlen,
+					     bool *usage)
+{
+	char vol[HS_NAME_MAX + 1], snap[HS_NAME_MAX + 1];
+	const char *why = names_split_snapshot(full, vol, snap);
+	struct vol_entry *ve;
+	struct snap_entry *se;
+	struct lost_snap *ls;
+
+	*usage = false;
+	if (why) {
+		snprintf(err, errlen, "bad snapshot name '%.140s': %s", full, why);
+		*usage = true;
+		return NULL;
+	}
+	ve = registry_volume(d, vol);
+	if (!ve) {
+		snprintf(err, errlen, "volume '%s' does not exist (see 'hotsnap volume list')", vol);
+		return NULL;
+	}
+	*vep = ve;
+	se = registry_snapshot(ve, snap);
+	if (se)
+		return se;
+	ls = registry_lost(ve, snap);
+	if (ls)
+		snprintf(err, errlen, "snapshot %s@%s is gone: %s", vol, snap, ls->reason);
+	else
+		snprintf(err, errlen, "snapshot %s@%s does not exist (see 'hotsnap snapshot list')",
+			 vol, snap);
+	return NULL;
+}
