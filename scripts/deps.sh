@@ -1,0 +1,29 @@
+#!/bin/bash
+# scripts/deps.sh GROUP... - installs the Debian packages a make target needs,
+# only those missing.  Groups: build, test, bench, fuzz.
+set -euo pipefail
+
+declare -A GROUP=(
+    [build]="gcc make meson ninja-build pkg-config libfuse3-dev fuse3 libjson-c-dev libext2fs-dev"
+    [test]="e2fsprogs xfsprogs util-linux fio qemu-utils libnbd-bin python3-libnbd python3 kmod"
+    [bench]="fio qemu-utils qemu-system-common libnbd-bin valgrind python3 e2fsprogs util-linux"
+    [fuzz]="clang libclang-rt-14-dev"
+)
+
+want=()
+for g in "$@"; do
+    [ -n "${GROUP[$g]+x}" ] || { echo "deps.sh: unknown group '$g'" >&2; exit 2; }
+    for p in ${GROUP[$g]}; do
+        dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
+            want+=("$p")
+    done
+done
+[ ${#want[@]} -eq 0 ] && exit 0
+if [ "$(id -u)" != 0 ]; then
+    echo "deps.sh: missing packages: ${want[*]} (run as root to install them)" >&2
+    exit 1
+fi
+echo "installing: ${want[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq >/dev/null
+apt-get install -y -qq --no-install-recommends "${want[@]}" >/dev/null

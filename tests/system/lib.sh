@@ -1,0 +1,157 @@
+# shellcheck shell=bash
+# tests/system/lib.sh - sourced by every system test.
+#
+# Each test gets a private directory $T (state dir $STATE inside), runs its
+# own daemon, and cleans up on any exit: it thaws and unmounts what it
+# mounted under $T, stops its daemon by pid, detaches loop devices whose
+# backing file lies under $T, unmounts the FUSE directory and removes $T.
+# Nothing is ever killed by name.  A test exits 77 (skip) when a tool or root
+# is missing, and on failure prints the daemon's log and how to rerun it.
+set -euo pipefail
+export LC_ALL=C
+
+TEST_NAME=$(basename "$0" .sh)
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+HOTSNAP=${HOTSNAP:-$HERE/../../build/hotsnap}
+T=""
+STATE=""
+DAEMON_PID=""
+BG_PIDS=()
+
+log() { printf '[%s] %s\n' "$TEST_NAME" "$*"; }
+skip() { echo "SKIP: $*"; exit 77; }
+fail() { echo "FAIL: $*" >&2; exit 1; }
+
+require_root() { [ "$(id -u)" = 0 ] || skip "needs root"; }
+require() {
+    local c
+    for c in "$@"; do command -v "$c" >/dev/null 2>&1 || skip "needs $c"; done
+}
+require_block() {
+    require_root
+    [ -c /dev/fuse ] || skip "needs /dev/fuse"
+    [ -c /dev/loop-control ] || skip "needs loop devices"
+    [ -x "$HOTSNAP" ] || fail "no hotsnap binary at $HOTSNAP (build first)"
+}
+
+# Mount points under $T, deepest first.
+_mounts_under_t() {
+    awk -v t="$T" '{ gsub(/\\040/, " ", $5); if (index($5, t "/") == 1) print $5 }' \
+        /proc/self/mountinfo | sort -r
+}
+
+cleanup() {
+    local rc=$? m p dev back i
+    set +e
+    for p in "${BG_PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done
+    for p in "${BG_PIDS[@]}"; do wait "$p" 2>/dev/null; done
+    if [ -n "$T" ]; then
+        # file systems on our volumes first (thawed, in case a test froze one)
+        for m in $(_mounts_under_t); do
+            [ "$m" = "$STATE/mnt" ] && continue
+            fsfreeze -u "$m" 2>/dev/null
+            umount "$m" 2>/dev/null || umount -l "$m" 2>/dev/null
+        done
+    fi
+    if [ -n "$DAEMON_PID" ] && kill -0 "$DAEMON_PID" 2>/dev/null; then
+        kill -TERM "$DAEMON_PID" 2>/dev/null
+        for i in $(seq 100); do kill -0 "$DAEMON_PID" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$DAEMON_PID" 2>/dev/null
+        wait "$DAEMON_PID" 2>/dev/null
+    fi
+    if [ -n "$T" ]; then
+        # loop devices on files of ours (the daemon's, or the test's own)
+        losetup -n -O NAME,BACK-FILE 2>/dev/null | while read -r dev back; do
+            case $back in "$T"/*) losetup -d "$dev" 2>/dev/null ;; esac
+        done
+        for m in $(_mounts_under_t); do umount -l "$m" 2>/dev/null; done
+        if [ "$rc" != 0 ] && [ "$rc" != 77 ]; then
+            echo "--- $TEST_NAME failed (exit $rc); daemon log:" >&2
+            tail -n 40 "$T/daemon.log" 2>/dev/null >&2
+            echo "--- rerun: sudo $0   (HOTSNAP=$HOTSNAP; keep files: KEEP=1)" >&2
+        fi
+        if [ "${KEEP:-0}" = 1 ]; then echo "kept $T" >&2; else rm -rf "$T"; fi
+    fi
+    exit "$rc"
+}
+
+setup() {
+    T=$(mktemp -d "/tmp/hs-$TEST_NAME.XXXXXX")
+    STATE=$T/state
+    trap cleanup EXIT
+    trap 'exit 130' INT TERM
+}
+
+hs() { "$HOTSNAP" --state-dir "$STATE" "$@"; }
+
+# Starts a daemon in the background and waits until it answers.
+start_daemon() {
+    "$HOTSNAP" --state-dir "$STATE" daemon "$@" >>"$T/daemon.log" 2>&1 &
+    DAEMON_PID=$!
+    local i
+    for i in $(seq 200); do
+        hs status >/dev/null 2>&1 && return 0
+        kill -0 "$DAEMON_PID" 2>/dev/null || fail "the daemon exited at start: $(tail -3 "$T/daemon.log")"
+        sleep 0.05
+    done
+    fail "the daemon did not answer"
+}
+
+stop_daemon() {
+    [ -n "$DAEMON_PID" ] || return 0
+    kill -TERM "$DAEMON_PID"
+    wait "$DAEMON_PID" || fail "the daemon exited with status $? on SIGTERM"
+    DAEMON_PID=""
+}
+
+bg() { "$@" & BG_PIDS+=("$!"); }
+
+stop_bg() {
+    local p
+    for p in "${BG_PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done
+    for p in "${BG_PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+    BG_PIDS=()
+}
+
+# sha256 of a device or file, read with O_DIRECT (past any page cache).
+sha_dev() { dd if="$1" iflag=direct bs=1M status=none | sha256sum | cut -d' ' -f1; }
+sha_file() { sha256sum "$1" | cut -d' ' -f1; }
+
+# Checksums of every regular file under a directory, sorted by path.
+tree_sums() { (cd "$1" && find . -type f -print0 | sort -z | xargs -0 -r sha256sum); }
+
+# A value from a JSON document on stdin: json_get '["volumes"][0]["name"]'
+json_get() { /usr/bin/python3 -c 'import json,sys; v=json.load(sys.stdin); print(eval("v"+sys.argv[1]))' "$1"; }
+
+# Creates a volume on a sparse file, attaches it, makes ext4 and mounts it.
+# Sets VOL_DEV and VOL_MNT.
+make_ext4_volume() {
+    local name=$1 size=$2
+    shift 2
+    hs volume create "$name" --backing "$T/$name.img" --size "$size" "$@" >/dev/null
+    VOL_DEV=$(hs volume attach "$name")
+    mkfs.ext4 -q -F -E nodiscard,lazy_itable_init=0,lazy_journal_init=0 "$VOL_DEV"
+    VOL_MNT=$T/mnt-$name
+    mkdir -p "$VOL_MNT"
+    mount -o nodiscard "$VOL_DEV" "$VOL_MNT"
+}
+
+# Fills a directory with files of known content (a few sizes).
+fill_files() {
+    local dir=$1 n=${2:-20} i
+    mkdir -p "$dir"
+    for i in $(seq "$n"); do
+        head -c $((i * 37 * 1024 + 123)) /dev/urandom >"$dir/file$i"
+    done
+    dd if=/dev/urandom of="$dir/big" bs=1M count="${3:-32}" status=none
+    sync
+}
+
+expect_fail() {   # expect_fail STATUS WORDS -- CMD... : exit STATUS, stderr has WORDS
+    local want=$1 words=$2 rc=0 err
+    shift 2
+    err=$("$@" 2>&1 >/dev/null) || rc=$?
+    [ "$rc" = "$want" ] || fail "'$*' exited $rc, expected $want (stderr: $err)"
+    echo "$err" | grep -qiE -- "$words" || fail "'$*': message '$err' does not say '$words'"
+    [ "$(echo "$err" | wc -l)" -le 2 ] || fail "'$*': message is not one clear line: $err"
+}
