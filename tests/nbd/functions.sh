@@ -71,6 +71,14 @@ start_server() {
 	fi
 }
 
+# Takes snapshot "uN" of every volume now (SIGUSR1) and waits until it exists.
+take_snapshot() {
+	local line
+	kill -USR1 "$server_pid"
+	IFS= read -r line <&"${SRV[0]}" || fail "no answer to SIGUSR1"
+	snapshot=${line#snapshot }
+}
+
 uri() {
 	echo "nbd+unix:///$1?socket=$sock"
 }

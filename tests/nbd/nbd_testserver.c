@@ -11,7 +11,8 @@
  *   dump NAME FILE             the volume's current content into FILE
  * Sizes take K, M, G suffixes.  The server listens on unix:PATH (and any
  * --listen), serves "NAME" and "NAME@SNAP", and stops on SIGTERM or SIGINT,
- * removing the socket and the pid file.
+ * removing the socket and the pid file.  SIGUSR1 takes a snapshot "uN" of
+ * every volume (N = 1, 2, ...) while serving and then prints "snapshot uN".
  *
  * Once listening it prints one line, "ready URI", on stdout and nothing else
  * there: a test runs it as a coprocess and reads that line, so it waits for
@@ -275,6 +276,7 @@ int main(int argc, char **argv)
 	sigemptyset(&set);
 	sigaddset(&set, SIGTERM);
 	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGUSR1);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 
 	run_actions(argc - i, argv + i);
@@ -295,10 +297,18 @@ int main(int argc, char **argv)
 		printf("ready\n");
 	fflush(stdout);
 
-	do {
+	for (unsigned nsnap = 1;; nsnap++) {
+		char snap[32];
 		sig = 0;
 		sigwait(&set, &sig);
-	} while (sig != SIGTERM && sig != SIGINT);
+		if (sig == SIGTERM || sig == SIGINT)
+			break;
+		snprintf(snap, sizeof(snap), "u%u", nsnap);
+		for (unsigned v = 0; v < nvols; v++)
+			act_snap(vols[v].name, snap);
+		printf("snapshot %s\n", snap);
+		fflush(stdout);
+	}
 
 	nbd_server_stop(srv);
 	for (unsigned v = 0; v < nvols; v++)
