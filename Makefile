@@ -1,0 +1,40 @@
+# hotsnap - the thin layer over Meson that the README promises:
+#   make         build into build/ (the CLI at build/hotsnap)
+#   make demo    the main job end to end, on a scratch volume it sets up
+#   make check   every test (unit, ASan+UBSan, system); SANITIZE=1 runs the
+#                system tests on a sanitized build too
+#   make bench   the benchmarks and the side-by-side comparison with the peer
+#   make fuzz    build the libFuzzer targets (clang)
+# Each target installs the Debian packages it needs first.
+
+BUILD ?= build
+SANITIZE ?= 0
+
+.PHONY: all build demo check bench fuzz stress clean
+
+all: build
+
+build:
+	@scripts/deps.sh build
+	@[ -f $(BUILD)/build.ninja ] || meson setup $(BUILD) >/dev/null
+	@ninja -C $(BUILD)
+
+demo: build
+	@scripts/deps.sh test
+	@scripts/demo.sh
+
+check:
+	@scripts/deps.sh build test
+	@SANITIZE=$(SANITIZE) scripts/check.sh
+
+bench: build
+	@scripts/deps.sh test bench
+	@bench/run.sh
+
+fuzz:
+	@scripts/deps.sh build fuzz
+	@[ -f build-fuzz/build.ninja ] || CC=clang meson setup build-fuzz -Dfuzz=true -Dsystem_tests=false >/dev/null
+	@ninja -C build-fuzz
+
+clean:
+	rm -rf build build-asan build-san build-fuzz
