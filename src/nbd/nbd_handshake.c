@@ -143,7 +143,8 @@ static void list_add(void *arg, const char *name, const char *description)
 	memcpy(p, &plen, 4);
 	memcpy(p + 4, &be_nlen, 4);
 	memcpy(p + 8, name, nlen);
-	memcpy(p + 8 + nlen, description, dlen);
+	if (dlen)
+		memcpy(p + 8 + nlen, description, dlen);
 	lb->len += need;
 }
 
