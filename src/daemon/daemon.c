@@ -13,6 +13,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <malloc.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
@@ -394,6 +395,9 @@ int daemon_main(const char *state_dir, int argc, char **argv)
 		d->nbd_nlisten = 0;
 	d->listen_fd = -1;
 	d->wake_pipe[0] = d->wake_pipe[1] = -1;
+	/* dozens of threads, little heap each: a few arenas are plenty, and
+	 * each one more would keep its own freed memory resident */
+	mallopt(M_ARENA_MAX, 2);
 	pthread_mutex_init(&d->mu, NULL);
 
 	if ((r = mkdir_p(state_dir, 0700)) < 0) {

@@ -146,3 +146,9 @@ int diffstore_read(struct diffstore *ds, uint32_t file_slot, void *buf, size_t l
 	return dev_pread(ds->file, buf, len,
 			 (uint64_t)file_slot * ds->chunk_size + offset_in_slot);
 }
+
+void diffstore_ram_release_pages(struct diffstore *ds)
+{
+	if (ds->ram && ds->ram_free_count == ds->ram_slots)
+		(void)madvise(ds->ram, (size_t)(ds->ram_slots * ds->chunk_size), MADV_DONTNEED);
+}

@@ -65,6 +65,9 @@ int diffstore_write_run(struct diffstore *ds, uint32_t first_file_slot,
 int diffstore_read(struct diffstore *ds, uint32_t file_slot, void *buf, size_t len,
 		   size_t offset_in_slot);
 
+/* Gives the buffer's pages back to the kernel (when nothing is held). */
+void diffstore_ram_release_pages(struct diffstore *ds);
+
 static inline uint32_t diffstore_ram_used(const struct diffstore *ds)
 {
 	return ds->ram_slots - ds->ram_free_count;

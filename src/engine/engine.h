@@ -45,8 +45,7 @@ struct volume_config {
 };
 
 /* Takes ownership of origin and diff (also on failure).  diff is where
- * copies go when the RAM buffer fills; it may be NULL for a RAM-only store
- * (then diff_limit must be 0 and copies live only in the buffer). */
+ * copies go when the RAM buffer fills (required; tests use a dev_mem). */
 int volume_create(struct volume **out, const struct volume_config *cfg, struct dev *origin,
 		  struct dev *diff);
 /* Deletes any snapshots left and drops the creator's reference; the volume
@@ -83,6 +82,14 @@ int volume_extents(struct volume *v, uint64_t off, uint64_t len, extent_fn fn, v
  * requests in progress: what a backup looks at to step aside. */
 uint64_t volume_last_io_ns(const struct volume *v);
 unsigned volume_inflight(const struct volume *v);
+
+/* Foreground requests served so far and their summed service time: a backup
+ * samples both to see how its own reading affects the applications. */
+struct volume_fg_sample {
+	uint64_t ops;
+	uint64_t busy_ns;
+};
+void volume_fg_sample(const struct volume *v, struct volume_fg_sample *out);
 
 struct volume_stats {
 	uint64_t diff_bytes;         /* held now, RAM and file */

@@ -315,6 +315,8 @@ int snapshot_delete(struct snapshot *s)
 	bitmap_fill(&s->changed, false);
 	v->snaps[s->slot] = NULL;
 	v->nsnaps--;
+	if (v->nsnaps == 0)
+		diffstore_ram_release_pages(&v->ds); /* no copies until the next snapshot */
 	pthread_mutex_unlock(&v->mu);
 	snapshot_put(s); /* the list's reference */
 	return 0;

@@ -79,6 +79,7 @@ struct volume {
 	atomic_uint_fast64_t reads, writes, bytes_read, bytes_written;
 	atomic_uint_fast64_t last_io_ns;
 	atomic_uint inflight;
+	atomic_uint_fast64_t fg_ops, fg_busy_ns;
 };
 
 static inline uint64_t chunk_len(const struct volume *v, uint64_t c)

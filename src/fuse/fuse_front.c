@@ -94,7 +94,9 @@ static void *thread_buffer(struct fuse_front *ff, size_t size)
 	}
 	if (b->size < size) {
 		void *p;
-		size_t want = size < MAX_TRANSFER ? MAX_TRANSFER : size;
+		/* grow in 128 KiB steps: a thread that only ever sees 4 KiB
+		 * requests keeps a small buffer */
+		size_t want = (size + (128u << 10) - 1) & ~(size_t)((128u << 10) - 1);
 		if (posix_memalign(&p, ALIGN, want))
 			return NULL;
 		free(b->p);
