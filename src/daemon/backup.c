@@ -10,11 +10,12 @@
  * queries, not a map of its own.
  *
  * Pacing: a token bucket at the controller's current rate.  Every
- * CONTROL_NS the controller looks at whether the volume served foreground
- * requests during the interval: if it did, the rate halves (down to a
- * floor, so the backup never starves); if not, it grows by half again (up
- * to --rate, or without bound).  That aims the backup at the throughput the
- * applications leave free, without fixed sleeps.
+ * CONTROL_NS the controller compares the mean service time of the volume's
+ * foreground requests with its baseline: when the backup makes the
+ * applications slower, the rate drops by a factor (never below a floor, so
+ * the backup never starves); when it does not, or the volume is idle, the
+ * rate grows (up to --rate, or without bound).  That aims the backup at the
+ * throughput the applications leave free, without fixed sleeps.
  */
 #include "backup.h"
 
@@ -35,9 +36,17 @@
 #define BUFFERS 4
 #define EXTENT_WINDOW (UINT64_C(256) << 20)
 #define TICK_NS (200 * 1000000ull)
+/* The pacing loop; see control(). */
 #define CONTROL_NS (50 * 1000000ull)
-#define RATE_FLOOR (16.0 * 1000 * 1000)  /* bytes/s a busy volume still grants */
-#define RATE_START (256.0 * 1000 * 1000)
+#define CONTROL_MIN_OPS 16
+#define TARGET 1.25             /* foreground service time allowed, x baseline */
+#define TARGET_SLACK_NS 50000.0 /* plus this: noise on a shared virtual disk */
+#define BASELINE_DRIFT 1.002
+#define DECREASE 0.7
+#define INCREASE 1.1
+#define RATE_STEP (4.0 * 1000 * 1000)
+#define RATE_FLOOR (16.0 * 1000 * 1000) /* bytes/s a busy volume still grants */
+#define RATE_START (64.0 * 1000 * 1000)
 #define RATE_MAX (1e12)
 
 /* --- extents ---------------------------------------------------------------- */
@@ -189,10 +198,12 @@ static void writer_submit(struct writer *w, struct slot *s, uint64_t off, size_t
 /* --- pacing ------------------------------------------------------------------ */
 
 struct pacer {
-	double rate;      /* bytes/s */
+	double rate;      /* bytes/s the controller allows now */
 	double max_rate;
 	uint64_t next_ns; /* when the next byte may be read */
 	uint64_t interval_start;
+	struct volume_fg_sample last;
+	double baseline_ns; /* foreground service time with the backup out of the way */
 };
 
 static void sleep_until(uint64_t t_ns)
@@ -203,22 +214,49 @@ static void sleep_until(uint64_t t_ns)
 		;
 }
 
+/* One step of the closed loop (LEDBAT-like): the signal is the mean service
+ * time of the volume's foreground requests.  The lowest mean seen is the
+ * baseline (it drifts up slowly, so a workload that changes is followed);
+ * above TARGET times the baseline the backup is in the applications' way and
+ * backs off multiplicatively; at or below it, and when the volume is idle,
+ * it speeds up. */
+static void control(struct backup_job *job, struct pacer *p, uint64_t now)
+{
+	struct volume *v = snapshot_volume(job->snap);
+	struct volume_fg_sample s;
+	uint64_t ops, busy;
+
+	volume_fg_sample(v, &s);
+	ops = s.ops - p->last.ops;
+	busy = s.busy_ns - p->last.busy_ns;
+	if (ops == 0) {
+		p->rate = HS_MIN(p->rate * 2, p->max_rate);
+	} else if (ops < CONTROL_MIN_OPS && now - p->interval_start < 4 * CONTROL_NS) {
+		return; /* too few requests to judge yet: keep collecting */
+	} else {
+		double mean = (double)busy / (double)ops;
+		if (p->baseline_ns == 0 || mean < p->baseline_ns)
+			p->baseline_ns = mean;
+		else
+			p->baseline_ns *= BASELINE_DRIFT;
+		if (mean > p->baseline_ns * TARGET + TARGET_SLACK_NS) {
+			p->rate = HS_MAX(p->rate * DECREASE, RATE_FLOOR);
+			atomic_fetch_add(&job->yields, 1);
+		} else {
+			p->rate = HS_MIN(p->rate * INCREASE + RATE_STEP, p->max_rate);
+		}
+	}
+	p->last = s;
+	p->interval_start = now;
+	atomic_store(&job->current_rate, (uint64_t)p->rate);
+}
+
 static void pace(struct backup_job *job, struct pacer *p, size_t n)
 {
 	uint64_t now = clock_mono_ns();
-	struct volume *v = snapshot_volume(job->snap);
 
-	if (job->yield && now - p->interval_start >= CONTROL_NS) {
-		bool busy = volume_last_io_ns(v) >= p->interval_start || volume_inflight(v) > 0;
-		if (busy) {
-			p->rate = HS_MAX(p->rate / 2, RATE_FLOOR);
-			atomic_fetch_add(&job->yields, 1);
-		} else {
-			p->rate = HS_MIN(p->rate * 1.5, p->max_rate);
-		}
-		p->interval_start = now;
-		atomic_store(&job->current_rate, (uint64_t)p->rate);
-	}
+	if (job->yield && now - p->interval_start >= CONTROL_NS)
+		control(job, p, now);
 	if (p->rate >= RATE_MAX)
 		return;
 	/* no saving up: an idle stretch buys at most 20 ms of burst */
@@ -293,6 +331,7 @@ int backup_job_run(struct backup_job *job, void (*tick)(void *arg, struct backup
 	pacer.max_rate = job->rate_limit ? (double)job->rate_limit : RATE_MAX;
 	pacer.rate = job->yield ? HS_MIN(RATE_START, pacer.max_rate) : pacer.max_rate;
 	pacer.next_ns = pacer.interval_start = job->started_ns;
+	volume_fg_sample(v, &pacer.last);
 	atomic_store(&job->current_rate, (uint64_t)pacer.rate);
 
 	for (unsigned i = 0; i < BUFFERS; i++)

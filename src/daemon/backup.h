@@ -7,10 +7,10 @@
  * position is released from the snapshot as it goes, so later writes there
  * need no copy and held copies leave the diff store at once.
  *
- * It yields to applications: before each read it looks at the volume's
- * foreground I/O and steers its own rate with a closed loop (halve when the
- * volume was busy in the last interval, grow when idle), runs at idle I/O
- * priority, and never exceeds --rate. */
+ * It yields to applications: it steers its own rate with a closed loop on
+ * the service time of the volume's foreground requests (slow down when the
+ * backup makes them slower, speed up when it does not or the volume is
+ * idle), runs at idle I/O priority, and never exceeds --rate. */
 #ifndef HS_BACKUP_H
 #define HS_BACKUP_H
 
