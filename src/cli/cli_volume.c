@@ -32,7 +32,7 @@ static const struct cmd_spec create_spec = {
 		{ "chunk-size", OPT_SIZE, 0, "SIZE", "copy-on-write unit, 4K to 1M, a power of two (default 4K)" },
 		{ "cow-buffer", OPT_SIZE, 0, "SIZE", "RAM for saved originals (default 8M)" },
 		{ "diff-dir", OPT_PATH, 0, "DIR", "where the diff file goes (default: STATE_DIR/diff)" },
-		{ "diff-limit", OPT_SIZE, 0, "SIZE", "most the diff file may hold (default: 10% of the volume)" },
+		{ "diff-limit", OPT_SIZE, 0, "SIZE", "most the diff file may hold (default: 10% of the volume, at least 1G)" },
 	},
 };
 

@@ -49,6 +49,15 @@ static int backing_size(const char *path, uint64_t *size, char *err, size_t errl
 	return 0;
 }
 
+/* 10% of the volume, but at least 1 GiB (or the whole of a smaller volume):
+ * a small volume gets room for a realistic burst of rewrites, a big one
+ * keeps the classic 10%. */
+static uint64_t default_diff_limit(uint64_t size, uint64_t chunk)
+{
+	uint64_t floor = HS_MIN_U64(size, UINT64_C(1) << 30);
+	return HS_MAX(HS_MAX(size / 10, floor), 16 * chunk);
+}
+
 static enum cmd_status check_config(struct daemon *d, struct vol_config *c, char *err,
 				    size_t errlen)
 {
@@ -189,7 +198,7 @@ static enum cmd_status cmd_volume_create(struct daemon *d, const struct ctl_requ
 			return CMD_USAGE;
 		}
 	}
-	c.diff_limit = ctl_u64(req, "diff_limit", HS_MAX(c.size / 10, 16 * c.chunk_size));
+	c.diff_limit = ctl_u64(req, "diff_limit", default_diff_limit(c.size, c.chunk_size));
 	st = check_config(d, &c, err, errlen);
 	if (st != CMD_OK)
 		goto undo;
