@@ -267,6 +267,64 @@ static void pace(struct backup_job *job, struct pacer *p, size_t n)
 		sleep_until(p->next_ns);
 }
 
+/* --- the drain thread ------------------------------------------------------------ */
+
+/* While a consuming backup runs, this thread takes every copy the snapshot
+ * holds, wherever it is, writes it into the image at its place and consumes
+ * it: copies never pile up ahead of the sequential reader, and writers that
+ * wait for RAM room wait for this thread, which never waits on them. */
+struct drain {
+	struct backup_job *job;
+	pthread_t thread;
+	atomic_bool stop;
+	int err;
+	uint64_t err_off;
+};
+
+#define DRAIN_BATCH 256
+#define DRAIN_WAIT_NS (100 * 1000000ull)
+
+static void *drain_main(void *arg)
+{
+	struct drain *dr = arg;
+	struct backup_job *job = dr->job;
+	struct volume *v = snapshot_volume(job->snap);
+	uint64_t chunk = UINT64_C(1) << volume_chunk_shift(v);
+	uint64_t chunks[DRAIN_BATCH];
+	void *buf;
+
+	if (posix_memalign(&buf, 4096, chunk)) {
+		dr->err = -ENOMEM;
+		return NULL;
+	}
+	while (!atomic_load(&dr->stop) && !atomic_load(&job->cancel)) {
+		size_t n = snapshot_held_chunks(job->snap, chunks, DRAIN_BATCH, DRAIN_WAIT_NS);
+		for (size_t i = 0; i < n; i++) {
+			uint64_t off = chunks[i] * chunk;
+			size_t len = (size_t)HS_MIN_U64(chunk, job->size - off);
+			int r = snapshot_read_held(job->snap, chunks[i], buf);
+			if (r == -EAGAIN)
+				continue; /* consumed by the sequential pass meanwhile */
+			if (r == 0 && !all_zero(buf, len)) {
+				r = pwrite_full(job->out_fd, buf, len, off);
+				if (r == 0)
+					atomic_fetch_add(&job->bytes_written, len);
+			}
+			if (r < 0) {
+				dr->err = r;
+				dr->err_off = off;
+				atomic_store(&job->cancel, true);
+				break;
+			}
+			atomic_fetch_add(&job->bytes_read, len);
+			atomic_fetch_add(&job->bytes_drained, len);
+			(void)snapshot_consume(job->snap, off, len);
+		}
+	}
+	free(buf);
+	return NULL;
+}
+
 /* --- the job -------------------------------------------------------------------- */
 
 double backup_job_seconds(const struct backup_job *job)
@@ -291,6 +349,32 @@ static void note_diff_peak(struct backup_job *job)
 	uint64_t peak = atomic_load(&job->diff_peak);
 	while (now > peak && !atomic_compare_exchange_weak(&job->diff_peak, &peak, now))
 		;
+}
+
+/* Reads the chunks of [off, off+n) that are still there one by one, straight
+ * into the image: for a block some of whose chunks the drain has taken
+ * (consumed) since the extents were listed.  Rare, so simple. */
+static int read_around_drained(struct backup_job *job, void *buf, uint64_t off, size_t n)
+{
+	uint64_t chunk = UINT64_C(1) << volume_chunk_shift(snapshot_volume(job->snap));
+
+	for (uint64_t p = off; p < off + n;) {
+		size_t len = (size_t)HS_MIN_U64(hs_align_down(p, chunk) + chunk, off + n) - (size_t)p;
+		int r = snapshot_read(job->snap, buf, len, p);
+		if (r == 0) {
+			atomic_fetch_add(&job->bytes_read, len);
+			if (!all_zero(buf, len)) {
+				r = pwrite_full(job->out_fd, buf, len, p);
+				if (r < 0)
+					return r;
+				atomic_fetch_add(&job->bytes_written, len);
+			}
+		} else if (r != -ENODATA) {
+			return r;
+		}
+		p += len;
+	}
+	return 0;
 }
 
 static void read_error(struct backup_job *job, int r, uint64_t off)
@@ -322,6 +406,8 @@ int backup_job_run(struct backup_job *job, void (*tick)(void *arg, struct backup
 	struct extent_list ext = { 0 };
 	struct writer w = { .job = job };
 	struct pacer pacer = { 0 };
+	struct drain drain = { 0 };
+	bool drain_started = false;
 	uint64_t last_tick, frontier = 0;
 	int r = 0;
 
@@ -348,6 +434,25 @@ int backup_job_run(struct backup_job *job, void (*tick)(void *arg, struct backup
 		r = -r;
 		goto out_sync;
 	}
+	struct snapshot_stats st0;
+	snapshot_get_stats(job->snap, &st0);
+	if (st0.consumed_chunks) {
+		snprintf(job->error, sizeof(job->error),
+			 "%s was partly consumed already (by an earlier backup, or trimmed over "
+			 "NBD); take a new snapshot",
+			 job->source);
+		r = -ENODATA;
+		goto out_writer;
+	}
+	if (job->consume) {
+		drain.job = job;
+		snapshot_set_drain(job->snap, true);
+		if (pthread_create(&drain.thread, NULL, drain_main, &drain) == 0) {
+			drain_started = true;
+		} else {
+			snapshot_set_drain(job->snap, false);
+		}
+	}
 	set_idle_io_priority();
 
 	for (uint64_t win = 0; win < job->size && r == 0;) {
@@ -361,6 +466,10 @@ int backup_job_run(struct backup_job *job, void (*tick)(void *arg, struct backup
 		for (size_t i = 0; i < ext.n && r == 0; i++) {
 			struct extent *e = &ext.v[i];
 			if (e->type == EXTENT_CONSUMED) {
+				if (job->consume) { /* taken by our drain */
+					atomic_store(&job->position, e->off + e->len);
+					continue;
+				}
 				r = -ENODATA;
 				read_error(job, r, e->off);
 				break;
@@ -387,12 +496,20 @@ int backup_job_run(struct backup_job *job, void (*tick)(void *arg, struct backup
 					break;
 				}
 				r = snapshot_read(job->snap, s->p, n, p);
-				if (r < 0) {
+				if (r == -ENODATA && job->consume) {
+					/* the drain took part of this block */
+					r = read_around_drained(job, s->p, p, n);
+					if (r < 0) {
+						read_error(job, r, p);
+						break;
+					}
+				} else if (r < 0) {
 					read_error(job, r, p);
 					break;
+				} else {
+					atomic_fetch_add(&job->bytes_read, n);
+					writer_submit(&w, s, p, n);
 				}
-				atomic_fetch_add(&job->bytes_read, n);
-				writer_submit(&w, s, p, n);
 				p += n;
 				atomic_store(&job->position, p);
 				consume_behind(job, &frontier, p, chunk);
@@ -407,6 +524,17 @@ int backup_job_run(struct backup_job *job, void (*tick)(void *arg, struct backup
 		win += wlen;
 	}
 
+	if (drain_started) {
+		atomic_store(&drain.stop, true);
+		pthread_join(drain.thread, NULL);
+		snapshot_set_drain(job->snap, false);
+		if (r == 0 && drain.err) {
+			r = drain.err;
+			snprintf(job->error, sizeof(job->error), "writing %s at offset %llu failed: %s",
+				 job->output, (unsigned long long)drain.err_off, strerror(-r));
+		}
+	}
+out_writer:
 	pthread_mutex_lock(&w.mu);
 	w.done = true;
 	pthread_cond_broadcast(&w.cv);

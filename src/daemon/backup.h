@@ -5,7 +5,9 @@
  * handed to a writer thread so reading and writing overlap.  All-zero blocks
  * are not written either.  When consuming, everything behind the read
  * position is released from the snapshot as it goes, so later writes there
- * need no copy and held copies leave the diff store at once.
+ * need no copy; and a drain thread takes every copy made ahead of the
+ * position at once (see snapshot_set_drain), so while the backup runs the
+ * diff store holds at most the RAM buffer.
  *
  * It yields to applications: it steers its own rate with a closed loop on
  * the service time of the volume's foreground requests (slow down when the
@@ -35,6 +37,7 @@ struct backup_job {
 	atomic_uint_fast64_t bytes_read;
 	atomic_uint_fast64_t bytes_written;
 	atomic_uint_fast64_t bytes_skipped;
+	atomic_uint_fast64_t bytes_drained; /* taken ahead of the position */
 	atomic_uint_fast64_t diff_peak;   /* of the volume, during the job */
 	atomic_uint_fast64_t yields;      /* pauses for foreground I/O */
 	atomic_uint_fast64_t current_rate; /* the controller's target, bytes/s */

@@ -155,6 +155,22 @@ int snapshot_read(struct snapshot *s, void *buf, size_t len, uint64_t off);
  * more copies and their held originals are released at once. */
 int snapshot_consume(struct snapshot *s, uint64_t off, uint64_t len);
 
+/* Draining: a consuming reader (a backup) takes every copy the snapshot
+ * holds as soon as it is made, instead of waiting to reach its position.
+ * While draining is on, copies that only this snapshot needs stay in the
+ * RAM buffer (the flusher does not spill them); writers that find the
+ * buffer full wait for the reader.  So during a drained backup the diff
+ * store holds at most the RAM buffer, plus what it held when draining began.
+ */
+void snapshot_set_drain(struct snapshot *s, bool on);
+/* Up to max chunks (in no particular order) the snapshot holds copies of;
+ * with wait_ns, waits that long for one to appear.  Returns the count. */
+size_t snapshot_held_chunks(struct snapshot *s, uint64_t *out, size_t max, uint64_t wait_ns);
+/* Reads the whole held copy of chunk c into buf (chunk_len bytes): -EAGAIN
+ * when the snapshot holds no copy of it.  Takes no range lock (a held copy
+ * never changes), so it cannot wait behind a writer that waits for room. */
+int snapshot_read_held(struct snapshot *s, uint64_t c, void *buf);
+
 /* Chunks clear in used become free for the snapshot: no copy, read as
  * zeros.  May be applied after creation (copies already made are released). */
 int snapshot_apply_used_map(struct snapshot *s, const struct bitmap *used);

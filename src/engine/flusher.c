@@ -7,6 +7,8 @@
  * there is room means a copy the backup consumes soon is never written at
  * all.  A failed write fails the snapshots that needed those copies, and
  * their RAM is freed all the same, so writers never wait on a broken disk.
+ * Copies that only draining snapshots need are left in RAM: their reader
+ * takes them (see snapshot_set_drain).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -53,6 +55,9 @@ static unsigned pick_batch_locked(struct volume *v, uint32_t *ids)
 			continue;
 		struct version *ver = cowmap_get(&v->map, id);
 		if (ver->state != VERSION_RAM || ver->dead)
+			continue;
+		/* its only readers drain it: it leaves RAM through them */
+		if (!(ver->mask & ~v->drain_mask))
 			continue;
 		ver->state = VERSION_FLUSHING;
 		ids[n++] = id;

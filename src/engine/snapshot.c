@@ -273,6 +273,8 @@ void snapshot_fail_locked(struct snapshot *s, const char *reason)
 	s->state = SNAPSHOT_FAILED;
 	snprintf(s->reason, sizeof(s->reason), "%s", reason);
 	atomic_fetch_sub_explicit(&v->nactive, 1, memory_order_release);
+	v->drain_mask &= ~s->bit;
+	pthread_cond_broadcast(&v->held);
 	drop_all_versions_locked(v, s);
 	bitmap_fill(&s->pending, false);
 	bitmap_fill(&s->changed, false);
@@ -309,6 +311,8 @@ int snapshot_delete(struct snapshot *s)
 	if (s->state == SNAPSHOT_ACTIVE)
 		atomic_fetch_sub_explicit(&v->nactive, 1, memory_order_release);
 	s->state = SNAPSHOT_DELETED;
+	v->drain_mask &= ~s->bit;
+	pthread_cond_broadcast(&v->held);
 	drop_all_versions_locked(v, s);
 	bitmap_fill(&s->pending, false);
 	bitmap_fill(&s->consumed, false);
@@ -543,6 +547,95 @@ int snapshot_apply_used_map(struct snapshot *s, const struct bitmap *used)
 		s->used_chunks = bitmap_count(used);
 		s->all_blocks = false;
 	}
+	pthread_mutex_unlock(&v->mu);
+	return r;
+}
+
+/* --- draining ----------------------------------------------------------------- */
+
+void snapshot_set_drain(struct snapshot *s, bool on)
+{
+	struct volume *v = s->vol;
+
+	pthread_mutex_lock(&v->mu);
+	if (on && s->state == SNAPSHOT_ACTIVE)
+		v->drain_mask |= s->bit;
+	else
+		v->drain_mask &= ~s->bit;
+	/* off: what stayed in RAM for the reader may have to be spilled now */
+	flusher_kick_locked(v);
+	pthread_cond_broadcast(&v->held);
+	pthread_mutex_unlock(&v->mu);
+}
+
+static size_t collect_held_locked(struct volume *v, struct snapshot *s, uint64_t *out, size_t max)
+{
+	size_t n = 0;
+
+	for (uint32_t id = 0; id < v->map.cap && n < max && n < s->held_chunks; id++) {
+		struct version *ver = cowmap_get(&v->map, id);
+		if (ver->state != VERSION_FREE && ver->state != VERSION_COPYING &&
+		    (ver->mask & s->bit))
+			out[n++] = ver->chunk;
+	}
+	return n;
+}
+
+size_t snapshot_held_chunks(struct snapshot *s, uint64_t *out, size_t max, uint64_t wait_ns)
+{
+	struct volume *v = s->vol;
+	size_t n;
+
+	pthread_mutex_lock(&v->mu);
+	n = collect_held_locked(v, s, out, max);
+	if (n == 0 && wait_ns && s->state == SNAPSHOT_ACTIVE) {
+		struct timespec until;
+		clock_gettime(CLOCK_REALTIME, &until);
+		uint64_t ns = (uint64_t)until.tv_nsec + wait_ns;
+		until.tv_sec += (time_t)(ns / 1000000000u);
+		until.tv_nsec = (long)(ns % 1000000000u);
+		pthread_cond_timedwait(&v->held, &v->mu, &until);
+		n = collect_held_locked(v, s, out, max);
+	}
+	pthread_mutex_unlock(&v->mu);
+	return n;
+}
+
+int snapshot_read_held(struct snapshot *s, uint64_t c, void *buf)
+{
+	struct volume *v = s->vol;
+	struct version *ver;
+	uint32_t id;
+	uint64_t len;
+	int r = 0;
+
+	if (c >= v->nchunks)
+		return -EINVAL;
+	len = chunk_len(v, c);
+	pthread_mutex_lock(&v->mu);
+	r = state_error(s);
+	if (r)
+		goto out;
+	id = cowmap_lookup(&v->map, c, s->bit);
+	/* COPYING cannot be read yet; the next call will find it done */
+	if (id == COW_NONE || cowmap_get(&v->map, id)->state == VERSION_COPYING ||
+	    bitmap_test(&s->consumed, c)) {
+		r = -EAGAIN;
+		goto out;
+	}
+	ver = cowmap_get(&v->map, id);
+	ver->pins++;
+	uint32_t ram = ver->ram_slot, file = ver->file_slot;
+	pthread_mutex_unlock(&v->mu);
+	if (ram != COW_NONE)
+		memcpy(buf, diffstore_ram_ptr(&v->ds, ram), len);
+	else
+		r = diffstore_read(&v->ds, file, buf, len, 0);
+	pthread_mutex_lock(&v->mu);
+	version_unpin_locked(v, id);
+	if (r == 0)
+		r = state_error(s);
+out:
 	pthread_mutex_unlock(&v->mu);
 	return r;
 }

@@ -71,6 +71,7 @@ int volume_create(struct volume **out, const struct volume_config *cfg, struct d
 	pthread_mutex_init(&v->mu, NULL);
 	pthread_cond_init(&v->room, NULL);
 	pthread_cond_init(&v->flush_wake, NULL);
+	pthread_cond_init(&v->held, NULL);
 	rangelock_init(&v->rl);
 
 	r = cowmap_init(&v->map);
@@ -92,6 +93,7 @@ err_map:
 	cowmap_destroy(&v->map);
 err_sync:
 	rangelock_destroy(&v->rl);
+	pthread_cond_destroy(&v->held);
 	pthread_cond_destroy(&v->flush_wake);
 	pthread_cond_destroy(&v->room);
 	pthread_mutex_destroy(&v->mu);
@@ -116,6 +118,7 @@ void volume_put(struct volume *v)
 	diffstore_destroy(&v->ds);
 	cowmap_destroy(&v->map);
 	rangelock_destroy(&v->rl);
+	pthread_cond_destroy(&v->held);
 	pthread_cond_destroy(&v->flush_wake);
 	pthread_cond_destroy(&v->room);
 	pthread_mutex_destroy(&v->mu);
@@ -326,6 +329,7 @@ static void read_originals(struct volume *v, struct copy_job *jobs, unsigned n,
 static void finish_copies_locked(struct volume *v, struct copy_job *jobs, unsigned n)
 {
 	char reason[ENGINE_REASON_MAX];
+	bool for_drain = false;
 
 	for (unsigned i = 0; i < n; i++) {
 		struct version *ver = cowmap_get(&v->map, jobs[i].id);
@@ -342,8 +346,12 @@ static void finish_copies_locked(struct volume *v, struct copy_job *jobs, unsign
 				version_free_locked(v, jobs[i].id);
 		} else if (ver->dead) {
 			version_free_locked(v, jobs[i].id);
+		} else if (ver->mask & v->drain_mask) {
+			for_drain = true;
 		}
 	}
+	if (for_drain)
+		pthread_cond_broadcast(&v->held);
 	if (diffstore_ram_used(&v->ds) * 2 > v->ds.ram_slots)
 		flusher_kick_locked(v);
 }

@@ -57,6 +57,7 @@ struct volume {
 	pthread_mutex_t mu;
 	pthread_cond_t room;       /* a RAM slot was freed */
 	pthread_cond_t flush_wake; /* the flusher has work, or must stop */
+	pthread_cond_t held;       /* a copy was made for a draining snapshot */
 
 	/* [mu] */
 	struct rangelock rl;
@@ -65,6 +66,7 @@ struct volume {
 	struct snapshot *snaps[ENGINE_MAX_SNAPSHOTS]; /* by slot; NULL = free */
 	unsigned nsnaps;
 	unsigned room_waiters;
+	uint64_t drain_mask;       /* snapshots being drained by their reader */
 	bool flushing;             /* flusher is draining toward its low mark */
 	bool flusher_stop;
 	uint32_t flush_cursor;
