@@ -61,6 +61,17 @@ int main(int argc, char **argv)
 	const char *cmd = argv[i];
 	argc -= i;
 	argv += i;
+	/* --json reads naturally after the command too: take it from anywhere
+	 * (no name may start with '-', so it is never a value) */
+	int kept = 1;
+	for (int k = 1; k < argc; k++) {
+		if (strcmp(argv[k], "--json") == 0 && strcmp(cmd, "daemon") != 0)
+			cli.json = true;
+		else
+			argv[kept++] = argv[k];
+	}
+	argc = kept;
+	argv[argc] = NULL;
 	if (strcmp(cmd, "daemon") == 0)
 		return daemon_main(cli.state_dir, argc, argv);
 	if (cli.state_dir[0] != '/') {

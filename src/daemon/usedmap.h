@@ -4,7 +4,8 @@
  * instant cost no copy when written afterwards, and read as zeros in the
  * backup.  Two sources:
  *   - a mounted file system, frozen: FS_IOC_GETFSMAP on its mount point
- *     (ext4, XFS); every record not marked free counts, metadata included;
+ *     (ext4, XFS); only what it reports as free space is free (it may leave
+ *     allocated extents out of its records: a gap is never free);
  *   - an unmounted, cleanly unmounted ext2/3/4: its block bitmaps, read
  *     through the snapshot with libext2fs.
  * Anything else gets no map, and the snapshot protects every block. */

@@ -13,14 +13,21 @@
 
 #define RECORDS 1024
 
-static int mark(struct bitmap *used, uint64_t size, unsigned shift, uint64_t off, uint64_t len)
+/* Clears the chunks that lie wholly inside the free run [off, end). */
+static int clear_free(struct bitmap *used, uint64_t size, unsigned shift, uint64_t off,
+		      uint64_t end)
 {
-	if (len == 0 || off >= size)
+	uint64_t chunk = UINT64_C(1) << shift;
+	uint64_t c0 = (off + chunk - 1) >> shift;
+	uint64_t c1;
+
+	if (end > size)
+		end = size;
+	if (end <= off)
 		return 0;
-	if (len > size - off)
-		len = size - off;
-	uint64_t c0 = off >> shift, c1 = (off + len - 1) >> shift;
-	return bitmap_set_range(used, c0, c1 - c0 + 1);
+	/* the volume's last chunk may be short: it ends at size */
+	c1 = end == size ? (size + chunk - 1) >> shift : end >> shift;
+	return c1 > c0 ? bitmap_clear_range(used, c0, c1 - c0) : 0;
 }
 
 int usedmap_from_fsmap(const char *mountpoint, dev_t rdev, uint64_t size, unsigned chunk_shift,
@@ -28,6 +35,7 @@ int usedmap_from_fsmap(const char *mountpoint, dev_t rdev, uint64_t size, unsign
 {
 	struct fsmap_head *head;
 	uint64_t nchunks = (size + (UINT64_C(1) << chunk_shift) - 1) >> chunk_shift;
+	uint64_t run_start = 0, run_end = 0; /* free run being merged */
 	uint64_t records = 0;
 	int fd, r;
 
@@ -39,7 +47,10 @@ int usedmap_from_fsmap(const char *mountpoint, dev_t rdev, uint64_t size, unsign
 		r = -errno;
 		goto out_free;
 	}
-	r = bitmap_init(used, nchunks, false);
+	/* Everything is in use unless the file system says it is free: GETFSMAP
+	 * may leave allocated extents out altogether (ext4 on Linux 6.18 does),
+	 * so a gap between records must never be taken for free space. */
+	r = bitmap_init(used, nchunks, true);
 	if (r < 0)
 		goto out_close;
 	/* the whole key space: low key zero, high key all ones (but for its
@@ -59,23 +70,34 @@ int usedmap_from_fsmap(const char *mountpoint, dev_t rdev, uint64_t size, unsign
 			break;
 		for (unsigned i = 0; i < head->fmh_entries; i++) {
 			struct fsmap *m = &head->fmh_recs[i];
+			records++;
 			/* records of an external log or realtime device are not ours */
 			if (m->fmr_device != (uint32_t)rdev && m->fmr_device != 0)
 				continue;
-			if (m->fmr_owner == FMR_OWN_FREE)
+			if (m->fmr_owner != FMR_OWN_FREE)
 				continue;
-			r = mark(used, size, chunk_shift, m->fmr_physical, m->fmr_length);
+			/* records come in address order: merge touching free runs so
+			 * a chunk made of two free pieces counts as free */
+			if (m->fmr_physical == run_end && run_end > run_start) {
+				run_end += m->fmr_length;
+				continue;
+			}
+			r = clear_free(used, size, chunk_shift, run_start, run_end);
 			if (r < 0)
 				goto out_map;
-			records++;
+			run_start = m->fmr_physical;
+			run_end = m->fmr_physical + m->fmr_length;
 		}
 		struct fsmap *last = &head->fmh_recs[head->fmh_entries - 1];
 		if (last->fmr_flags & FMR_OF_LAST)
 			break;
 		head->fmh_keys[0] = *last; /* continue after the last record */
 	}
-	/* A map with nothing in use, or without the first block (where every
-	 * file system keeps its super block), is not to be trusted. */
+	r = clear_free(used, size, chunk_shift, run_start, run_end);
+	if (r < 0)
+		goto out_map;
+	/* Every file system keeps its super block at the start: a map that
+	 * calls it free is not to be trusted. */
 	if (records == 0 || !bitmap_test(used, 0)) {
 		hs_warn("GETFSMAP on %s gave an implausible map; protecting every block",
 			mountpoint);

@@ -108,9 +108,16 @@ bg() { "$@" & BG_PIDS+=("$!"); }
 
 stop_bg() {
     local p
-    for p in "${BG_PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done
+    for p in "${BG_PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
     for p in "${BG_PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
     BG_PIDS=()
+}
+
+# Forgets a background pid the test has waited for itself.
+bg_forget() {
+    local p keep=()
+    for p in "${BG_PIDS[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done
+    BG_PIDS=("${keep[@]}")
 }
 
 # sha256 of a device or file, read with O_DIRECT (past any page cache).
