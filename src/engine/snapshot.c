@@ -182,6 +182,7 @@ int snapshot_create_set(const struct snapshot_request *reqs, size_t n, struct sn
 			s->created_ns = now;
 			v->snaps[slot] = s;
 			v->nsnaps++;
+			active_add_locked(v, s);
 			atomic_fetch_add_explicit(&v->nactive, 1, memory_order_release);
 			volume_get(v);
 		}
@@ -253,6 +254,22 @@ void volume_foreach_snapshot(struct volume *v, void (*fn)(void *arg, struct snap
 	}
 }
 
+/* --- the active list ------------------------------------------------------------ */
+
+void active_add_locked(struct volume *v, struct snapshot *s)
+{
+	v->active[v->nactive_list++] = s;
+}
+
+void active_remove_locked(struct volume *v, struct snapshot *s)
+{
+	for (unsigned i = 0; i < v->nactive_list; i++)
+		if (v->active[i] == s) {
+			v->active[i] = v->active[--v->nactive_list];
+			return;
+		}
+}
+
 /* --- failing and deleting ------------------------------------------------ */
 
 static void drop_all_versions_locked(struct volume *v, struct snapshot *s)
@@ -273,6 +290,7 @@ void snapshot_fail_locked(struct snapshot *s, const char *reason)
 	s->state = SNAPSHOT_FAILED;
 	snprintf(s->reason, sizeof(s->reason), "%s", reason);
 	atomic_fetch_sub_explicit(&v->nactive, 1, memory_order_release);
+	active_remove_locked(v, s);
 	v->drain_mask &= ~s->bit;
 	pthread_cond_broadcast(&v->held);
 	drop_all_versions_locked(v, s);
@@ -308,8 +326,10 @@ int snapshot_delete(struct snapshot *s)
 		pthread_mutex_unlock(&v->mu);
 		return -ESTALE;
 	}
-	if (s->state == SNAPSHOT_ACTIVE)
+	if (s->state == SNAPSHOT_ACTIVE) {
 		atomic_fetch_sub_explicit(&v->nactive, 1, memory_order_release);
+		active_remove_locked(v, s);
+	}
 	s->state = SNAPSHOT_DELETED;
 	v->drain_mask &= ~s->bit;
 	pthread_cond_broadcast(&v->held);

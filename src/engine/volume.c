@@ -240,9 +240,9 @@ static uint64_t pending_mask_locked(struct volume *v, uint64_t c)
 {
 	uint64_t mask = 0;
 
-	for (unsigned i = 0; i < ENGINE_MAX_SNAPSHOTS; i++) {
-		struct snapshot *s = v->snaps[i];
-		if (s && s->state == SNAPSHOT_ACTIVE && bitmap_test(&s->pending, c))
+	for (unsigned i = 0; i < v->nactive_list; i++) {
+		struct snapshot *s = v->active[i];
+		if (bitmap_test(&s->pending, c))
 			mask |= s->bit;
 	}
 	return mask;
@@ -253,23 +253,20 @@ static uint64_t next_pending_locked(struct volume *v, uint64_t from, uint64_t li
 {
 	uint64_t best = limit;
 
-	for (unsigned i = 0; i < ENGINE_MAX_SNAPSHOTS; i++) {
-		struct snapshot *s = v->snaps[i];
-		if (s && s->state == SNAPSHOT_ACTIVE) {
-			uint64_t n = bitmap_next_set(&s->pending, from, best);
-			if (n < best)
-				best = n;
-		}
+	for (unsigned i = 0; i < v->nactive_list; i++) {
+		uint64_t n = bitmap_next_set(&v->active[i]->pending, from, best);
+		if (n < best)
+			best = n;
 	}
 	return best;
 }
 
 static void track_changes_locked(struct volume *v, uint64_t c0, uint64_t c1)
 {
-	for (unsigned i = 0; i < ENGINE_MAX_SNAPSHOTS; i++) {
-		struct snapshot *s = v->snaps[i];
-		if (s && s->state == SNAPSHOT_ACTIVE &&
-		    bitmap_set_range(&s->changed, c0, c1 - c0 + 1) < 0)
+	/* backwards: failing a snapshot takes it out of the list */
+	for (unsigned i = v->nactive_list; i-- > 0;) {
+		struct snapshot *s = v->active[i];
+		if (bitmap_set_range(&s->changed, c0, c1 - c0 + 1) < 0)
 			snapshot_fail_locked(s, "out of memory for its map of changed chunks");
 	}
 }
@@ -401,9 +398,9 @@ static void copy_out_locked(struct volume *v, uint64_t c0, uint64_t c1)
 			ver->file_slot = fslot;
 			ver->ram_slot = diffstore_ram_take_locked(&v->ds, id);
 			ram_slots[n] = ver->ram_slot;
-			for (unsigned i = 0; i < ENGINE_MAX_SNAPSHOTS; i++) {
-				struct snapshot *s = v->snaps[i];
-				if (!s || !(mask & s->bit))
+			for (unsigned i = v->nactive_list; i-- > 0;) {
+				struct snapshot *s = v->active[i];
+				if (!(mask & s->bit))
 					continue;
 				if (bitmap_clear_range(&s->pending, c, 1) < 0) {
 					/* cannot record it: this snapshot can no longer be exact */

@@ -65,6 +65,9 @@ struct volume {
 	struct diffstore ds;
 	struct snapshot *snaps[ENGINE_MAX_SNAPSHOTS]; /* by slot; NULL = free */
 	unsigned nsnaps;
+	/* the active ones, packed: the write path loops over these only */
+	struct snapshot *active[ENGINE_MAX_SNAPSHOTS];
+	unsigned nactive_list;
 	unsigned room_waiters;
 	uint64_t drain_mask;       /* snapshots being drained by their reader */
 	bool flushing;             /* flusher is draining toward its low mark */
@@ -96,6 +99,10 @@ void version_free_locked(struct volume *v, uint32_t id);
 void version_release_if_unused_locked(struct volume *v, uint32_t id);
 void version_drop_snapshot_locked(struct volume *v, uint32_t id, struct snapshot *s);
 void version_unpin_locked(struct volume *v, uint32_t id);
+
+/* The packed list of active snapshots (snapshot.c). */
+void active_add_locked(struct volume *v, struct snapshot *s);
+void active_remove_locked(struct volume *v, struct snapshot *s);
 
 /* Failing snapshots (snapshot.c). */
 void snapshot_fail_locked(struct snapshot *s, const char *reason);
