@@ -1,0 +1,295 @@
+#!/bin/bash
+# bench/run.sh - what `make bench` runs, as root.  Prints one table with
+# ratios and writes every figure as JSON to bench/results/RUN.json.
+#
+#   engine      the write path on a memory device (ns/write: no snapshot,
+#               first write after a snapshot, rewrite), snapshot creation
+#               and map memory at 100 GiB
+#   frontend    fio 4k random write QD16 and 1M sequential read on a loop
+#               device straight on a file (raw) and on hotsnap's FUSE file
+#   backup      1 GiB of data, caches dropped: hotsnap backup vs a plain
+#               copy of the file
+#   memory      daemon RSS while backing up a 100 GiB sparse volume with a
+#               snapshot active, beyond the configured RAM buffer
+#   diffpeak    diff store peak during a backup of a 1 GiB volume while a
+#               writer rewrites random blocks: consuming vs not consuming
+#   latency     p99 of 4k random writes right after a snapshot, default
+#               buffer vs 1 MiB buffer with a slow diff store
+#   peers       ../shared/peers/bench.sh -b raw,qsd,hotsnap (the harness)
+#
+# BENCH_ONLY="engine frontend ..." runs a subset; BENCH_SECONDS sets fio
+# runtimes (default 10).
+set -uo pipefail
+export LC_ALL=C
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+HOTSNAP=$ROOT/build/hotsnap
+PY=/usr/bin/python3
+SECS=${BENCH_SECONDS:-10}
+ONLY=${BENCH_ONLY:-engine frontend backup memory diffpeak latency peers}
+RUN=$(date +%Y%m%dT%H%M%S)
+OUTDIR=$ROOT/bench/results
+mkdir -p "$OUTDIR"
+JSON=$OUTDIR/$RUN.jsonl
+: >"$JSON"
+
+[ "$(id -u)" = 0 ] || { echo "bench/run.sh needs root" >&2; exit 1; }
+W=$(mktemp -d /tmp/hotsnap-bench.XXXXXX)
+DAEMON=""
+BG=()
+
+cleanup() {
+    local m dev back p
+    set +e
+    for p in "${BG[@]}"; do kill "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
+    for m in $(awk -v w="$W" 'index($5, w "/") == 1 { print $5 }' /proc/self/mountinfo | sort -r); do
+        fsfreeze -u "$m" 2>/dev/null; umount "$m" 2>/dev/null || umount -l "$m"
+    done
+    stop_daemon
+    losetup -n -O NAME,BACK-FILE | while read -r dev back; do
+        case $back in "$W"/*) losetup -d "$dev" ;; esac
+    done
+    rm -rf "$W"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+emit() { echo "$1" >>"$JSON"; }
+log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+jget() { $PY -c 'import json,sys; v=json.load(sys.stdin); print(eval("v"+sys.argv[1]))' "$1"; }
+drop_caches() { sync; echo 3 >/proc/sys/vm/drop_caches; }
+
+start_daemon() {   # start_daemon STATEDIR
+    S=$1
+    "$HOTSNAP" --state-dir "$S" daemon >"$W/daemon.log" 2>&1 &
+    DAEMON=$!
+    for _ in $(seq 200); do "$HOTSNAP" --state-dir "$S" status >/dev/null 2>&1 && return; sleep 0.05; done
+    echo "daemon did not start" >&2; exit 1
+}
+stop_daemon() {
+    [ -n "$DAEMON" ] || return 0
+    kill -TERM "$DAEMON" 2>/dev/null; wait "$DAEMON" 2>/dev/null; DAEMON=""
+}
+hs() { "$HOTSNAP" --state-dir "$S" "$@"; }
+
+fio_json() {   # fio_json NAME FILE [args] -> prints iops, p99_us, mb_s
+    local name=$1 file=$2
+    shift 2
+    fio --name="$name" --filename="$file" --direct=1 --ioengine=libaio --time_based \
+        --runtime="$SECS" --output-format=json "$@" 2>/dev/null |
+        $PY -c 'import json,sys; j=json.load(sys.stdin)["jobs"][0]; k="write" if j["write"]["io_bytes"] else "read"; d=j[k]; p=d["clat_ns"]["percentile"]; print("%.0f %.1f %.1f" % (d["iops"], p["99.000000"]/1000, d["bw_bytes"]/1e6))'
+}
+
+bench_engine() {
+    log "engine: write path on a memory device"
+    local r
+    r=$("$ROOT/build/bench/bench_engine")
+    emit "{\"test\":\"engine\",\"result\":$r}"
+}
+
+bench_frontend() {
+    log "frontend: fio on a raw loop device vs on hotsnap's FUSE file"
+    truncate -s 2G "$W/raw.img"
+    dd if=/dev/zero of="$W/raw.img" bs=4M count=512 oflag=direct conv=notrunc status=none
+    local raw
+    raw=$(losetup -f --show --direct-io=on "$W/raw.img")
+    read -r rw_iops rw_p99 _ < <(fio_json raw "$raw" --rw=randwrite --bs=4k --iodepth=16 --size=1G)
+    read -r rr_iops rr_p99 rr_mb < <(fio_json raw "$raw" --rw=read --bs=1M --iodepth=4 --size=2G)
+    losetup -d "$raw"
+    start_daemon "$W/state-fe"
+    hs volume create fe --backing "$W/raw.img" >/dev/null
+    local dev
+    dev=$(hs volume attach fe)
+    read -r hw_iops hw_p99 _ < <(fio_json hot "$dev" --rw=randwrite --bs=4k --iodepth=16 --size=1G)
+    read -r hr_iops hr_p99 hr_mb < <(fio_json hot "$dev" --rw=read --bs=1M --iodepth=4 --size=2G)
+    hs snapshot create fe --no-freeze >/dev/null
+    read -r hs_iops hs_p99 _ < <(fio_json cow "$dev" --rw=randwrite --bs=4k --iodepth=16 --size=1G)
+    hs volume detach fe >/dev/null
+    stop_daemon
+    emit "{\"test\":\"frontend\",\"raw_randwrite_iops\":$rw_iops,\"raw_randwrite_p99_us\":$rw_p99,\"raw_seqread_mb_s\":$rr_mb,\"hotsnap_randwrite_iops\":$hw_iops,\"hotsnap_randwrite_p99_us\":$hw_p99,\"hotsnap_seqread_mb_s\":$hr_mb,\"hotsnap_cow_randwrite_iops\":$hs_iops,\"hotsnap_cow_randwrite_p99_us\":$hs_p99}"
+    rm -f "$W/raw.img"
+}
+
+bench_backup() {
+    log "backup: 1 GiB of data, caches dropped, hotsnap vs cp"
+    head -c $((64 << 20)) /dev/urandom >"$W/seed"
+    for _ in $(seq 16); do cat "$W/seed"; done >"$W/data.img"
+    drop_caches
+    local t0 t1 cp_s hs_s
+    t0=$(date +%s%N); cp --sparse=never "$W/data.img" "$W/copy.raw"; sync "$W/copy.raw"; t1=$(date +%s%N)
+    cp_s=$(( t1 - t0 ))
+    rm -f "$W/copy.raw"
+    start_daemon "$W/state-bk"
+    hs volume create bk --backing "$W/data.img" >/dev/null
+    local snap res
+    snap=$(hs snapshot create bk --no-freeze --all-blocks)
+    drop_caches
+    res=$(hs --json backup "$snap" -o "$W/hs.raw" --no-progress)
+    hs_s=$(echo "$res" | jget '["seconds"]')
+    stop_daemon
+    emit "{\"test\":\"backup\",\"bytes\":$((1 << 30)),\"cp_seconds\":$($PY -c "print($cp_s/1e9)"),\"hotsnap_seconds\":$hs_s,\"cp_mb_s\":$($PY -c "print(round(2**30/($cp_s/1e9)/1e6,1))"),\"hotsnap_mb_s\":$($PY -c "print(round(2**30/$hs_s/1e6,1))")}"
+    rm -f "$W/hs.raw" "$W/data.img" "$W/seed"
+}
+
+bench_memory() {
+    log "memory: RSS while backing up a 100 GiB sparse volume with a snapshot active"
+    truncate -s 100G "$W/big.img"
+    for i in $(seq 0 15); do   # 1 GiB of data spread over the volume
+        dd if=/dev/urandom of="$W/big.img" bs=1M count=64 seek=$((i * 6400)) conv=notrunc status=none
+    done
+    start_daemon "$W/state-mem"
+    hs volume create big --backing "$W/big.img" >/dev/null
+    local snap pid peak=0 rss st map
+    snap=$(hs snapshot create big --no-freeze)
+    st=$(hs --json status)
+    map=$(echo "$st" | jget '["volumes"][0]["map_memory_bytes"]')
+    pid=$DAEMON
+    hs backup "$snap" -o "$W/big.raw" --no-progress >/dev/null &
+    local b=$!
+    while kill -0 "$b" 2>/dev/null; do
+        rss=$(awk '/^VmRSS/ { print $2 * 1024 }' "/proc/$pid/status")
+        [ "$rss" -gt "$peak" ] && peak=$rss
+        sleep 0.05
+    done
+    wait "$b"
+    stop_daemon
+    local buf=$((8 << 20))
+    emit "{\"test\":\"memory\",\"volume_bytes\":$((100 << 30)),\"rss_peak_bytes\":$peak,\"cow_buffer_bytes\":$buf,\"rss_beyond_buffer_bytes\":$((peak - buf)),\"map_bytes_snapshot_active\":$map,\"map_bytes_per_gib\":$((map / 100))}"
+    rm -f "$W/big.img" "$W/big.raw"
+}
+
+diffpeak_run() {   # diffpeak_run consume|keep -> prints diff peak bytes and backup MB/s
+    local mode=$1
+    start_daemon "$W/state-dp-$mode"
+    hs volume create dp --backing "$W/dp.img" --diff-limit 1G >/dev/null
+    local dev snap args=()
+    dev=$(hs volume attach dp)
+    snap=$(hs snapshot create dp --no-freeze)
+    [ "$mode" = consume ] && args=(--consume)
+    fio --name=rw --filename="$dev" --rw=randwrite --bs=4k --direct=1 --ioengine=libaio \
+        --iodepth=8 --size=1G --time_based --runtime=600 >/dev/null 2>&1 &
+    local f=$!
+    local res
+    res=$(hs --json backup "$snap" -o "$W/dp.raw" --no-progress --rate 100 "${args[@]}")
+    kill "$f"; wait "$f" 2>/dev/null
+    echo "$(hs --json status | jget '["volumes"][0]["diff_peak_bytes"]') $(echo "$res" | jget '["mb_per_s"]') $(echo "$res" | jget '["cow_bytes"]')"
+    hs volume detach dp >/dev/null
+    stop_daemon
+    rm -f "$W/dp.raw"
+}
+
+bench_diffpeak() {
+    log "diffpeak: 1 GiB volume, writer rewriting random blocks during the backup"
+    dd if=/dev/urandom of="$W/dp.img" bs=4M count=256 status=none
+    read -r keep_peak keep_mb keep_cow < <(diffpeak_run keep)
+    read -r cons_peak cons_mb cons_cow < <(diffpeak_run consume)
+    emit "{\"test\":\"diffpeak\",\"volume_bytes\":$((1 << 30)),\"not_consuming_peak_bytes\":$keep_peak,\"not_consuming_cow_bytes\":$keep_cow,\"consuming_peak_bytes\":$cons_peak,\"consuming_cow_bytes\":$cons_cow,\"backup_rate_cap_mb_s\":100}"
+    rm -f "$W/dp.img"
+}
+
+latency_run() {   # latency_run LABEL [volume create args] -> iops p99
+    local label=$1
+    shift
+    start_daemon "$W/state-lat-$label"
+    hs volume create lat --backing "$W/lat.img" --diff-limit 1G "$@" >/dev/null
+    local dev
+    dev=$(hs volume attach lat)
+    read -r n_iops n_p99 _ < <(fio_json n "$dev" --rw=randwrite --bs=4k --iodepth=16 --size=1G)
+    hs snapshot create lat --no-freeze >/dev/null
+    read -r s_iops s_p99 _ < <(fio_json s "$dev" --rw=randwrite --bs=4k --iodepth=16 --size=1G)
+    local waits
+    waits=$(hs --json status | jget '["volumes"][0]["writer_waits"]')
+    hs volume detach lat >/dev/null
+    stop_daemon
+    echo "$n_iops $n_p99 $s_iops $s_p99 $waits"
+}
+
+bench_latency() {
+    log "latency: p99 of 4k random writes right after a snapshot"
+    dd if=/dev/urandom of="$W/lat.img" bs=4M count=256 status=none
+    read -r dn di ds dsp dw < <(latency_run default)
+    # the slow diff store: a diff dir on a file system whose device is a
+    # loop device on a FUSE-free, O_SYNC-written file, throttled by the
+    # kernel's own loop queue at queue depth 1
+    truncate -s 2G "$W/slow.img"
+    local sl
+    sl=$(losetup -f --show "$W/slow.img")
+    mkfs.ext4 -q "$sl"
+    mkdir -p "$W/slow"
+    mount -o sync "$sl" "$W/slow"
+    read -r sn si ss ssp sw < <(latency_run slow --cow-buffer 1M --diff-dir "$W/slow")
+    umount "$W/slow"
+    losetup -d "$sl"
+    emit "{\"test\":\"latency\",\"default_nosnap_iops\":$dn,\"default_nosnap_p99_us\":$di,\"default_snap_iops\":$ds,\"default_snap_p99_us\":$dsp,\"default_writer_waits\":$dw,\"slow_nosnap_iops\":$sn,\"slow_nosnap_p99_us\":$si,\"slow_snap_iops\":$ss,\"slow_snap_p99_us\":$ssp,\"slow_writer_waits\":$sw}"
+    rm -f "$W/lat.img" "$W/slow.img"
+}
+
+bench_peers() {
+    log "peers: ../shared/peers/bench.sh -b raw,qsd,hotsnap"
+    local out=$W/peers.jsonl
+    (cd "$ROOT" && BENCH_RESULTS=$out "$ROOT/../shared/peers/bench.sh" -b raw,qsd,hotsnap \
+        >"$W/peers.table" 2>"$W/peers.log") || log "the peer harness reported a failure (see below)"
+    cat "$W/peers.table"
+    cp "$W/peers.table" "$OUTDIR/$RUN-peers.txt"
+    emit "{\"test\":\"peers\",\"table\":\"bench/results/$RUN-peers.txt\"}"
+    cat "$out" >>"$OUTDIR/$RUN-peers.jsonl" 2>/dev/null
+}
+
+for b in $ONLY; do "bench_$b"; done
+
+$PY - "$JSON" <<'PY'
+import json, sys
+rows = {}
+for line in open(sys.argv[1]):
+    r = json.loads(line)
+    rows[r["test"]] = r
+def ratio(a, b):
+    return "%.2f" % (a / b) if a and b else "-"
+out = []
+if "engine" in rows:
+    e = rows["engine"]["result"]
+    out.append(("engine: ns per 4k write, no snapshot / first write after snapshot / rewrite",
+                "%d / %d / %d" % (e["ns_per_write_nosnap"], e["ns_per_write_cow"], e["ns_per_write_rewrite"]), ""))
+    out.append(("engine: snapshot of 100 GiB: create / map memory",
+                "%.1f us / %d KiB" % (e["snapshot_create_us_100g"], e["map_bytes_100g_snapshot"] // 1024), ""))
+if "frontend" in rows:
+    f = rows["frontend"]
+    out.append(("frontend 4k randwrite QD16 IOPS: raw loop | hotsnap (ratio)",
+                "%d | %d" % (f["raw_randwrite_iops"], f["hotsnap_randwrite_iops"]),
+                ratio(f["hotsnap_randwrite_iops"], f["raw_randwrite_iops"])))
+    out.append(("frontend 4k randwrite p99 us: raw | hotsnap",
+                "%.0f | %.0f" % (f["raw_randwrite_p99_us"], f["hotsnap_randwrite_p99_us"]), ""))
+    out.append(("frontend 4k randwrite after a snapshot: IOPS (ratio to no snapshot)",
+                "%d" % f["hotsnap_cow_randwrite_iops"],
+                ratio(f["hotsnap_cow_randwrite_iops"], f["hotsnap_randwrite_iops"])))
+    out.append(("frontend 1M seq read MB/s: raw | hotsnap",
+                "%.0f | %.0f" % (f["raw_seqread_mb_s"], f["hotsnap_seqread_mb_s"]),
+                ratio(f["hotsnap_seqread_mb_s"], f["raw_seqread_mb_s"])))
+if "backup" in rows:
+    b = rows["backup"]
+    out.append(("backup 1 GiB, caches dropped, MB/s: cp | hotsnap",
+                "%.0f | %.0f" % (b["cp_mb_s"], b["hotsnap_mb_s"]), ratio(b["hotsnap_mb_s"], b["cp_mb_s"])))
+if "memory" in rows:
+    m = rows["memory"]
+    out.append(("RSS backing up 100 GiB sparse: peak / beyond the 8 MiB buffer",
+                "%.1f / %.1f MiB" % (m["rss_peak_bytes"] / 2**20, m["rss_beyond_buffer_bytes"] / 2**20), ""))
+    out.append(("map memory with a snapshot active: total / per GiB",
+                "%d / %d bytes" % (m["map_bytes_snapshot_active"], m["map_bytes_per_gib"]), ""))
+if "diffpeak" in rows:
+    d = rows["diffpeak"]
+    out.append(("diff store peak, 1 GiB, writer during backup: not consuming | consuming",
+                "%.1f | %.1f MiB" % (d["not_consuming_peak_bytes"] / 2**20, d["consuming_peak_bytes"] / 2**20), ""))
+if "latency" in rows:
+    l = rows["latency"]
+    out.append(("4k randwrite p99 us, default buffer: no snapshot | after snapshot",
+                "%.0f | %.0f" % (l["default_nosnap_p99_us"], l["default_snap_p99_us"]), ""))
+    out.append(("4k randwrite p99 us, 1 MiB buffer + slow diff store: no snapshot | after",
+                "%.0f | %.0f (writer waits %d)" % (l["slow_nosnap_p99_us"], l["slow_snap_p99_us"], l["slow_writer_waits"]), ""))
+print()
+print("%-78s %-28s %s" % ("measurement", "value", "ratio"))
+for name, val, r in out:
+    print("%-78s %-28s %s" % (name, val, r))
+summary = {k: v for k, v in rows.items()}
+json.dump(summary, open(sys.argv[1].replace(".jsonl", ".json"), "w"), indent=1)
+print("\nJSON: %s" % sys.argv[1].replace(".jsonl", ".json"))
+PY
