@@ -108,7 +108,7 @@ int args_parse(const struct cmd_spec *spec, int argc, char **argv, struct parsed
 			break;
 		case OPT_SIZE: {
 			int r = units_parse_size(optarg, &v->num);
-			if (r == -ERANGE)
+			if (r == -ERANGE || (r == 0 && v->num > (uint64_t)INT64_MAX))
 				return cli_usage_error(spec->cmd, "--%s '%s' is too large", o->name,
 						       optarg);
 			if (r < 0)

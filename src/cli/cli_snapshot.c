@@ -127,6 +127,32 @@ static int snapshot_simple(const struct cli *cli, const char *cmd, const char *r
 	return EXIT_OK;
 }
 
+static int snapshot_delete(const struct cli *cli, int argc, char **argv)
+{
+	static const struct cmd_spec spec = {
+		.cmd = "snapshot delete", .positional = "VOLUME@SNAPSHOT...", .min_pos = 1,
+		.max_pos = 64, .summary = "Deletes the snapshots and releases what they hold."
+	};
+	struct parsed_args p;
+	json_object *args, *res;
+	int r = args_parse(&spec, argc, argv, &p), worst = EXIT_OK;
+
+	if (r)
+		return r < 0 ? EXIT_OK : r;
+	for (int i = 0; i < p.npos; i++)
+		if ((r = cli_check_snapshot_name(spec.cmd, p.pos[i])))
+			return r;
+	for (int i = 0; i < p.npos; i++) {
+		args = json_object_new_object();
+		json_object_object_add(args, "snapshot", json_object_new_string(p.pos[i]));
+		r = cli_call(cli, "snapshot.delete", args, -1, NULL, NULL, &res);
+		json_object_put(res);
+		if (r > worst)
+			worst = r;
+	}
+	return worst;
+}
+
 int cli_snapshot(const struct cli *cli, int argc, char **argv)
 {
 	static const char help[] =
@@ -135,7 +161,7 @@ int cli_snapshot(const struct cli *cli, int argc, char **argv)
 		"  list\n"
 		"  attach VOLUME@NAME   attach read-only (prints /dev/loopM)\n"
 		"  detach VOLUME@NAME\n"
-		"  delete VOLUME@NAME\n";
+		"  delete VOLUME@NAME...\n";
 
 	if (argc < 2) {
 		fprintf(stderr, "%s", help);
@@ -157,8 +183,7 @@ int cli_snapshot(const struct cli *cli, int argc, char **argv)
 				       "Detaches the snapshot's loop device (refused while mounted).",
 				       argc, argv);
 	if (strcmp(sub, "delete") == 0)
-		return snapshot_simple(cli, "snapshot delete", "snapshot.delete",
-				       "Deletes the snapshot and releases what it holds.", argc, argv);
+		return snapshot_delete(cli, argc, argv);
 	if (strcmp(sub, "--help") == 0 || strcmp(sub, "-h") == 0 || strcmp(sub, "help") == 0) {
 		printf("%s", help);
 		return EXIT_OK;

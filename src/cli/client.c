@@ -59,17 +59,20 @@ int cli_call(const struct cli *cli, const char *cmd, json_object *args, int fd,
 		json_object_put(req);
 		return EXIT_ERROR;
 	}
-	if (ctl_send_json(sock, req, fd) < 0) {
-		fprintf(stderr, "hotsnap: cannot send the request: %s\n", strerror(errno));
-		goto out;
-	}
+	/* A daemon that refuses a client (busy, not allowed) answers and
+	 * closes at once, so the send may fail: its answer can still be read. */
+	int send_err = ctl_send_json(sock, req, fd);
 	ctl_reader_init(&rd, sock);
 	for (;;) {
 		long n = ctl_read_line(&rd, line, sizeof(line));
 		json_object *o, *v;
 		if (n <= 0) {
-			fprintf(stderr, "hotsnap: the daemon closed the connection without an "
-					"answer (did it stop? see its log)\n");
+			if (send_err < 0)
+				fprintf(stderr, "hotsnap: cannot send the request: %s\n",
+					strerror(-send_err));
+			else
+				fprintf(stderr, "hotsnap: the daemon closed the connection without "
+						"an answer (did it stop? see its log)\n");
 			goto out;
 		}
 		o = json_tokener_parse(line);

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static const struct ctl_arg no_args[] = { { NULL, CTL_STRING, false } };
@@ -105,6 +106,95 @@ static bool type_ok(json_object *v, enum ctl_arg_type t)
 	return false;
 }
 
+/* --- duplicate keys ---------------------------------------------------------- */
+
+/* json-c keeps the last of two equal keys, so {"cmd":"status","cmd":"shutdown"}
+ * would mean what its last key says; such ambiguous input is refused.  This
+ * runs on text json-c has accepted, so it only has to find keys: strings
+ * followed by ':'. */
+#define SCAN_DEPTH 8
+#define SCAN_KEYS 64
+
+struct scan_level {
+	bool object;
+	unsigned n;
+	char *keys[SCAN_KEYS];
+};
+
+/* The key between quotes at s[0..len), unescaped through json-c. */
+static char *key_text(const char *s, size_t len)
+{
+	if (!memchr(s, '\\', len))
+		return strndup(s + 1, len - 2);
+	char *quoted = strndup(s, len);
+	json_object *o = quoted ? json_tokener_parse(quoted) : NULL;
+	char *k = o && json_object_is_type(o, json_type_string)
+			  ? strdup(json_object_get_string(o))
+			  : NULL;
+	json_object_put(o);
+	free(quoted);
+	return k;
+}
+
+static void scan_pop(struct scan_level *l)
+{
+	for (unsigned i = 0; i < l->n; i++)
+		free(l->keys[i]);
+	l->n = 0;
+}
+
+/* 0 when every object's keys are distinct; else -EINVAL with err set. */
+static int check_keys(const char *text, size_t len, char *err, size_t errlen)
+{
+	struct scan_level stack[SCAN_DEPTH];
+	int depth = -1, r = 0;
+
+	for (size_t i = 0; i < len && r == 0; i++) {
+		char c = text[i];
+		if (c == '{' || c == '[') {
+			if (++depth == SCAN_DEPTH) {
+				snprintf(err, errlen, "request is nested too deeply");
+				r = -EINVAL;
+				depth--;
+				break;
+			}
+			stack[depth].object = c == '{';
+			stack[depth].n = 0;
+		} else if (c == '}' || c == ']') {
+			if (depth >= 0)
+				scan_pop(&stack[depth--]);
+		} else if (c == '"') {
+			size_t start = i++;
+			while (i < len && text[i] != '"')
+				i += text[i] == '\\' ? 2 : 1;
+			size_t after = i + 1;
+			while (after < len && (text[after] == ' ' || text[after] == '\t' ||
+					       text[after] == '\r' || text[after] == '\n'))
+				after++;
+			if (depth < 0 || !stack[depth].object || after >= len || text[after] != ':')
+				continue; /* a value, not a key */
+			struct scan_level *l = &stack[depth];
+			char *k = key_text(text + start, i + 1 - start);
+			if (!k || l->n == SCAN_KEYS) {
+				free(k);
+				snprintf(err, errlen, "request has too many fields");
+				r = -EINVAL;
+				break;
+			}
+			for (unsigned j = 0; j < l->n; j++)
+				if (strcmp(l->keys[j], k) == 0) {
+					snprintf(err, errlen, "field '%.64s' appears twice in the request",
+						 k);
+					r = -EINVAL;
+				}
+			l->keys[l->n++] = k;
+		}
+	}
+	while (depth >= 0)
+		scan_pop(&stack[depth--]);
+	return r;
+}
+
 int ctl_request_parse(const char *line, size_t len, struct ctl_request *req, char *err,
 		      size_t errlen)
 {
@@ -133,6 +223,8 @@ int ctl_request_parse(const char *line, size_t len, struct ctl_request *req, cha
 		return -EINVAL;
 	}
 	json_tokener_free(tok);
+	if (check_keys(line, len, err, errlen) < 0)
+		goto bad;
 	if (!json_object_is_type(req->root, json_type_object)) {
 		snprintf(err, errlen, "request is not a JSON object");
 		goto bad;

@@ -16,7 +16,7 @@ extern const struct command_entry commands_status[];
 
 struct vol_entry *commands_usable_volume(struct daemon *d, const char *name, char *err,
 					 size_t errlen, enum cmd_status *st);
-enum cmd_status commands_detach_loop(struct daemon *d, char *loopdev, const char *file,
+enum cmd_status commands_detach_loop(struct daemon *d, struct loop_attachment *loop,
 				     const char *what, char *err, size_t errlen);
 
 #endif

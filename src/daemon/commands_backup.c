@@ -109,6 +109,24 @@ static enum cmd_status cmd_backup(struct daemon *d, const struct ctl_request *re
 	snprintf(job->output, sizeof(job->output), "%s", ctl_str(req, "output"));
 
 	pthread_mutex_lock(&d->mu);
+	/* The image must not land on a volume's own data: not its backing file
+	 * (the CLI renames the image over the output path at the end) and not a
+	 * file of the FUSE directory. */
+	struct stat ost;
+	const char *outpath = ctl_str(req, "output");
+	struct vol_entry *victim = NULL;
+	if ((stat(outpath, &ost) == 0 && (victim = registry_volume_on(d, &ost))) ||
+	    (fstat(fd, &ost) == 0 && (victim = registry_volume_on(d, &ost)))) {
+		snprintf(err, errlen, "-o %s is the backing of volume '%s'; choose another file",
+			 outpath, victim->cfg.name);
+		st = CMD_ERROR;
+		goto out_unlock;
+	}
+	if ((stat(outpath, &ost) == 0 || fstat(fd, &ost) == 0) && registry_on_fuse(d, &ost)) {
+		snprintf(err, errlen, "-o %s is inside hotsnap's own FUSE directory", outpath);
+		st = CMD_USAGE;
+		goto out_unlock;
+	}
 	if (strchr(source, '@')) {
 		bool usage;
 		se = registry_resolve_snapshot(d, source, &ve, err, errlen, &usage);

@@ -74,8 +74,8 @@ enum cmd_status snapshots_create_locked(struct daemon *d, const struct snapshot_
 			free(fs);
 			return CMD_ERROR;
 		}
-		has_fs[i] = rq->vols[i]->loopdev[0] &&
-			    freeze_find_mount(rq->vols[i]->loopdev, &fs[i]);
+		has_fs[i] = rq->vols[i]->loop.dev[0] &&
+			    freeze_find_mount(rq->vols[i]->loop.dev, &fs[i]);
 		has_map[i] = false;
 	}
 
@@ -86,7 +86,7 @@ enum cmd_status snapshots_create_locked(struct daemon *d, const struct snapshot_
 		r = freeze_fs(&fs[i]);
 		if (r < 0) {
 			snprintf(err, errlen, "freezing %s (on %s, volume %s) failed: %s",
-				 fs[i].mountpoint, rq->vols[i]->loopdev, rq->vols[i]->cfg.name,
+				 fs[i].mountpoint, rq->vols[i]->loop.dev, rq->vols[i]->cfg.name,
 				 strerror(-r));
 			st = CMD_ERROR;
 			goto thaw;
@@ -113,7 +113,7 @@ enum cmd_status snapshots_create_locked(struct daemon *d, const struct snapshot_
 			res->map_source[i] = "none: the mounted file system was not frozen by hotsnap";
 			continue;
 		}
-		if (stat(ve->loopdev, &sb) == 0 &&
+		if (stat(ve->loop.dev, &sb) == 0 &&
 		    usedmap_from_fsmap(fs[i].mountpoint, sb.st_rdev, ve->cfg.size,
 				       volume_chunk_shift(ve->vol), &used[i]) == 0) {
 			has_map[i] = true;
@@ -333,7 +333,7 @@ static enum cmd_status cmd_snapshot_attach(struct daemon *d, const struct ctl_re
 		return CMD_ERROR;
 	}
 	registry_fuse_path(d, full, path, sizeof(path));
-	if (se->loopdev[0] && loopdev_backed_by(se->loopdev, path))
+	if (loopdev_attached(&se->loop))
 		goto done;
 	if (!se->published) {
 		struct export *e = export_open_snapshot(se->snap);
@@ -344,16 +344,15 @@ static enum cmd_status cmd_snapshot_attach(struct daemon *d, const struct ctl_re
 		}
 		se->published = true;
 	}
-	r = loopdev_attach(path, true, se->loopdev, sizeof(se->loopdev), &why);
+	r = loopdev_attach(path, true, &se->loop, &why);
 	if (r < 0) {
-		se->loopdev[0] = '\0';
 		snprintf(err, errlen, "cannot attach %s: %s: %s", full, why, strerror(-r));
 		return CMD_ERROR;
 	}
-	hs_info("snapshot %s attached read-only as %s", full, se->loopdev);
+	hs_info("snapshot %s attached read-only as %s", full, se->loop.dev);
 done:
 	*result = json_object_new_object();
-	json_object_object_add(*result, "device", json_object_new_string(se->loopdev));
+	json_object_object_add(*result, "device", json_object_new_string(se->loop.dev));
 	return CMD_OK;
 }
 
@@ -370,7 +369,7 @@ static enum cmd_status cmd_snapshot_detach(struct daemon *d, const struct ctl_re
 		return st;
 	snprintf(full, sizeof(full), "%s@%s", ve->cfg.name, se->name);
 	snprintf(what, sizeof(what), "snapshot %s", full);
-	st = commands_detach_loop(d, se->loopdev, full, what, err, errlen);
+	st = commands_detach_loop(d, &se->loop, what, err, errlen);
 	if (st != CMD_OK)
 		return st;
 	if (se->published && fuse_front_remove(d->fuse, full) == 0)
@@ -410,10 +409,10 @@ static enum cmd_status cmd_snapshot_delete(struct daemon *d, const struct ctl_re
 	se = resolve(d, req, &ve, err, errlen, &st);
 	if (!se)
 		return st;
-	if (se->loopdev[0]) {
+	if (se->loop.dev[0]) {
 		snprintf(err, errlen,
 			 "snapshot %s is attached as %s: detach it first (hotsnap snapshot detach %s)",
-			 full, se->loopdev, full);
+			 full, se->loop.dev, full);
 		return CMD_ERROR;
 	}
 	if (se->backups) {

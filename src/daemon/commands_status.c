@@ -92,8 +92,8 @@ json_object *status_snapshot_json(struct daemon *d, struct vol_entry *ve, struct
 	json_object_object_add(o, "temporary", json_object_new_boolean(se->temporary));
 	add_u64(o, "readers", (uint64_t)snapshot_readers(se->snap));
 	add_u64(o, "backups", (uint64_t)se->backups);
-	if (se->loopdev[0])
-		add_str(o, "device", se->loopdev);
+	if (se->loop.dev[0])
+		add_str(o, "device", se->loop.dev);
 	if (ss.state == SNAPSHOT_ACTIVE)
 		add_str(o, "nbd_uri", daemon_nbd_uri(d, full, buf, sizeof(buf)));
 	if (ve->vol && ss.state == SNAPSHOT_ACTIVE) {
@@ -121,8 +121,8 @@ json_object *status_volume_json(struct daemon *d, struct vol_entry *ve)
 	add_str(o, "state", ve->vol ? "ok" : "error");
 	if (!ve->vol)
 		add_str(o, "error", ve->open_error);
-	if (ve->loopdev[0])
-		add_str(o, "device", ve->loopdev);
+	if (ve->loop.dev[0])
+		add_str(o, "device", ve->loop.dev);
 	registry_fuse_path(d, ve->cfg.name, path, sizeof(path));
 	add_str(o, "fuse_file", path);
 	if (ve->vol)
@@ -197,8 +197,9 @@ static enum cmd_status cmd_status(struct daemon *d, const struct ctl_request *re
 	json_object_object_add(o, "fuse_mounted", json_object_new_boolean(mounted));
 	if (!mounted)
 		add_str(o, "fuse_problem",
-			"the FUSE mount is gone (unmounted by someone?): loop devices on it fail "
-			"every I/O; stop the daemon, unmount what uses them, and start it again");
+			"the FUSE mount is gone (unmounted by someone?): loop devices attached "
+			"before keep working, but nothing new can be attached and the files are "
+			"not visible; unmount what uses the volumes, then restart the daemon");
 	for (size_t i = 0; i < d->nbd_nlisten; i++)
 		json_object_array_add(nbd, json_object_new_string(d->nbd_listen[i]));
 	json_object_object_add(o, "nbd_listen", nbd);

@@ -137,18 +137,26 @@ static enum cmd_status cmd_volume_create(struct daemon *d, const struct ctl_requ
 		snprintf(err, errlen, "volume '%s' exists already", c.name);
 		return CMD_ERROR;
 	}
-	size_t mlen = strlen(d->mnt_dir);
-	if (strncmp(c.backing, d->mnt_dir, mlen) == 0 && c.backing[mlen] == '/') {
-		snprintf(err, errlen, "--backing cannot be a file of hotsnap's own FUSE directory");
-		return CMD_USAGE;
-	}
-	for (struct vol_entry *o = d->volumes; o; o = o->next)
-		if (strcmp(o->cfg.backing, c.backing) == 0) {
+	/* The same file under another path or a symlink is the same backing:
+	 * two volumes on one file would bypass each other's copy-on-write. */
+	struct stat bst;
+	if (stat(c.backing, &bst) == 0) {
+		struct vol_entry *other = registry_volume_on(d, &bst);
+		char canon[PATH_MAX];
+		if (registry_on_fuse(d, &bst)) {
+			snprintf(err, errlen,
+				 "--backing %s cannot be a file of hotsnap's own FUSE directory",
+				 c.backing);
+			return CMD_USAGE;
+		}
+		if (other) {
 			snprintf(err, errlen, "%s is already the backing of volume '%s'", c.backing,
-				 o->cfg.name);
+				 other->cfg.name);
 			return CMD_ERROR;
 		}
-
+		if (realpath(c.backing, canon) && strlen(canon) < sizeof(c.backing))
+			strcpy(c.backing, canon); /* kept canonical in volumes.json */
+	}
 	r = backing_size(c.backing, &have, err, errlen);
 	if (r == -ENOENT) {
 		if (!ctl_has(req, "size")) {
@@ -285,50 +293,55 @@ static enum cmd_status cmd_volume_attach(struct daemon *d, const struct ctl_requ
 	if (!ve)
 		return st;
 	registry_fuse_path(d, ve->cfg.name, path, sizeof(path));
-	if (!ve->loopdev[0] || !loopdev_backed_by(ve->loopdev, path)) {
-		r = loopdev_attach(path, false, ve->loopdev, sizeof(ve->loopdev), &why);
+	if (!loopdev_attached(&ve->loop)) {
+		r = loopdev_attach(path, false, &ve->loop, &why);
 		if (r < 0) {
-			ve->loopdev[0] = '\0';
 			snprintf(err, errlen, "cannot attach volume '%s': %s: %s", ve->cfg.name, why,
 				 strerror(-r));
 			return CMD_ERROR;
 		}
-		hs_info("volume %s attached as %s", ve->cfg.name, ve->loopdev);
+		hs_info("volume %s attached as %s", ve->cfg.name, ve->loop.dev);
 	}
 	*result = json_object_new_object();
-	json_object_object_add(*result, "device", json_object_new_string(ve->loopdev));
+	json_object_object_add(*result, "device", json_object_new_string(ve->loop.dev));
 	return CMD_OK;
 }
 
 /* Shared by volume and snapshot detach: refuses while mounted. */
-enum cmd_status commands_detach_loop(struct daemon *d, char *loopdev, const char *file,
+enum cmd_status commands_detach_loop(struct daemon *d, struct loop_attachment *loop,
 				     const char *what, char *err, size_t errlen)
 {
-	char path[PATH_MAX];
+	char dev[LOOPDEV_NAME_MAX];
 	struct frozen_fs fs;
 	int r;
 
-	if (!loopdev[0]) {
+	if (!loop->dev[0]) {
 		snprintf(err, errlen, "%s is not attached", what);
 		return CMD_ERROR;
 	}
-	registry_fuse_path(d, file, path, sizeof(path));
-	r = loopdev_detach(loopdev, path);
+	snprintf(dev, sizeof(dev), "%s", loop->dev);
+	r = loopdev_detach(loop);
 	if (r == -EBUSY) {
-		if (freeze_find_mount(loopdev, &fs))
+		if (freeze_find_mount(dev, &fs))
 			snprintf(err, errlen, "%s is in use: %s is mounted at %s; unmount it first",
-				 what, loopdev, fs.mountpoint);
+				 what, dev, fs.mountpoint);
 		else
 			snprintf(err, errlen, "%s is in use: something holds %s; close it first",
-				 what, loopdev);
+				 what, dev);
+		return CMD_ERROR;
+	}
+	if (r == -ESTALE) {
+		snprintf(err, errlen,
+			 "%s was attached as %s, but that device is no longer on its file (detached "
+			 "by someone else?); nothing was done",
+			 what, dev);
 		return CMD_ERROR;
 	}
 	if (r < 0) {
-		snprintf(err, errlen, "cannot detach %s of %s: %s", loopdev, what, strerror(-r));
+		snprintf(err, errlen, "cannot detach %s of %s: %s", dev, what, strerror(-r));
 		return CMD_ERROR;
 	}
-	hs_info("%s detached from %s", what, loopdev);
-	loopdev[0] = '\0';
+	hs_info("%s detached from %s", what, dev);
 	return CMD_OK;
 }
 
@@ -343,7 +356,7 @@ static enum cmd_status cmd_volume_detach(struct daemon *d, const struct ctl_requ
 	if (!ve)
 		return st;
 	snprintf(what, sizeof(what), "volume '%s'", ve->cfg.name);
-	return commands_detach_loop(d, ve->loopdev, ve->cfg.name, what, err, errlen);
+	return commands_detach_loop(d, &ve->loop, what, err, errlen);
 }
 
 static enum cmd_status cmd_volume_list(struct daemon *d, const struct ctl_request *req,
@@ -369,10 +382,10 @@ static enum cmd_status cmd_volume_remove(struct daemon *d, const struct ctl_requ
 
 	if (!ve)
 		return st;
-	if (ve->loopdev[0]) {
+	if (ve->loop.dev[0]) {
 		snprintf(err, errlen,
 			 "volume '%s' is attached as %s: detach it first (hotsnap volume detach %s)",
-			 ve->cfg.name, ve->loopdev, ve->cfg.name);
+			 ve->cfg.name, ve->loop.dev, ve->cfg.name);
 		return CMD_ERROR;
 	}
 	if (ve->snaps || ve->lost) {

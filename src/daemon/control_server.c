@@ -127,7 +127,9 @@ static void *client_main(void *arg)
 	struct daemon *d = sess->d;
 	struct timeval tv = { .tv_sec = IDLE_SECONDS };
 
+	/* silent clients, and clients that never read their replies, go */
 	setsockopt(sess->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(sess->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 	ctl_reader_init(&sess->rd, sess->fd);
 	while (!atomic_load(&d->stopping)) {
 		long n = ctl_read_line(&sess->rd, sess->line, sizeof(sess->line));

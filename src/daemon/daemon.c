@@ -103,7 +103,7 @@ static void warn_stale_loop(void *arg, const char *dev, const char *backing)
 	hs_warn("%s is still attached to %s from a previous daemon; detaching it (if it is "
 		"mounted, unmount it: its I/O fails until then)",
 		dev, backing);
-	loopdev_detach_force(dev, backing);
+	loopdev_detach_path(dev, backing);
 }
 
 static void open_volumes(struct daemon *d)
@@ -160,8 +160,8 @@ static void stop_everything(struct daemon *d)
 	while (d->volumes) {
 		struct vol_entry *ve = d->volumes;
 		d->volumes = ve->next;
-		if (ve->loopdev[0])
-			hs_info("detaching %s of volume %s", ve->loopdev, ve->cfg.name);
+		if (ve->loop.dev[0])
+			hs_info("detaching %s of volume %s", ve->loop.dev, ve->cfg.name);
 		registry_close_volume(d, ve);
 		while (ve->lost) {
 			struct lost_snap *ls = ve->lost;

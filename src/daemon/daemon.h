@@ -26,6 +26,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/stat.h>
 
 #include "common/names.h"
 #include "control/proto.h"
@@ -54,7 +55,7 @@ struct vol_config {
 struct snap_entry {
 	char name[HS_NAME_MAX + 1];
 	struct snapshot *snap;         /* an engine reference */
-	char loopdev[LOOPDEV_NAME_MAX];/* attached read-only, or "" */
+	struct loop_attachment loop;   /* attached read-only, or loop.dev "" */
 	bool published;                /* has a FUSE file */
 	bool temporary;                /* made by `backup VOLUME`; deleted after */
 	int backups;                   /* backups reading it now */
@@ -77,7 +78,7 @@ struct vol_entry {
 	struct vol_config cfg;
 	struct volume *vol;          /* NULL when it could not be opened */
 	char open_error[512];        /* why not */
-	char loopdev[LOOPDEV_NAME_MAX];
+	struct loop_attachment loop;  /* loop.dev "" when not attached */
 	struct snap_entry *snaps;
 	struct lost_snap *lost;
 	struct backup_job *backups;  /* running backups of this volume */
@@ -115,6 +116,11 @@ struct lost_snap *registry_lost(struct vol_entry *ve, const char *name);
 /* Opens the engine volume of a config (backing file, diff file). */
 int registry_open_volume(struct daemon *d, struct vol_entry *ve, char *err, size_t errlen);
 void registry_close_volume(struct daemon *d, struct vol_entry *ve);
+/* The volume whose backing is the file or device st describes (by inode, or
+ * device number for block devices), or NULL. */
+struct vol_entry *registry_volume_on(struct daemon *d, const struct stat *st);
+/* Whether st lies on hotsnap's own FUSE file system. */
+bool registry_on_fuse(struct daemon *d, const struct stat *st);
 /* FUSE file name of a volume or snapshot. */
 void registry_fuse_path(struct daemon *d, const char *file, char *buf, size_t len);
 /* Releases a snapshot entry: detaches, withdraws its file, deletes it. */

@@ -56,7 +56,7 @@ static void backing_of(const char *devname, char *out, size_t len)
 	fclose(f);
 }
 
-bool loopdev_backed_by(const char *dev, const char *path)
+static bool backed_by_path(const char *dev, const char *path)
 {
 	char back[4096];
 
@@ -66,16 +66,43 @@ bool loopdev_backed_by(const char *dev, const char *path)
 	return back[0] && strcmp(back, path) == 0;
 }
 
-int loopdev_attach(const char *path, bool readonly, char *dev, size_t devlen, const char **why)
+bool loopdev_attached(const struct loop_attachment *a)
+{
+	struct loop_info64 info;
+	bool same = false;
+	int fd;
+
+	if (!a->dev[0])
+		return false;
+	fd = open(a->dev, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return false;
+	if (ioctl(fd, LOOP_GET_STATUS64, &info) == 0)
+		same = info.lo_device == (uint64_t)a->back_dev && info.lo_inode == (uint64_t)a->back_ino;
+	close(fd);
+	return same;
+}
+
+int loopdev_attach(const char *path, bool readonly, struct loop_attachment *a, const char **why)
 {
 	struct loop_config cfg;
+	struct stat st;
 	int ctl, file, r = 0;
 
+	a->dev[0] = '\0';
 	file = open(path, (readonly ? O_RDONLY : O_RDWR) | O_DIRECT | O_CLOEXEC);
 	if (file < 0) {
 		*why = "cannot open the volume's FUSE file for the loop device";
 		return -errno;
 	}
+	if (fstat(file, &st) < 0) {
+		r = -errno;
+		*why = "cannot stat the volume's FUSE file";
+		close(file);
+		return r;
+	}
+	a->back_dev = st.st_dev;
+	a->back_ino = st.st_ino;
 	ctl = open("/dev/loop-control", O_RDWR | O_CLOEXEC);
 	if (ctl < 0) {
 		r = -errno;
@@ -103,7 +130,7 @@ int loopdev_attach(const char *path, bool readonly, char *dev, size_t devlen, co
 		snprintf((char *)cfg.info.lo_file_name, LO_NAME_SIZE, "%s", path);
 		if (ioctl(lfd, LOOP_CONFIGURE, &cfg) == 0) {
 			close(lfd);
-			snprintf(dev, devlen, "/dev/loop%d", n);
+			snprintf(a->dev, sizeof(a->dev), "/dev/loop%d", n);
 			r = 0;
 			goto out_ctl;
 		}
@@ -123,14 +150,13 @@ out_file:
 	return r;
 }
 
-int loopdev_detach(const char *dev, const char *path)
+/* LOOP_CLR_FD on dev; exclusive first unless forced.  0 or -errno. */
+static int clear_fd(const char *dev, bool force)
 {
 	int fd, r = 0;
 
-	if (!loopdev_backed_by(dev, path))
-		return 0; /* gone already (or someone else's now) */
 	/* A mounted file system holds the device exclusively. */
-	fd = open(dev, O_RDONLY | O_EXCL | O_CLOEXEC);
+	fd = open(dev, O_RDONLY | O_CLOEXEC | (force ? 0 : O_EXCL));
 	if (fd < 0)
 		return errno == EBUSY ? -EBUSY : -errno;
 	if (ioctl(fd, LOOP_CLR_FD) < 0)
@@ -139,18 +165,34 @@ int loopdev_detach(const char *dev, const char *path)
 	return r;
 }
 
-void loopdev_detach_force(const char *dev, const char *path)
+int loopdev_detach(struct loop_attachment *a)
 {
-	int fd;
+	int r;
 
-	if (!loopdev_backed_by(dev, path))
-		return;
-	fd = open(dev, O_RDONLY | O_CLOEXEC);
-	if (fd < 0)
-		return;
-	if (ioctl(fd, LOOP_CLR_FD) < 0)
-		hs_warn("cannot detach %s: %s", dev, strerror(errno));
-	close(fd);
+	if (!loopdev_attached(a)) {
+		a->dev[0] = '\0';
+		return -ESTALE;
+	}
+	r = clear_fd(a->dev, false);
+	if (r == 0)
+		a->dev[0] = '\0';
+	return r;
+}
+
+void loopdev_detach_force(struct loop_attachment *a)
+{
+	if (loopdev_attached(a)) {
+		int r = clear_fd(a->dev, true);
+		if (r < 0)
+			hs_warn("cannot detach %s: %s", a->dev, strerror(-r));
+	}
+	a->dev[0] = '\0';
+}
+
+void loopdev_detach_path(const char *dev, const char *path)
+{
+	if (backed_by_path(dev, path))
+		(void)clear_fd(dev, true);
 }
 
 void loopdev_foreach_under(const char *dir, void (*fn)(void *arg, const char *dev,

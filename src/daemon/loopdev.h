@@ -1,25 +1,41 @@
-/* loopdev.h - loop devices on the FUSE files, always with direct I/O. */
+/* loopdev.h - loop devices on the FUSE files, always with direct I/O.
+ *
+ * An attachment remembers its device and the identity (st_dev, st_ino) of
+ * the file it was attached to, and every later check asks the kernel
+ * (LOOP_GET_STATUS64) whether the device still sits on that very file: a
+ * path would not do, since a lost mount leaves sysfs showing "/NAME" and
+ * another process may reuse a freed device number. */
 #ifndef HS_LOOPDEV_H
 #define HS_LOOPDEV_H
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/types.h>
 
 #define LOOPDEV_NAME_MAX 32
 
-/* Attaches a free loop device to path (direct I/O; read-only if asked) and
- * writes "/dev/loopN" into dev.  0 or -errno; *why says what failed. */
-int loopdev_attach(const char *path, bool readonly, char *dev, size_t devlen, const char **why);
-/* Detaches dev if it is still backed by path.  -EBUSY (and nothing done)
- * while something holds it exclusively, such as a mounted file system. */
-int loopdev_detach(const char *dev, const char *path);
-/* Detaches even when in use: the device goes away once its last user lets
- * go (the kernel's auto-clear).  For shutdown. */
-void loopdev_detach_force(const char *dev, const char *path);
-/* Whether dev is a loop device backed by path. */
-bool loopdev_backed_by(const char *dev, const char *path);
+struct loop_attachment {
+	char dev[LOOPDEV_NAME_MAX]; /* "/dev/loopN", or "" when not attached */
+	dev_t back_dev;
+	ino_t back_ino;
+};
+
+/* Attaches a free loop device to path (direct I/O; read-only if asked).
+ * 0 or -errno; *why says what failed. */
+int loopdev_attach(const char *path, bool readonly, struct loop_attachment *a, const char **why);
+/* Whether a's device still sits on the file it was attached to. */
+bool loopdev_attached(const struct loop_attachment *a);
+/* Detaches a's device.  -EBUSY (and nothing done) while something holds it
+ * exclusively, such as a mounted file system; -ESTALE when the device is
+ * no longer on our file (then a is cleared, nothing else is done). */
+int loopdev_detach(struct loop_attachment *a);
+/* Detaches even when in use: the device goes once its last user lets go
+ * (the kernel's auto-clear).  For shutdown.  Clears a. */
+void loopdev_detach_force(struct loop_attachment *a);
 /* Calls fn for each loop device whose backing file lies under dir. */
 void loopdev_foreach_under(const char *dir, void (*fn)(void *arg, const char *dev,
 						       const char *backing), void *arg);
+/* Detaches dev if its backing file is still path (for stale devices). */
+void loopdev_detach_path(const char *dev, const char *path);
 
 #endif

@@ -34,6 +34,29 @@ struct lost_snap *registry_lost(struct vol_entry *ve, const char *name)
 	return NULL;
 }
 
+static bool same_file(const struct stat *a, const struct stat *b)
+{
+	if (S_ISBLK(a->st_mode) || S_ISBLK(b->st_mode))
+		return S_ISBLK(a->st_mode) && S_ISBLK(b->st_mode) && a->st_rdev == b->st_rdev;
+	return a->st_dev == b->st_dev && a->st_ino == b->st_ino;
+}
+
+struct vol_entry *registry_volume_on(struct daemon *d, const struct stat *st)
+{
+	struct stat b;
+
+	for (struct vol_entry *ve = d->volumes; ve; ve = ve->next)
+		if (stat(ve->cfg.backing, &b) == 0 && same_file(st, &b))
+			return ve;
+	return NULL;
+}
+
+bool registry_on_fuse(struct daemon *d, const struct stat *st)
+{
+	struct stat m;
+	return stat(d->mnt_dir, &m) == 0 && st->st_dev == m.st_dev;
+}
+
 void registry_fuse_path(struct daemon *d, const char *file, char *buf, size_t len)
 {
 	snprintf(buf, len, "%s/%s", d->mnt_dir, file);
@@ -97,14 +120,10 @@ int registry_open_volume(struct daemon *d, struct vol_entry *ve, char *err, size
 
 void registry_drop_snapshot(struct daemon *d, struct vol_entry *ve, struct snap_entry *se)
 {
-	char full[2 * HS_NAME_MAX + 2], path[PATH_MAX];
+	char full[2 * HS_NAME_MAX + 2];
 
 	snprintf(full, sizeof(full), "%s@%s", ve->cfg.name, se->name);
-	if (se->loopdev[0]) {
-		registry_fuse_path(d, full, path, sizeof(path));
-		loopdev_detach_force(se->loopdev, path);
-		se->loopdev[0] = '\0';
-	}
+	loopdev_detach_force(&se->loop);
 	if (se->published) {
 		if (fuse_front_remove(d->fuse, full) < 0)
 			hs_warn("the FUSE file of %s is still open; it goes when closed", full);
@@ -122,15 +141,9 @@ void registry_drop_snapshot(struct daemon *d, struct vol_entry *ve, struct snap_
 
 void registry_close_volume(struct daemon *d, struct vol_entry *ve)
 {
-	char path[PATH_MAX];
-
 	while (ve->snaps)
 		registry_drop_snapshot(d, ve, ve->snaps);
-	if (ve->loopdev[0]) {
-		registry_fuse_path(d, ve->cfg.name, path, sizeof(path));
-		loopdev_detach_force(ve->loopdev, path);
-		ve->loopdev[0] = '\0';
-	}
+	loopdev_detach_force(&ve->loop);
 	if (ve->vol) {
 		(void)fuse_front_remove(d->fuse, ve->cfg.name);
 		volume_flush(ve->vol);

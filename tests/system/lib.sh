@@ -67,7 +67,7 @@ cleanup() {
         for m in $(_mounts_under_t); do umount -l "$m" 2>/dev/null; done
         if [ "$rc" != 0 ] && [ "$rc" != 77 ]; then
             echo "--- $TEST_NAME failed (exit $rc); daemon log:" >&2
-            tail -n 40 "$T/daemon.log" 2>/dev/null >&2
+            tail -n 40 "$T/daemon.log" >&2 2>/dev/null
             echo "--- rerun: sudo $0   (HOTSNAP=$HOTSNAP; keep files: KEEP=1)" >&2
         fi
         if [ "${KEEP:-0}" = 1 ]; then echo "kept $T" >&2; else rm -rf "$T"; fi

@@ -1,7 +1,7 @@
-/* fuzz_nbd_replay.c - runs fuzz/fuzz_nbd.c over every file in a directory
- * (fuzz/regress/nbd: crash inputs found by the fuzzer and seed streams), in
- * a normal or sanitizer build without libFuzzer.  A regression crashes or
- * trips a sanitizer here. */
+/* fuzz_replay.c - runs a fuzz target (linked in beside it) over every file
+ * in a directory (fuzz/regress/NAME: crash inputs found by the fuzzer and
+ * seed streams), in a normal or sanitizer build without libFuzzer.  A
+ * regression crashes or trips a sanitizer here. */
 #include <dirent.h>
 #include <stdint.h>
 #include <stdio.h>
