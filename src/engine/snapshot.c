@@ -381,7 +381,7 @@ static int read_window(struct snapshot *s, uint8_t *buf, uint64_t off, uint64_t 
 	struct range_entry range;
 	unsigned n = (unsigned)(c1 - c0 + 1);
 	unsigned planned = 0;
-	int r = 0;
+	int r = 0, diff_err = 0;
 
 	pthread_mutex_lock(&v->mu);
 	r = state_error(s);
@@ -449,12 +449,21 @@ static int read_window(struct snapshot *s, uint8_t *buf, uint64_t off, uint64_t 
 			break;
 		case SRC_FILE:
 			r = diffstore_read(&v->ds, plan[i].slot, dst, to - from, from - cstart);
+			if (r)
+				diff_err = r;
 			break;
 		}
 		i = j;
 	}
 
 	pthread_mutex_lock(&v->mu);
+	if (diff_err) {
+		/* the copy is gone: the snapshot can no longer be exact */
+		char reason[ENGINE_REASON_MAX];
+		snprintf(reason, sizeof(reason), "reading a copy from the diff file%s%.120s failed: %s",
+			 v->diff_dir[0] ? " in " : "", v->diff_dir, strerror(-diff_err));
+		snapshot_fail_locked(s, reason);
+	}
 	for (unsigned i = 0; i < planned; i++)
 		if (plan[i].src == SRC_RAM || plan[i].src == SRC_FILE)
 			version_unpin_locked(v, plan[i].id);
@@ -652,6 +661,12 @@ int snapshot_read_held(struct snapshot *s, uint64_t c, void *buf)
 	else
 		r = diffstore_read(&v->ds, file, buf, len, 0);
 	pthread_mutex_lock(&v->mu);
+	if (r) {
+		char reason[ENGINE_REASON_MAX];
+		snprintf(reason, sizeof(reason), "reading a copy from the diff file failed: %s",
+			 strerror(-r));
+		snapshot_fail_locked(s, reason);
+	}
 	version_unpin_locked(v, id);
 	if (r == 0)
 		r = state_error(s);

@@ -1,0 +1,137 @@
+/* I/O errors under the engine: origin errors go back to the writer; diff
+ * store errors fail the snapshots that needed the copy, never the write. */
+#include <errno.h>
+
+#include "engine/dev_fault.h"
+#include "engine_util.h"
+
+#define MiB (UINT64_C(1) << 20)
+#define CH 4096
+
+struct rig {
+	struct volume *v;
+	struct dev *origin; /* fault wrappers, owned by the volume */
+	struct dev *diff;
+};
+
+static struct rig make_rig(uint64_t size, uint64_t buffer)
+{
+	struct rig g;
+	struct dev *o, *d;
+	struct volume_config cfg = { .name = "faulty", .size = size, .chunk_shift = 12,
+				     .cow_buffer = buffer, .diff_limit = size };
+
+	CHECK(dev_mem_create(&o, size) == 0);
+	CHECK(dev_mem_create(&d, size) == 0);
+	CHECK(dev_fault_wrap(&g.origin, o, false) == 0);
+	CHECK(dev_fault_wrap(&g.diff, d, false) == 0);
+	CHECK(volume_create(&g.v, &cfg, g.origin, g.diff) == 0);
+	return g;
+}
+
+static void test_origin_write_error_goes_to_writer(void)
+{
+	struct rig g = make_rig(MiB, 64 * 1024);
+	uint8_t a[CH], b[CH], got[CH];
+	struct snapshot_stats ss;
+
+	fill(a, CH, 1);
+	fill(b, CH, 2);
+	CHECK(volume_write(g.v, a, CH, 0, 0) == 0);
+	struct snapshot *s = take(g.v, "s");
+	dev_fault_fail(g.origin, -1, 0, EIO); /* every write from now on */
+	CHECK(volume_write(g.v, b, CH, 0, 0) == -EIO);
+	CHECK(volume_flush(g.v) == -EIO);
+	dev_fault_fail(g.origin, -1, -1, EIO);
+	snapshot_get_stats(s, &ss);
+	CHECK_EQ(ss.state, SNAPSHOT_ACTIVE); /* the snapshot kept its copy */
+	CHECK(snapshot_read(s, got, CH, 0) == 0 && memcmp(got, a, CH) == 0);
+	CHECK(volume_write(g.v, b, CH, 0, 0) == 0); /* and works again */
+	snapshot_put(s);
+	volume_destroy(g.v);
+}
+
+static void test_origin_read_error_during_copy(void)
+{
+	struct rig g = make_rig(MiB, 64 * 1024);
+	uint8_t b[CH], got[CH];
+	struct snapshot_stats ss;
+
+	fill(b, CH, 2);
+	struct snapshot *s = take(g.v, "s");
+	dev_fault_fail(g.origin, 0, -1, EIO); /* reading originals fails */
+	/* the write itself goes through: only the snapshot cannot be kept */
+	CHECK(volume_write(g.v, b, CH, 4 * CH, 0) == 0);
+	dev_fault_fail(g.origin, -1, -1, EIO);
+	snapshot_get_stats(s, &ss);
+	CHECK_EQ(ss.state, SNAPSHOT_FAILED);
+	CHECK(strstr(ss.reason, "reading the original") != NULL);
+	CHECK(snapshot_read(s, got, CH, 0) == -EIO);
+	CHECK(volume_read(g.v, got, CH, 4 * CH) == 0 && memcmp(got, b, CH) == 0);
+	snapshot_put(s);
+	volume_destroy(g.v);
+}
+
+static void test_diff_write_error_fails_snapshot_not_write(void)
+{
+	/* a buffer of 4 chunks: the flusher has to write to the diff file */
+	struct rig g = make_rig(MiB, 4 * CH);
+	uint8_t *data = malloc(MiB), *back = malloc(MiB);
+	struct snapshot_stats ss;
+
+	fill(data, MiB, 1);
+	CHECK(volume_write(g.v, data, MiB, 0, 0) == 0);
+	struct snapshot *s = take(g.v, "s");
+	dev_fault_fail(g.diff, -1, 0, ENOSPC);
+	fill(data, MiB, 2);
+	for (uint64_t off = 0; off < MiB; off += CH)
+		CHECK(volume_write(g.v, data + off, CH, off, 0) == 0);
+	CHECK(volume_read(g.v, back, MiB, 0) == 0 && memcmp(back, data, MiB) == 0);
+	CHECK(dev_fault_failures(g.diff) > 0);
+	snapshot_get_stats(s, &ss);
+	CHECK_EQ(ss.state, SNAPSHOT_FAILED);
+	CHECK(strstr(ss.reason, "diff file") != NULL && strstr(ss.reason, "No space") != NULL);
+	struct volume_stats vs;
+	volume_get_stats(g.v, &vs);
+	CHECK_EQ(vs.diff_bytes, 0);
+	CHECK_EQ(vs.ram_bytes, 0);
+	snapshot_put(s);
+	free(data);
+	free(back);
+	volume_destroy(g.v);
+}
+
+static void test_diff_read_error_fails_snapshot(void)
+{
+	struct rig g = make_rig(MiB, 4 * CH);
+	uint8_t *data = malloc(MiB), got[CH];
+	struct snapshot_stats ss;
+
+	fill(data, MiB, 1);
+	CHECK(volume_write(g.v, data, MiB, 0, 0) == 0);
+	struct snapshot *s = take(g.v, "s");
+	fill(data, MiB, 2);
+	CHECK(volume_write(g.v, data, MiB, 0, 0) == 0); /* copies spill to the file */
+	dev_fault_fail(g.diff, 0, -1, EIO);
+	/* some chunk is in the file by now; reading it fails the snapshot */
+	int r = 0;
+	for (uint64_t off = 0; off < MiB && r == 0; off += CH)
+		r = snapshot_read(s, got, CH, off);
+	CHECK(r == -EIO);
+	snapshot_get_stats(s, &ss);
+	CHECK_EQ(ss.state, SNAPSHOT_FAILED);
+	CHECK(strstr(ss.reason, "reading a copy") != NULL);
+	snapshot_put(s);
+	free(data);
+	volume_destroy(g.v);
+}
+
+int main(void)
+{
+	test_origin_write_error_goes_to_writer();
+	test_origin_read_error_during_copy();
+	test_diff_write_error_fails_snapshot_not_write();
+	test_diff_read_error_fails_snapshot();
+	printf("test_engine_faults: ok\n");
+	return 0;
+}
