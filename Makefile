@@ -4,6 +4,8 @@
 #   make check   every test (unit, ASan+UBSan, system); SANITIZE=1 runs the
 #                system tests on a sanitized build too
 #   make bench   the benchmarks and the side-by-side comparison with the peer
+#   make stress  the long variants of the reliability tests (kills, churn,
+#                randomized engine models)
 #   make fuzz    build the libFuzzer targets (clang)
 # Each target installs the Debian packages it needs first.
 
@@ -30,6 +32,10 @@ check:
 bench: build
 	@scripts/deps.sh test bench
 	@bench/run.sh
+
+stress: build
+	@scripts/deps.sh test
+	@scripts/stress.sh
 
 fuzz:
 	@scripts/deps.sh build fuzz

@@ -37,6 +37,7 @@ static const struct cmd_spec backup_spec = {
 		{ "consume", OPT_FLAG, 0, "", "release the snapshot's data as it is read (VOLUME@SNAPSHOT)" },
 		{ "all-blocks", OPT_FLAG, 0, "", "read every block, not only those in use" },
 		{ "rate", OPT_NUMBER, 0, "MB/s", "read at most this many MB (10^6 bytes) a second" },
+		{ "no-yield", OPT_FLAG, 0, "", "full speed: do not step aside for the volume's own I/O" },
 		{ "format", OPT_STRING, 0, "FORMAT", "image format: raw (default)" },
 	},
 };
@@ -194,6 +195,8 @@ int cli_backup(const struct cli *cli, int argc, char **argv)
 			       json_object_new_boolean(args_get(&backup_spec, &p, "all-blocks")->set));
 	if ((v = args_get(&backup_spec, &p, "rate"))->set)
 		json_object_object_add(args, "rate", json_object_new_int64((int64_t)(v->num * 1000000)));
+	json_object_object_add(args, "yield",
+			       json_object_new_boolean(!args_get(&backup_spec, &p, "no-yield")->set));
 	pr.show = !args_get(&backup_spec, &p, "no-progress")->set && isatty(STDERR_FILENO);
 	pr.source = p.pos[0];
 	json_object_object_add(args, "progress", json_object_new_boolean(pr.show));

@@ -35,7 +35,8 @@ static const struct ctl_arg backup_args[] = {
 	{ "source", CTL_STRING, true },    { "output", CTL_STRING, true },
 	{ "consume", CTL_BOOL, false },    { "all_blocks", CTL_BOOL, false },
 	{ "rate", CTL_U64, false },        { "format", CTL_STRING, false },
-	{ "progress", CTL_BOOL, false },   { NULL, CTL_STRING, false },
+	{ "progress", CTL_BOOL, false },   { "yield", CTL_BOOL, false },
+	{ NULL, CTL_STRING, false },
 };
 
 static const struct ctl_command commands[] = {

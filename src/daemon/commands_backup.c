@@ -104,7 +104,7 @@ static enum cmd_status cmd_backup(struct daemon *d, const struct ctl_request *re
 		return CMD_ERROR;
 	}
 	job->out_fd = fd;
-	job->yield = true;
+	job->yield = ctl_bool(req, "yield", true);
 	job->rate_limit = ctl_u64(req, "rate", 0);
 	snprintf(job->output, sizeof(job->output), "%s", ctl_str(req, "output"));
 

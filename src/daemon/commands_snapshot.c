@@ -79,14 +79,19 @@ enum cmd_status snapshots_create_locked(struct daemon *d, const struct snapshot_
 		has_map[i] = false;
 	}
 
+	bool any_fs = false;
+	for (size_t i = 0; i < rq->n; i++)
+		any_fs |= has_fs[i];
+	if (rq->freeze && any_fs)
+		freeze_journal_write(d->state_dir, fs, rq->n); /* unused entries are empty */
+	struct freezer fz = { .pid = -1 };
 	t0 = clock_mono_ns();
-	for (size_t i = 0; rq->freeze && i < rq->n; i++) {
-		if (!has_fs[i])
-			continue;
-		r = freeze_fs(&fs[i]);
+	if (rq->freeze && any_fs) {
+		size_t bad = 0;
+		r = freezer_freeze(&fz, fs, rq->n, &bad);
 		if (r < 0) {
 			snprintf(err, errlen, "freezing %s (on %s, volume %s) failed: %s",
-				 fs[i].mountpoint, rq->vols[i]->loop.dev, rq->vols[i]->cfg.name,
+				 fs[bad].mountpoint, rq->vols[bad]->loop.dev, rq->vols[bad]->cfg.name,
 				 strerror(-r));
 			st = CMD_ERROR;
 			goto thaw;
@@ -109,7 +114,7 @@ enum cmd_status snapshots_create_locked(struct daemon *d, const struct snapshot_
 		}
 		if (!has_fs[i])
 			continue;
-		if (!rq->freeze) {
+		if (!rq->freeze || !(fs[i].frozen_by_us || fs[i].was_frozen)) {
 			res->map_source[i] = "none: the mounted file system was not frozen by hotsnap";
 			continue;
 		}
@@ -124,10 +129,10 @@ enum cmd_status snapshots_create_locked(struct daemon *d, const struct snapshot_
 	r = snapshot_create_set(reqs, rq->n, snaps);
 	t_created = clock_mono_ns();
 thaw:
-	for (size_t i = rq->n; i-- > 0;)
-		if (has_fs[i] && fs[i].fd >= 0)
-			thaw_fs(&fs[i]);
+	(void)freezer_thaw(&fz);
 	t_thawed = clock_mono_ns();
+	if (rq->freeze && any_fs)
+		freeze_journal_clear(d->state_dir);
 	for (size_t i = 0; i < rq->n; i++)
 		if (has_map[i]) {
 			res->used_chunks[i] = bitmap_count(&used[i]);

@@ -27,6 +27,7 @@
 #include "common/clock.h"
 #include "common/log.h"
 #include "daemon/daemon.h"
+#include "daemon/freeze.h"
 #include "fuse/fuse_front.h"
 #include "nbd/nbd_server.h"
 
@@ -200,6 +201,7 @@ static int serve(struct daemon *d, int ready_fd)
 	}
 	d->started_ns = clock_mono_ns();
 	write_pid(d);
+	freeze_journal_recover(d->state_dir);
 	loopdev_foreach_under(d->mnt_dir, warn_stale_loop, NULL);
 	r = fuse_front_start(&d->fuse, d->mnt_dir, &why);
 	if (r < 0) {

@@ -14,6 +14,7 @@
  *   nbd.sock        the default NBD socket (0600)
  *   daemon.lock     flock held by the running daemon; holds its pid
  *   daemon.log      the log of a daemon started with --detach
+ *   freezing        mount points being frozen right now (see freeze.h)
  *   mnt/            the FUSE mount: one file per volume and attached snapshot
  *   diff/           default directory for diff files (unnamed, O_TMPFILE)
  */

@@ -510,16 +510,17 @@ static void *loop_main(void *arg)
 	return NULL;
 }
 
-/* Writes 1 to the connection's fusectl abort file: the kernel fails every
- * pending request and wakes every worker.  Mounts fusectl if needed. */
-static void abort_connection(struct fuse_front *ff)
+/* Writes 1 to the fusectl abort file of the connection on device dev: the
+ * kernel fails every pending request and wakes every worker.  Mounts
+ * fusectl if needed. */
+static void abort_connection_dev(dev_t dev)
 {
 	char path[128];
 	int fd;
 
-	if (major(ff->dev) != 0)
+	if (major(dev) != 0)
 		return;
-	snprintf(path, sizeof(path), "/sys/fs/fuse/connections/%u/abort", minor(ff->dev));
+	snprintf(path, sizeof(path), "/sys/fs/fuse/connections/%u/abort", minor(dev));
 	fd = open(path, O_WRONLY | O_CLOEXEC);
 	if (fd < 0 && errno == ENOENT) {
 		(void)mount("fusectl", "/sys/fs/fuse/connections", "fusectl", 0, NULL);
@@ -530,6 +531,37 @@ static void abort_connection(struct fuse_front *ff)
 	if (write(fd, "1", 1) < 0)
 		hs_debug("fusectl abort: %s", strerror(errno));
 	close(fd);
+}
+
+static void abort_connection(struct fuse_front *ff)
+{
+	abort_connection_dev(ff->dev);
+}
+
+/* A daemon killed while one of its own threads waited on its own FUSE mount
+ * (a freeze flushing through it, a loop device opening its file) cannot
+ * finish dying: that thread waits for workers that are gone, and the
+ * connection lives as long as the thread holds the device open.  Aborting
+ * the connection of a FUSE mount left at mountpoint frees it. */
+static void abort_stale_mount(const char *mountpoint)
+{
+	FILE *f = fopen("/proc/self/mountinfo", "re");
+	char *line = NULL;
+	size_t cap = 0;
+
+	if (!f)
+		return;
+	while (getline(&line, &cap, f) > 0) {
+		unsigned maj, min;
+		char mnt[PATH_MAX];
+		if (sscanf(line, "%*d %*d %u:%u %*s %4095s", &maj, &min, mnt) != 3 ||
+		    strcmp(mnt, mountpoint) != 0 || !strstr(line, " - fuse"))
+			continue;
+		hs_warn("aborting the FUSE connection left at %s by a previous daemon", mountpoint);
+		abort_connection_dev(makedev(maj, min));
+	}
+	free(line);
+	fclose(f);
 }
 
 int fuse_front_start(struct fuse_front **out, const char *mountpoint, const char **why)
@@ -551,6 +583,7 @@ int fuse_front_start(struct fuse_front **out, const char *mountpoint, const char
 	ff->start_time = time(NULL);
 
 	/* A daemon killed earlier leaves its mount behind, disconnected. */
+	abort_stale_mount(mountpoint);
 	(void)umount2(mountpoint, MNT_DETACH);
 	if (mkdir(mountpoint, 0700) < 0 && errno != EEXIST) {
 		r = -errno;

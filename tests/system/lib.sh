@@ -129,6 +129,8 @@ tree_sums() { (cd "$1" && find . -type f -print0 | sort -z | xargs -0 -r sha256s
 
 # A value from a JSON document on stdin: json_get '["volumes"][0]["name"]'
 json_get() { /usr/bin/python3 -c 'import json,sys; v=json.load(sys.stdin); print(eval("v"+sys.argv[1]))' "$1"; }
+# An expression over the document v on stdin: json_eval 'len(v["snapshots"])'
+json_eval() { /usr/bin/python3 -c 'import json,sys; v=json.load(sys.stdin); print(eval(sys.argv[1]))' "$1"; }
 
 # Creates a volume on a sparse file, attaches it, makes ext4 and mounts it.
 # Sets VOL_DEV and VOL_MNT.
