@@ -59,6 +59,7 @@ unsigned volume_chunk_shift(const struct volume *v);
 uint64_t volume_nchunks(const struct volume *v);
 const char *volume_name(const struct volume *v);
 
+/* Ranges past the end give -EINVAL; any other error is the device's. */
 #define VOLUME_FUA 0x1        /* write: durable on return */
 #define VOLUME_MAY_UNMAP 0x2  /* write_zeroes: may deallocate */
 

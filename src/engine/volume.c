@@ -492,10 +492,12 @@ static void modify_end(struct volume *v, struct modify *m)
 	io_end(v, m->started);
 }
 
+/* -EINVAL, not -ENOSPC: a device's own ENOSPC must reach the writer as it
+ * is, not be taken for a range error by the layers above. */
 static int check_range(const struct volume *v, uint64_t off, uint64_t len)
 {
 	if (off > v->size || len > v->size - off)
-		return -ENOSPC;
+		return -EINVAL;
 	return 0;
 }
 

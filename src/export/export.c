@@ -42,8 +42,7 @@ static int vol_pread(struct export *e, void *buf, size_t len, uint64_t off)
 
 static int vol_pwrite(struct export *e, const void *buf, size_t len, uint64_t off, unsigned fl)
 {
-	int r = volume_write(e->vol, buf, len, off, (fl & EXPORT_FUA) ? VOLUME_FUA : 0);
-	return r == -ENOSPC ? -EINVAL : r;
+	return volume_write(e->vol, buf, len, off, (fl & EXPORT_FUA) ? VOLUME_FUA : 0);
 }
 
 static int vol_flush(struct export *e)
@@ -53,8 +52,7 @@ static int vol_flush(struct export *e)
 
 static int vol_trim(struct export *e, uint64_t off, uint64_t len)
 {
-	int r = volume_discard(e->vol, off, len);
-	return r == -ENOSPC ? -EINVAL : r;
+	return volume_discard(e->vol, off, len);
 }
 
 static int vol_zero(struct export *e, uint64_t off, uint64_t len, unsigned flags)
@@ -63,7 +61,7 @@ static int vol_zero(struct export *e, uint64_t off, uint64_t len, unsigned flags
 				    (flags & EXPORT_MAY_TRIM) ? VOLUME_MAY_UNMAP : 0);
 	if (r == 0 && (flags & EXPORT_FUA))
 		r = volume_flush(e->vol);
-	return r == -ENOSPC ? -EINVAL : r;
+	return r;
 }
 
 static int vol_extents(struct export *e, uint64_t off, uint64_t len, extent_fn fn, void *arg)
