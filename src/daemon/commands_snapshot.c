@@ -213,7 +213,7 @@ thaw:
 		    num >= ve->cfg.next_snapshot)
 			ve->cfg.next_snapshot = num + 1;
 	}
-	persist_save_volumes(d);
+	persist_save_volume_counters(d);
 	if (!rq->temporary)
 		persist_save_snapshots(d);
 	return CMD_OK;

@@ -135,6 +135,8 @@ struct snap_entry *registry_resolve_snapshot(struct daemon *d, const char *full,
 /* --- persistence (persist.c); callers hold d->mu ------------------------- */
 int persist_load(struct daemon *d, char *err, size_t errlen);
 int persist_save_volumes(struct daemon *d);
+/* The same without fsync, when only the default-name counters changed. */
+int persist_save_volume_counters(struct daemon *d);
 int persist_save_snapshots(struct daemon *d);
 
 /* --- control commands (commands_*.c) -------------------------------------- */

@@ -2,7 +2,10 @@
  *
  * Written whole to a temporary file, fsynced, renamed over the old one and
  * the directory fsynced, so a crash leaves the old or the new file, never a
- * torn one.  Read with json-c and checked field by field: a hand-edited or
+ * torn one.  Records that only matter while the machine is up (the list of
+ * snapshots, which a power cut loses anyway; the default-name counter) skip
+ * the fsyncs: they are written inside a snapshot's freeze window, where
+ * milliseconds of fsync would stall every application.  Read with json-c and checked field by field: a hand-edited or
  * damaged file gives a message naming the file and the field. */
 #include <errno.h>
 #include <fcntl.h>
@@ -17,7 +20,7 @@
 
 #define FORMAT_VERSION 1
 
-static int write_atomically(struct daemon *d, const char *name, json_object *obj)
+static int write_atomically(struct daemon *d, const char *name, json_object *obj, bool sync)
 {
 	char path[PATH_MAX], tmp[PATH_MAX];
 	const char *text = json_object_to_json_string_ext(obj, JSON_C_TO_STRING_PRETTY);
@@ -39,12 +42,12 @@ static int write_atomically(struct daemon *d, const char *name, json_object *obj
 		}
 		off += (size_t)n;
 	}
-	if (r == 0 && (write(fd, "\n", 1) != 1 || fsync(fd) < 0))
+	if (r == 0 && (write(fd, "\n", 1) != 1 || (sync && fsync(fd) < 0)))
 		r = -errno;
 	close(fd);
 	if (r == 0 && rename(tmp, path) < 0)
 		r = -errno;
-	if (r == 0) {
+	if (r == 0 && sync) {
 		int dfd = open(d->state_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 		if (dfd >= 0) {
 			fsync(dfd);
@@ -57,7 +60,7 @@ static int write_atomically(struct daemon *d, const char *name, json_object *obj
 	return r;
 }
 
-int persist_save_volumes(struct daemon *d)
+static int save_volumes(struct daemon *d, bool sync)
 {
 	json_object *root = json_object_new_object(), *arr = json_object_new_array();
 	int r;
@@ -80,9 +83,19 @@ int persist_save_volumes(struct daemon *d)
 		json_object_array_add(arr, o);
 	}
 	json_object_object_add(root, "volumes", arr);
-	r = write_atomically(d, "volumes.json", root);
+	r = write_atomically(d, "volumes.json", root, sync);
 	json_object_put(root);
 	return r;
+}
+
+int persist_save_volumes(struct daemon *d)
+{
+	return save_volumes(d, true);
+}
+
+int persist_save_volume_counters(struct daemon *d)
+{
+	return save_volumes(d, false);
 }
 
 int persist_save_snapshots(struct daemon *d)
@@ -111,7 +124,7 @@ int persist_save_snapshots(struct daemon *d)
 		}
 	}
 	json_object_object_add(root, "snapshots", arr);
-	r = write_atomically(d, "snapshots.json", root);
+	r = write_atomically(d, "snapshots.json", root, false);
 	json_object_put(root);
 	return r;
 }

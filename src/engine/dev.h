@@ -32,6 +32,9 @@ struct dev_ops {
 	 * a device without it is all data. */
 	int (*extent)(struct dev *d, uint64_t off, uint64_t max_len,
 		      enum dev_extent_type *type, uint64_t *len);
+	/* Optional: the range will be read soon; start fetching it (many such
+	 * hints in a row give the device a deep queue of scattered reads). */
+	void (*prefetch)(struct dev *d, uint64_t off, uint64_t len);
 	void (*destroy)(struct dev *d);
 };
 

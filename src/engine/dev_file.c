@@ -231,6 +231,11 @@ static int file_extent(struct dev *d, uint64_t off, uint64_t max_len, enum dev_e
 	return 0;
 }
 
+static void file_prefetch(struct dev *d, uint64_t off, uint64_t len)
+{
+	(void)posix_fadvise(to_file(d)->fd, (off_t)off, (off_t)len, POSIX_FADV_WILLNEED);
+}
+
 static void file_destroy(struct dev *d)
 {
 	struct dev_file *f = to_file(d);
@@ -249,6 +254,7 @@ static const struct dev_ops dev_file_ops = {
 	.discard = file_discard,
 	.write_zeroes = file_write_zeroes,
 	.extent = file_extent,
+	.prefetch = file_prefetch,
 	.destroy = file_destroy,
 };
 

@@ -140,6 +140,13 @@ int diffstore_write_run(struct diffstore *ds, uint32_t first_file_slot,
 	return 0;
 }
 
+void diffstore_prefetch(struct diffstore *ds, uint32_t file_slot)
+{
+	if (ds->file->ops->prefetch)
+		ds->file->ops->prefetch(ds->file, (uint64_t)file_slot * ds->chunk_size,
+					ds->chunk_size);
+}
+
 int diffstore_read(struct diffstore *ds, uint32_t file_slot, void *buf, size_t len,
 		   size_t offset_in_slot)
 {

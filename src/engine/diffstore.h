@@ -64,6 +64,8 @@ int diffstore_write_run(struct diffstore *ds, uint32_t first_file_slot,
 			const uint32_t *ram_slots, unsigned count);
 int diffstore_read(struct diffstore *ds, uint32_t file_slot, void *buf, size_t len,
 		   size_t offset_in_slot);
+/* Hints that a slot will be read soon (see dev.h prefetch). */
+void diffstore_prefetch(struct diffstore *ds, uint32_t file_slot);
 
 /* Gives the buffer's pages back to the kernel (when nothing is held). */
 void diffstore_ram_release_pages(struct diffstore *ds);

@@ -419,6 +419,11 @@ static int read_window(struct snapshot *s, uint8_t *buf, uint64_t off, uint64_t 
 	pthread_mutex_unlock(&v->mu);
 
 	n = planned;
+	/* copies in the diff file are scattered: ask for all of them first,
+	 * so the device sees them together instead of one at a time */
+	for (unsigned i = 0; i < n && r == 0; i++)
+		if (plan[i].src == SRC_FILE)
+			diffstore_prefetch(&v->ds, plan[i].slot);
 	for (unsigned i = 0; i < n && r == 0;) {
 		uint64_t c = c0 + i;
 		uint64_t cstart = c << v->chunk_shift;
