@@ -33,6 +33,7 @@ static const struct cmd_spec create_spec = {
 		{ "cow-buffer", OPT_SIZE, 0, "SIZE", "RAM for saved originals (default 8M)" },
 		{ "diff-dir", OPT_PATH, 0, "DIR", "where the diff file goes (default: STATE_DIR/diff)" },
 		{ "diff-limit", OPT_SIZE, 0, "SIZE", "most the diff file may hold (default: 10% of the volume, at least 1G)" },
+		{ "cache", OPT_STRING, 0, "MODE", "auto (default: writeback for files, none for devices), writeback or none" },
 	},
 };
 
@@ -75,6 +76,15 @@ static int volume_create(const struct cli *cli, int argc, char **argv)
 			add_u64(args, sizes[i][1], v->num);
 	if ((v = args_get(&create_spec, &p, "diff-dir"))->set)
 		json_object_object_add(args, "diff_dir", json_object_new_string(v->str));
+	if ((v = args_get(&create_spec, &p, "cache"))->set) {
+		if (strcmp(v->str, "writeback") != 0 && strcmp(v->str, "none") != 0 &&
+		    strcmp(v->str, "auto") != 0) {
+			json_object_put(args);
+			return cli_usage_error(create_spec.cmd,
+					       "--cache '%s' is not auto, writeback or none", v->str);
+		}
+		json_object_object_add(args, "cache", json_object_new_string(v->str));
+	}
 	r = cli_call(cli, "volume.create", args, -1, NULL, NULL, &res);
 	if (r)
 		return r;

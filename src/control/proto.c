@@ -22,7 +22,8 @@ static const struct ctl_arg volume_create_args[] = {
 	{ "name", CTL_STRING, true },       { "backing", CTL_STRING, true },
 	{ "size", CTL_U64, false },         { "chunk_size", CTL_U64, false },
 	{ "cow_buffer", CTL_U64, false },   { "diff_dir", CTL_STRING, false },
-	{ "diff_limit", CTL_U64, false },   { NULL, CTL_STRING, false },
+	{ "diff_limit", CTL_U64, false },   { "cache", CTL_STRING, false },
+	{ NULL, CTL_STRING, false },
 };
 
 static const struct ctl_arg snapshot_create_args[] = {

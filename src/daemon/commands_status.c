@@ -118,6 +118,8 @@ json_object *status_volume_json(struct daemon *d, struct vol_entry *ve)
 	add_u64(o, "cow_buffer", ve->cfg.cow_buffer);
 	add_str(o, "diff_dir", ve->cfg.diff_dir);
 	add_u64(o, "diff_limit", ve->cfg.diff_limit);
+	add_str(o, "cache", ve->cfg.cache);
+	add_str(o, "cache_mode", registry_cache_writeback(ve) ? "writeback" : "none");
 	add_str(o, "state", ve->vol ? "ok" : "error");
 	if (!ve->vol)
 		add_str(o, "error", ve->open_error);

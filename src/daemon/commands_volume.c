@@ -132,6 +132,13 @@ static enum cmd_status cmd_volume_create(struct daemon *d, const struct ctl_requ
 	}
 	snprintf(c.diff_dir, sizeof(c.diff_dir), "%s", dd ? dd : d->default_diff_dir);
 	c.next_snapshot = 1;
+	const char *cache = ctl_str(req, "cache");
+	if (cache && strcmp(cache, "none") != 0 && strcmp(cache, "writeback") != 0 &&
+	    strcmp(cache, "auto") != 0) {
+		snprintf(err, errlen, "--cache '%.32s' is not auto, writeback or none", cache);
+		return CMD_USAGE;
+	}
+	snprintf(c.cache, sizeof(c.cache), "%s", cache ? cache : "auto");
 
 	if (registry_volume(d, c.name)) {
 		snprintf(err, errlen, "volume '%s' exists already", c.name);

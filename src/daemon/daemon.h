@@ -51,6 +51,7 @@ struct vol_config {
 	uint64_t cow_buffer;
 	uint64_t diff_limit;
 	uint64_t next_snapshot; /* for default names: snap1, snap2, ... */
+	char cache[12];         /* auto, writeback or none (see registry.c) */
 };
 
 struct snap_entry {
@@ -122,6 +123,8 @@ void registry_close_volume(struct daemon *d, struct vol_entry *ve);
 struct vol_entry *registry_volume_on(struct daemon *d, const struct stat *st);
 /* Whether st lies on hotsnap's own FUSE file system. */
 bool registry_on_fuse(struct daemon *d, const struct stat *st);
+/* Whether the volume's origin goes through the host page cache. */
+bool registry_cache_writeback(const struct vol_entry *ve);
 /* FUSE file name of a volume or snapshot. */
 void registry_fuse_path(struct daemon *d, const char *file, char *buf, size_t len);
 /* Releases a snapshot entry: detaches, withdraws its file, deletes it. */

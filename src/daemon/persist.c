@@ -53,7 +53,8 @@ static int write_atomically(struct daemon *d, const char *name, json_object *obj
 			fsync(dfd);
 			close(dfd);
 		}
-	} else {
+	}
+	if (r < 0) {
 		unlink(tmp);
 		hs_error("cannot write %s: %s", path, strerror(-r));
 	}
@@ -80,6 +81,7 @@ static int save_volumes(struct daemon *d, bool sync)
 				       json_object_new_int64((int64_t)ve->cfg.diff_limit));
 		json_object_object_add(o, "next_snapshot",
 				       json_object_new_int64((int64_t)ve->cfg.next_snapshot));
+		json_object_object_add(o, "cache", json_object_new_string(ve->cfg.cache));
 		json_object_array_add(arr, o);
 	}
 	json_object_object_add(root, "volumes", arr);
@@ -208,6 +210,8 @@ static int load_volumes(struct daemon *d, char *err, size_t errlen)
 			return -EINVAL;
 		}
 		(void)get_u64(o, "next_snapshot", &ve->cfg.next_snapshot);
+		if (!get_str(o, "cache", ve->cfg.cache, sizeof(ve->cfg.cache)))
+			strcpy(ve->cfg.cache, "auto");
 		*tail = ve;
 		tail = &ve->next;
 	}

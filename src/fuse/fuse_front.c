@@ -501,9 +501,12 @@ static void *loop_main(void *arg)
 	struct fuse_front *ff = arg;
 	struct fuse_loop_config *cfg = fuse_loop_cfg_create();
 
-	/* Enough workers for a loop device's whole queue to be in flight. */
+	/* Enough workers for a loop device's whole queue to be in flight, and
+	 * none retired when idle: libfuse otherwise destroys and recreates
+	 * workers as a queue depth of 16 ebbs and flows, a thread creation
+	 * per few requests. */
 	fuse_loop_cfg_set_max_threads(cfg, 64);
-	fuse_loop_cfg_set_idle_threads(cfg, 16);
+	fuse_loop_cfg_set_idle_threads(cfg, 64);
 	fuse_loop_cfg_set_clone_fd(cfg, 1);
 	fuse_session_loop_mt(ff->se, cfg);
 	fuse_loop_cfg_destroy(cfg);

@@ -7,7 +7,9 @@ setup
 start_daemon
 
 hs volume create a --backing "$T/a.img" --size 64M --diff-limit 64M >/dev/null
-hs volume create b --backing "$T/b.img" --size 32M --chunk-size 64K >/dev/null
+hs volume create b --backing "$T/b.img" --size 32M --chunk-size 64K --cache none >/dev/null
+[ "$(hs --json volume list | json_get '["volumes"][1]["cache_mode"]')" = none ] || fail "--cache none not in effect"
+[ "$(hs --json volume list | json_get '["volumes"][0]["cache_mode"]')" = writeback ] || fail "a file volume is not writeback by default"
 da=$(hs volume attach a)
 db=$(hs volume attach b)
 dd if=/dev/urandom of="$da" bs=1M count=64 oflag=direct status=none
