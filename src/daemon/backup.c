@@ -20,6 +20,7 @@
 #include "backup.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,6 +32,8 @@
 
 #include "common/clock.h"
 #include "common/compiler.h"
+#include "daemon/backup_copies.h"
+#include "daemon/backup_io.h"
 
 #define BLOCK (1u << 20)
 #define BUFFERS 4
@@ -46,7 +49,7 @@
 #define INCREASE 1.1
 #define RATE_STEP (4.0 * 1000 * 1000)
 #define RATE_FLOOR (16.0 * 1000 * 1000) /* bytes/s a busy volume still grants */
-#define RATE_START (64.0 * 1000 * 1000)
+#define RATE_START (256.0 * 1000 * 1000) /* 12.8 MB before the first judgement */
 #define RATE_MAX (1e12)
 
 /* --- extents ---------------------------------------------------------------- */
@@ -100,36 +103,12 @@ struct writer {
 	bool done;
 	int err;
 	uint64_t err_off;
+	bool regular;        /* the output is a regular file */
+	uint64_t unflushed;  /* bytes sent to writeback since the last wait */
+	uint64_t chunk;
+	const struct bitmap *taken; /* chunks the first pass wrote; not rewritten */
 };
 
-static bool all_zero(const void *p, size_t len)
-{
-	const uint64_t *w = p;
-	for (size_t i = 0; i < len / 8; i++)
-		if (w[i])
-			return false;
-	const uint8_t *b = p;
-	for (size_t i = len & ~(size_t)7; i < len; i++)
-		if (b[i])
-			return false;
-	return true;
-}
-
-static int pwrite_full(int fd, const void *buf, size_t len, uint64_t off)
-{
-	while (len > 0) {
-		ssize_t n = pwrite(fd, buf, len, (off_t)off);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		buf = (const char *)buf + n;
-		len -= (size_t)n;
-		off += (uint64_t)n;
-	}
-	return 0;
-}
 
 static void set_idle_io_priority(void)
 {
@@ -137,6 +116,65 @@ static void set_idle_io_priority(void)
 	 * schedulers without classes, harmless either way. */
 	const int who_process = 1, class_idle = 3, class_shift = 13;
 	(void)syscall(SYS_ioprio_set, who_process, 0, class_idle << class_shift);
+}
+
+/* Rolling writeback, as nbdcopy does it: each block written is sent to the
+ * disk at once; the writer waits for what it sent WRITEBACK_LAG earlier and
+ * drops it from the page cache.  Without it the whole image sits dirty in
+ * the page cache and the final fsync writes it all after the reading is
+ * over; with it writing overlaps reading, and the backup neither leaves
+ * dirty memory behind nor evicts the applications' cache. */
+#define WRITEBACK_LAG (UINT64_C(4) << 20)
+
+static void start_writeback(struct writer *w, uint64_t off, size_t len)
+{
+	if (!w->regular)
+		return;
+	(void)sync_file_range(w->job->out_fd, (off_t)off, (off_t)len, SYNC_FILE_RANGE_WRITE);
+	w->unflushed += len;
+	if (w->unflushed >= WRITEBACK_LAG && off + len > WRITEBACK_LAG) {
+		off_t done = (off_t)(off + len - WRITEBACK_LAG);
+		(void)sync_file_range(w->job->out_fd, 0, done,
+				      SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE |
+					      SYNC_FILE_RANGE_WAIT_AFTER);
+		(void)posix_fadvise(w->job->out_fd, 0, done, POSIX_FADV_DONTNEED);
+		w->unflushed = 0;
+	}
+}
+
+static int write_run(struct writer *w, const uint8_t *p, uint64_t off, size_t len)
+{
+	if (backup_all_zero(p, len))
+		return 0; /* a hole */
+	int r = backup_pwrite_full(w->job->out_fd, p, len, off);
+	if (r == 0) {
+		atomic_fetch_add(&w->job->bytes_written, len);
+		start_writeback(w, off, len);
+	}
+	return r;
+}
+
+/* Writes a block, except the chunks the first pass wrote already. */
+static int write_block(struct writer *w, const struct slot *s)
+{
+	uint64_t end = s->off + s->len;
+	uint64_t c_first = s->off / w->chunk, c_end = (end + w->chunk - 1) / w->chunk;
+
+	if (!w->taken || bitmap_next_set(w->taken, c_first, c_end) == c_end)
+		return write_run(w, s->p, s->off, s->len);
+	for (uint64_t c = c_first; c < c_end;) {
+		if (bitmap_test(w->taken, c)) {
+			c++;
+			continue;
+		}
+		uint64_t c2 = bitmap_next_set(w->taken, c, c_end);
+		uint64_t from = HS_MAX(c * w->chunk, s->off), to = HS_MIN_U64(c2 * w->chunk, end);
+		int r = write_run(w, (const uint8_t *)s->p + (from - s->off), from, to - from);
+		if (r)
+			return r;
+		c = c2;
+	}
+	return 0;
 }
 
 static void *writer_main(void *arg)
@@ -152,12 +190,7 @@ static void *writer_main(void *arg)
 			break; /* done and drained */
 		struct slot *s = &w->slots[w->head];
 		pthread_mutex_unlock(&w->mu);
-		int r = 0;
-		if (!all_zero(s->p, s->len)) {
-			r = pwrite_full(w->job->out_fd, s->p, s->len, s->off);
-			if (r == 0)
-				atomic_fetch_add(&w->job->bytes_written, s->len);
-		}
+		int r = write_block(w, s);
 		pthread_mutex_lock(&w->mu);
 		if (r < 0 && !w->err) {
 			w->err = r;
@@ -204,6 +237,7 @@ struct pacer {
 	uint64_t interval_start;
 	struct volume_fg_sample last;
 	double baseline_ns; /* foreground service time with the backup out of the way */
+	uint64_t interval_bytes; /* read since interval_start */
 };
 
 static void sleep_until(uint64_t t_ns)
@@ -229,8 +263,12 @@ static void control(struct backup_job *job, struct pacer *p, uint64_t now)
 	volume_fg_sample(v, &s);
 	ops = s.ops - p->last.ops;
 	busy = s.busy_ns - p->last.busy_ns;
+	/* growth is capped at a few times what the backup achieved: a rate the
+	 * disk cannot deliver would take many cuts to come back from */
+	double achieved = (double)p->interval_bytes * 1e9 / (double)HS_MAX(now - p->interval_start, 1);
+	double ceiling = HS_MIN(HS_MAX(4 * achieved, RATE_START), p->max_rate);
 	if (ops == 0) {
-		p->rate = HS_MIN(p->rate * 2, p->max_rate);
+		p->rate = HS_MAX(HS_MIN(p->rate * 4, ceiling), p->rate * DECREASE);
 	} else if (ops < CONTROL_MIN_OPS && now - p->interval_start < 4 * CONTROL_NS) {
 		return; /* too few requests to judge yet: keep collecting */
 	} else {
@@ -243,11 +281,13 @@ static void control(struct backup_job *job, struct pacer *p, uint64_t now)
 			p->rate = HS_MAX(p->rate * DECREASE, RATE_FLOOR);
 			atomic_fetch_add(&job->yields, 1);
 		} else {
-			p->rate = HS_MIN(p->rate * INCREASE + RATE_STEP, p->max_rate);
+			p->rate = HS_MAX(HS_MIN(p->rate * INCREASE + RATE_STEP, ceiling),
+					 p->rate * DECREASE);
 		}
 	}
 	p->last = s;
 	p->interval_start = now;
+	p->interval_bytes = 0;
 	atomic_store(&job->current_rate, (uint64_t)p->rate);
 }
 
@@ -255,6 +295,7 @@ static void pace(struct backup_job *job, struct pacer *p, size_t n)
 {
 	uint64_t now = clock_mono_ns();
 
+	p->interval_bytes += n;
 	if (job->yield && now - p->interval_start >= CONTROL_NS)
 		control(job, p, now);
 	if (p->rate >= RATE_MAX)
@@ -305,8 +346,8 @@ static void *drain_main(void *arg)
 			int r = snapshot_read_held(job->snap, chunks[i], buf);
 			if (r == -EAGAIN)
 				continue; /* consumed by the sequential pass meanwhile */
-			if (r == 0 && !all_zero(buf, len)) {
-				r = pwrite_full(job->out_fd, buf, len, off);
+			if (r == 0 && !backup_all_zero(buf, len)) {
+				r = backup_pwrite_full(job->out_fd, buf, len, off);
 				if (r == 0)
 					atomic_fetch_add(&job->bytes_written, len);
 			}
@@ -323,6 +364,34 @@ static void *drain_main(void *arg)
 	}
 	free(buf);
 	return NULL;
+}
+
+/* The first pass's pacing and cancel point. */
+struct copies_step {
+	struct backup_job *job;
+	struct pacer *pacer;
+};
+
+static int copies_step(void *arg, size_t n)
+{
+	struct copies_step *cs = arg;
+
+	if (atomic_load(&cs->job->cancel)) {
+		snprintf(cs->job->error, sizeof(cs->job->error), "backup cancelled");
+		return 1;
+	}
+	pace(cs->job, cs->pacer, n);
+	return 0;
+}
+
+/* Bytes of [off, off + n) that the first pass took (and counted). */
+static uint64_t taken_bytes(const struct writer *w, uint64_t off, size_t n)
+{
+	if (!w->taken)
+		return 0;
+	uint64_t c0 = off / w->chunk, c1 = (off + n + w->chunk - 1) / w->chunk;
+	uint64_t bytes = bitmap_count_range(w->taken, c0, c1 - c0) * w->chunk;
+	return HS_MIN_U64(bytes, n);
 }
 
 /* --- the job -------------------------------------------------------------------- */
@@ -363,8 +432,8 @@ static int read_around_drained(struct backup_job *job, void *buf, uint64_t off, 
 		int r = snapshot_read(job->snap, buf, len, p);
 		if (r == 0) {
 			atomic_fetch_add(&job->bytes_read, len);
-			if (!all_zero(buf, len)) {
-				r = pwrite_full(job->out_fd, buf, len, p);
+			if (!backup_all_zero(buf, len)) {
+				r = backup_pwrite_full(job->out_fd, buf, len, p);
 				if (r < 0)
 					return r;
 				atomic_fetch_add(&job->bytes_written, len);
@@ -407,6 +476,7 @@ int backup_job_run(struct backup_job *job, void (*tick)(void *arg, struct backup
 	struct writer w = { .job = job };
 	struct pacer pacer = { 0 };
 	struct drain drain = { 0 };
+	struct bitmap taken;
 	bool drain_started = false;
 	uint64_t last_tick, frontier = 0;
 	int r = 0;
@@ -426,8 +496,19 @@ int backup_job_run(struct backup_job *job, void (*tick)(void *arg, struct backup
 			r = -ENOMEM;
 			goto out_free;
 		}
+	if (!job->consume) {
+		r = bitmap_init(&taken, (job->size + chunk - 1) / chunk, false);
+		if (r < 0) {
+			snprintf(job->error, sizeof(job->error), "out of memory for the backup");
+			goto out_free;
+		}
+		w.taken = &taken;
+	}
 	pthread_mutex_init(&w.mu, NULL);
 	pthread_cond_init(&w.cv, NULL);
+	struct stat ost;
+	w.regular = fstat(job->out_fd, &ost) == 0 && S_ISREG(ost.st_mode);
+	w.chunk = chunk;
 	r = pthread_create(&w.thread, NULL, writer_main, &w);
 	if (r) {
 		snprintf(job->error, sizeof(job->error), "cannot start the writer thread");
@@ -443,6 +524,17 @@ int backup_job_run(struct backup_job *job, void (*tick)(void *arg, struct backup
 			 job->source);
 		r = -ENODATA;
 		goto out_writer;
+	}
+	if (w.taken) {
+		/* a consuming backup has its drain instead, which also releases
+		 * what it takes */
+		struct copies_step step = { job, &pacer };
+		r = backup_copies_first(job, &taken, copies_step, &step);
+		if (r < 0) {
+			if (!job->error[0])
+				read_error(job, r, 0);
+			goto out_writer;
+		}
 	}
 	if (job->consume) {
 		drain.job = job;
@@ -495,7 +587,7 @@ int backup_job_run(struct backup_job *job, void (*tick)(void *arg, struct backup
 					r = -EPIPE; /* the writer failed; reported below */
 					break;
 				}
-				r = snapshot_read(job->snap, s->p, n, p);
+				r = snapshot_read_except(job->snap, s->p, n, p, w.taken);
 				if (r == -ENODATA && job->consume) {
 					/* the drain took part of this block */
 					r = read_around_drained(job, s->p, p, n);
@@ -507,7 +599,7 @@ int backup_job_run(struct backup_job *job, void (*tick)(void *arg, struct backup
 					read_error(job, r, p);
 					break;
 				} else {
-					atomic_fetch_add(&job->bytes_read, n);
+					atomic_fetch_add(&job->bytes_read, n - taken_bytes(&w, p, n));
 					writer_submit(&w, s, p, n);
 				}
 				p += n;
@@ -566,6 +658,8 @@ out_sync:
 	pthread_cond_destroy(&w.cv);
 	pthread_mutex_destroy(&w.mu);
 out_free:
+	if (w.taken)
+		bitmap_destroy(&taken);
 	for (unsigned i = 0; i < BUFFERS; i++)
 		free(w.slots[i].p);
 	free(ext.v);

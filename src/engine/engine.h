@@ -151,6 +151,10 @@ struct volume *snapshot_volume(const struct snapshot *s);
 /* Reads the point-in-time view.  -EIO when the snapshot failed; -ENODATA
  * where the range was consumed. */
 int snapshot_read(struct snapshot *s, void *buf, size_t len, uint64_t off);
+/* As snapshot_read, but chunks set in skip are not read: their bytes in buf
+ * are left as they were.  For a reader that took those chunks already. */
+int snapshot_read_except(struct snapshot *s, void *buf, size_t len, uint64_t off,
+			 const struct bitmap *skip);
 
 /* The reader is done with [off, off + len): whole chunks inside it need no
  * more copies and their held originals are released at once. */
@@ -167,6 +171,18 @@ void snapshot_set_drain(struct snapshot *s, bool on);
 /* Up to max chunks (in no particular order) the snapshot holds copies of;
  * with wait_ns, waits that long for one to appear.  Returns the count. */
 size_t snapshot_held_chunks(struct snapshot *s, uint64_t *out, size_t max, uint64_t wait_ns);
+/* Held copies in diff-file order, for a reader that wants to take them all
+ * with sequential reads of the diff file: fills out with up to max chunks
+ * whose copies the snapshot holds in the diff-file slots [*cursor,
+ * *cursor + max), in slot order, and advances *cursor; *cursor becomes
+ * UINT64_MAX after the last slot.  Returns the count (0 is not the end). */
+size_t snapshot_held_by_slot(struct snapshot *s, uint64_t *out, size_t max, uint64_t *cursor);
+/* Reads the held copies of chunks[0..n) (as snapshot_held_by_slot gives
+ * them) into buf, chunk i at i * chunk size, with one read per run of
+ * neighbouring diff-file slots.  got[i] is false where the snapshot no
+ * longer holds a copy (released meanwhile).  0, or -EIO and the like. */
+int snapshot_read_held_batch(struct snapshot *s, const uint64_t *chunks, size_t n, void *buf,
+			     bool *got);
 /* Reads the whole held copy of chunk c into buf (chunk_len bytes): -EAGAIN
  * when the snapshot holds no copy of it.  Takes no range lock (a held copy
  * never changes), so it cannot wait behind a writer that waits for room. */

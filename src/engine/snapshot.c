@@ -357,7 +357,7 @@ static int state_error(const struct snapshot *s)
 
 /* --- reading --------------------------------------------------------------- */
 
-enum source { SRC_ZERO, SRC_ORIGIN, SRC_RAM, SRC_FILE };
+enum source { SRC_ZERO, SRC_ORIGIN, SRC_RAM, SRC_FILE, SRC_SKIP };
 
 struct plan {
 	uint8_t src;
@@ -374,7 +374,7 @@ static int check_io(const struct snapshot *s, uint64_t off, uint64_t len)
 
 /* Reads chunks [c0, c1] (which overlap [off, off+len)) into buf. */
 static int read_window(struct snapshot *s, uint8_t *buf, uint64_t off, uint64_t len,
-		       uint64_t c0, uint64_t c1)
+		       uint64_t c0, uint64_t c1, const struct bitmap *skip)
 {
 	struct volume *v = s->vol;
 	struct plan plan[READ_WINDOW];
@@ -391,6 +391,10 @@ static int read_window(struct snapshot *s, uint8_t *buf, uint64_t off, uint64_t 
 	r = state_error(s);
 	for (unsigned i = 0; i < n && r == 0; i++, planned++) {
 		uint64_t c = c0 + i;
+		if (skip && bitmap_test(skip, c)) {
+			plan[i].src = SRC_SKIP;
+			continue;
+		}
 		if (bitmap_test(&s->consumed, c)) {
 			r = -ENODATA;
 			break;
@@ -434,6 +438,8 @@ static int read_window(struct snapshot *s, uint8_t *buf, uint64_t off, uint64_t 
 		unsigned j = i + 1;
 
 		switch (plan[i].src) {
+		case SRC_SKIP:
+			break;
 		case SRC_ZERO:
 			memset(dst, 0, to - from);
 			break;
@@ -482,6 +488,12 @@ out_unlock:
 
 int snapshot_read(struct snapshot *s, void *buf, size_t len, uint64_t off)
 {
+	return snapshot_read_except(s, buf, len, off, NULL);
+}
+
+int snapshot_read_except(struct snapshot *s, void *buf, size_t len, uint64_t off,
+			 const struct bitmap *skip)
+{
 	struct volume *v = s->vol;
 	uint64_t end;
 	int r = check_io(s, off, len);
@@ -493,7 +505,8 @@ int snapshot_read(struct snapshot *s, void *buf, size_t len, uint64_t off)
 		uint64_t c1 = HS_MIN_U64((end - 1) >> v->chunk_shift, c + READ_WINDOW - 1);
 		uint64_t wstart = HS_MAX(off, c << v->chunk_shift);
 		uint64_t wend = HS_MIN_U64(end, (c1 + 1) << v->chunk_shift);
-		r = read_window(s, (uint8_t *)buf + (wstart - off), wstart, wend - wstart, c, c1);
+		r = read_window(s, (uint8_t *)buf + (wstart - off), wstart, wend - wstart, c, c1,
+				skip);
 		if (r)
 			return r;
 		c = c1 + 1;
@@ -633,6 +646,108 @@ size_t snapshot_held_chunks(struct snapshot *s, uint64_t *out, size_t max, uint6
 	}
 	pthread_mutex_unlock(&v->mu);
 	return n;
+}
+
+size_t snapshot_held_by_slot(struct snapshot *s, uint64_t *out, size_t max, uint64_t *cursor)
+{
+	struct volume *v = s->vol;
+	size_t n = 0;
+
+	pthread_mutex_lock(&v->mu);
+	if (state_error(s) || !s->held_chunks || *cursor >= v->ds.file_slots || max == 0) {
+		*cursor = UINT64_MAX;
+		goto out;
+	}
+	/* every copy has its own file slot, so out can be indexed by slot:
+	 * one pass over the versions, no sort */
+	uint64_t lo = bitmap_next_set(&v->ds.file_used, *cursor, v->ds.file_slots);
+	if (lo >= v->ds.file_slots) {
+		*cursor = UINT64_MAX;
+		goto out;
+	}
+	uint64_t hi = HS_MIN_U64(lo + max, v->ds.file_slots);
+	memset(out, 0, (hi - lo) * sizeof(*out));
+	for (uint32_t id = 0; id < v->map.cap; id++) {
+		struct version *ver = cowmap_get(&v->map, id);
+		if (ver->state != VERSION_FREE && ver->state != VERSION_COPYING &&
+		    (ver->mask & s->bit) && ver->file_slot >= lo && ver->file_slot < hi)
+			out[ver->file_slot - lo] = ver->chunk + 1;
+	}
+	for (uint64_t i = 0; i < hi - lo; i++)
+		if (out[i])
+			out[n++] = out[i] - 1;
+	*cursor = hi >= v->ds.file_slots ? UINT64_MAX : hi;
+out:
+	pthread_mutex_unlock(&v->mu);
+	return n;
+}
+
+#define HELD_BATCH_MAX 1024
+
+int snapshot_read_held_batch(struct snapshot *s, const uint64_t *chunks, size_t n, void *buf,
+			     bool *got)
+{
+	struct volume *v = s->vol;
+	uint32_t ids[HELD_BATCH_MAX], ram[HELD_BATCH_MAX], file[HELD_BATCH_MAX];
+	int r = 0;
+
+	if (n > HELD_BATCH_MAX)
+		return -EINVAL;
+	pthread_mutex_lock(&v->mu);
+	r = state_error(s);
+	for (size_t i = 0; i < n; i++) {
+		uint64_t c = chunks[i];
+		uint32_t id = c < v->nchunks ? cowmap_lookup(&v->map, c, s->bit) : COW_NONE;
+		got[i] = false;
+		ids[i] = COW_NONE;
+		if (r || id == COW_NONE || cowmap_get(&v->map, id)->state == VERSION_COPYING ||
+		    bitmap_test(&s->consumed, c))
+			continue;
+		struct version *ver = cowmap_get(&v->map, id);
+		ver->pins++; /* stays where it is until unpinned */
+		ids[i] = id;
+		ram[i] = ver->ram_slot;
+		file[i] = ver->file_slot;
+		got[i] = true;
+	}
+	pthread_mutex_unlock(&v->mu);
+
+	for (size_t i = 0; i < n && r == 0;) {
+		uint8_t *dst = (uint8_t *)buf + i * v->chunk_size;
+		size_t j = i + 1;
+		if (!got[i]) {
+			i = j;
+			continue;
+		}
+		if (ram[i] != COW_NONE) {
+			memcpy(dst, diffstore_ram_ptr(&v->ds, ram[i]), chunk_len(v, chunks[i]));
+			i = j;
+			continue;
+		}
+		/* neighbouring full slots in the file: one read */
+		uint32_t first = file[i];
+		while (j < n && got[j] && chunk_len(v, chunks[j - 1]) == v->chunk_size &&
+		       ram[j] == COW_NONE && file[j] == first + (j - i))
+			j++;
+		uint64_t len = (uint64_t)(j - i - 1) * v->chunk_size + chunk_len(v, chunks[j - 1]);
+		r = diffstore_read(&v->ds, first, dst, len, 0);
+		i = j;
+	}
+
+	pthread_mutex_lock(&v->mu);
+	if (r) {
+		char reason[ENGINE_REASON_MAX];
+		snprintf(reason, sizeof(reason), "reading a copy from the diff file failed: %s",
+			 strerror(-r));
+		snapshot_fail_locked(s, reason);
+	}
+	for (size_t i = 0; i < n; i++)
+		if (ids[i] != COW_NONE)
+			version_unpin_locked(v, ids[i]);
+	if (r == 0)
+		r = state_error(s);
+	pthread_mutex_unlock(&v->mu);
+	return r;
 }
 
 int snapshot_read_held(struct snapshot *s, uint64_t c, void *buf)

@@ -32,6 +32,13 @@ churn() {
         i=$((i + 1))
     done
 }
+# copies made before the backup starts, scattered: its first pass takes them
+# in diff-file order, and its block pass must leave them alone
+for i in $(seq 16); do
+    dd if=/dev/urandom of="$VOL_MNT/data/big" bs=4k count=8 seek=$(((i * 7919) % 16000)) \
+       conv=notrunc status=none
+done
+sync
 bg churn
 hs backup "$snap" -o "$T/image.raw" --rate 60 --no-progress
 stop_bg
