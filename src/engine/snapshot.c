@@ -684,6 +684,15 @@ out:
 
 #define HELD_BATCH_MAX 1024
 
+/* A held copy that cannot be read back: the snapshot can no longer be exact. */
+static void fail_copy_unreadable_locked(struct snapshot *s, int err)
+{
+	char reason[ENGINE_REASON_MAX];
+	snprintf(reason, sizeof(reason), "reading a copy from the diff file failed: %s",
+		 strerror(-err));
+	snapshot_fail_locked(s, reason);
+}
+
 int snapshot_read_held_batch(struct snapshot *s, const uint64_t *chunks, size_t n, void *buf,
 			     bool *got)
 {
@@ -735,12 +744,8 @@ int snapshot_read_held_batch(struct snapshot *s, const uint64_t *chunks, size_t 
 	}
 
 	pthread_mutex_lock(&v->mu);
-	if (r) {
-		char reason[ENGINE_REASON_MAX];
-		snprintf(reason, sizeof(reason), "reading a copy from the diff file failed: %s",
-			 strerror(-r));
-		snapshot_fail_locked(s, reason);
-	}
+	if (r)
+		fail_copy_unreadable_locked(s, r);
 	for (size_t i = 0; i < n; i++)
 		if (ids[i] != COW_NONE)
 			version_unpin_locked(v, ids[i]);
@@ -781,12 +786,8 @@ int snapshot_read_held(struct snapshot *s, uint64_t c, void *buf)
 	else
 		r = diffstore_read(&v->ds, file, buf, len, 0);
 	pthread_mutex_lock(&v->mu);
-	if (r) {
-		char reason[ENGINE_REASON_MAX];
-		snprintf(reason, sizeof(reason), "reading a copy from the diff file failed: %s",
-			 strerror(-r));
-		snapshot_fail_locked(s, reason);
-	}
+	if (r)
+		fail_copy_unreadable_locked(s, r);
 	version_unpin_locked(v, id);
 	if (r == 0)
 		r = state_error(s);
