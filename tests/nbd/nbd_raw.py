@@ -151,11 +151,14 @@ class Client:
         data = recv_exact(self.sock, read_len) if error == 0 and read_len else b""
         return error, cookie, data
 
-    def reply(self, read_off=0, read_len=0):
-        """One whole reply: (error, cookie, data or extents)."""
+    def reply(self, read_off=0, read_len=0, buf=None):
+        """One whole reply: (error, cookie, data or extents).  The server may
+        interleave the chunks of replies in flight: a caller with several
+        reads outstanding passes one buf for all (offsets are absolute)."""
         if not self.structured:
             return self.simple_reply(read_len)
-        buf = bytearray(read_len)
+        if buf is None:
+            buf = bytearray(read_len)
         error, cookie, extents = 0, None, {}
         while True:
             head = recv_exact(self.sock, 4)
