@@ -45,7 +45,12 @@ cleanup() {
     set +e
     for p in "${BG_PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done
     for p in "${BG_PIDS[@]}"; do wait "$p" 2>/dev/null; done
+    # our loop devices, listed now: once a mount under $T is gone (lazily),
+    # a loop device on a file inside it no longer shows a path under $T
+    local our_loops=()
     if [ -n "$T" ]; then
+        mapfile -t our_loops < <(losetup -n -O NAME,BACK-MAJ:MIN,BACK-INO,BACK-FILE 2>/dev/null |
+            awk -v t="$T/" 'index($4, t) == 1 { print $1, $2, $3 }')
         # file systems on our volumes first (thawed, in case a test froze one)
         for m in $(_mounts_under_t); do
             [ "$m" = "$STATE/mnt" ] && continue
@@ -61,6 +66,11 @@ cleanup() {
     fi
     if [ -n "$T" ]; then
         # loop devices on files of ours (the daemon's, or the test's own)
+        local l id
+        for l in "${our_loops[@]}"; do   # "NAME MAJ:MIN INO": still the same file?
+            id=$(losetup -n -O NAME,BACK-MAJ:MIN,BACK-INO "${l%% *}" 2>/dev/null | xargs)
+            [ "$id" = "$l" ] && losetup -d "${l%% *}" 2>/dev/null
+        done
         losetup -n -O NAME,BACK-FILE 2>/dev/null | while read -r dev back; do
             case $back in "$T"/*) losetup -d "$dev" 2>/dev/null ;; esac
         done
