@@ -69,21 +69,12 @@ static int snapshot_list(const struct cli *cli, int argc, char **argv)
 {
 	static const struct cmd_spec spec = { .cmd = "snapshot list", .positional = "",
 					      .summary = "Lists the snapshots, with their state." };
-	struct parsed_args p;
 	json_object *res, *snaps;
-	int r = args_parse(&spec, argc, argv, &p);
 	char a[32], b[32];
+	int r = cli_fetch_listing(cli, &spec, argc, argv, "snapshot.list", &res);
 
-	if (r)
-		return r < 0 ? EXIT_OK : r;
-	r = cli_call(cli, "snapshot.list", NULL, -1, NULL, NULL, &res);
-	if (r)
+	if (!res)
 		return r;
-	if (cli->json) {
-		cli_print_json(res);
-		json_object_put(res);
-		return EXIT_OK;
-	}
 	json_object_object_get_ex(res, "snapshots", &snaps);
 	printf("%-28s %-7s %-25s %10s %10s %-12s %s\n", "SNAPSHOT", "STATE", "CREATED", "COW",
 	       "HELD", "DEVICE", "REASON");

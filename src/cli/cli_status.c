@@ -54,21 +54,12 @@ int cli_status(const struct cli *cli, int argc, char **argv)
 		.cmd = "status", .positional = "",
 		.summary = "Shows the daemon, its volumes and snapshots, diff store use and backups."
 	};
-	struct parsed_args p;
 	json_object *res, *vols, *snaps;
-	int r = args_parse(&spec, argc, argv, &p);
 	char a[32], b[32];
+	int r = cli_fetch_listing(cli, &spec, argc, argv, "status", &res);
 
-	if (r)
-		return r < 0 ? EXIT_OK : r;
-	r = cli_call(cli, "status", NULL, -1, NULL, NULL, &res);
-	if (r)
+	if (!res)
 		return r;
-	if (cli->json) {
-		cli_print_json(res);
-		json_object_put(res);
-		return EXIT_OK;
-	}
 	printf("hotsnap daemon %lld on %s, up %.0f s, RSS %s\n", (long long)cli_get_int(res, "pid"),
 	       cli_get_str(res, "state_dir"), cli_get_double(res, "uptime_s"),
 	       cli_size((uint64_t)cli_get_int(res, "rss_bytes"), a, sizeof(a)));

@@ -127,21 +127,12 @@ static int volume_list(const struct cli *cli, int argc, char **argv)
 {
 	static const struct cmd_spec spec = { .cmd = "volume list", .positional = "",
 					      .summary = "Lists the volumes." };
-	struct parsed_args p;
 	json_object *res, *vols;
-	int r = args_parse(&spec, argc, argv, &p);
 	char a[32], b[32];
+	int r = cli_fetch_listing(cli, &spec, argc, argv, "volume.list", &res);
 
-	if (r)
-		return r < 0 ? EXIT_OK : r;
-	r = cli_call(cli, "volume.list", NULL, -1, NULL, NULL, &res);
-	if (r)
+	if (!res)
 		return r;
-	if (cli->json) {
-		cli_print_json(res);
-		json_object_put(res);
-		return EXIT_OK;
-	}
 	json_object_object_get_ex(res, "volumes", &vols);
 	printf("%-20s %10s %7s %-12s %5s  %s\n", "NAME", "SIZE", "CHUNK", "DEVICE", "SNAPS",
 	       "BACKING");

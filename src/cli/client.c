@@ -10,6 +10,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "cli/args.h"
 #include "common/units.h"
 #include "control/proto.h"
 #include "control/transport.h"
@@ -154,4 +155,26 @@ int cli_usage_error(const char *cmd, const char *fmt, ...)
 	va_end(ap);
 	fprintf(stderr, " (see 'hotsnap %s --help')\n", cmd);
 	return EXIT_USAGE;
+}
+
+int cli_fetch_listing(const struct cli *cli, const struct cmd_spec *spec, int argc, char **argv,
+		      const char *cmd, json_object **result)
+{
+	struct parsed_args p;
+	json_object *res;
+	int r = args_parse(spec, argc, argv, &p);
+
+	*result = NULL;
+	if (r)
+		return r < 0 ? EXIT_OK : r; /* < 0: --help was printed */
+	r = cli_call(cli, cmd, NULL, -1, NULL, NULL, &res);
+	if (r)
+		return r;
+	if (cli->json) {
+		cli_print_json(res);
+		json_object_put(res);
+		return EXIT_OK;
+	}
+	*result = res;
+	return EXIT_OK;
 }

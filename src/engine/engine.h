@@ -179,8 +179,9 @@ size_t snapshot_held_chunks(struct snapshot *s, uint64_t *out, size_t max, uint6
 size_t snapshot_held_by_slot(struct snapshot *s, uint64_t *out, size_t max, uint64_t *cursor);
 /* Reads the held copies of chunks[0..n) (as snapshot_held_by_slot gives
  * them) into buf, chunk i at i * chunk size, with one read per run of
- * neighbouring diff-file slots.  got[i] is false where the snapshot no
- * longer holds a copy (released meanwhile).  0, or -EIO and the like. */
+ * neighbouring diff-file slots.  got[i] is false where the snapshot holds
+ * no readable copy (released meanwhile, or still being made).  At most 1024
+ * chunks.  0, or -EIO and the like. */
 int snapshot_read_held_batch(struct snapshot *s, const uint64_t *chunks, size_t n, void *buf,
 			     bool *got);
 /* Reads the whole held copy of chunk c into buf (chunk_len bytes): -EAGAIN

@@ -684,14 +684,6 @@ out:
 
 #define HELD_BATCH_MAX 1024
 
-/* A held copy that cannot be read back: the snapshot can no longer be exact. */
-static void fail_copy_unreadable_locked(struct snapshot *s, int err)
-{
-	char reason[ENGINE_REASON_MAX];
-	snprintf(reason, sizeof(reason), "reading a copy from the diff file failed: %s",
-		 strerror(-err));
-	snapshot_fail_locked(s, reason);
-}
 
 int snapshot_read_held_batch(struct snapshot *s, const uint64_t *chunks, size_t n, void *buf,
 			     bool *got)
@@ -709,6 +701,7 @@ int snapshot_read_held_batch(struct snapshot *s, const uint64_t *chunks, size_t 
 		uint32_t id = c < v->nchunks ? cowmap_lookup(&v->map, c, s->bit) : COW_NONE;
 		got[i] = false;
 		ids[i] = COW_NONE;
+		/* a copy still COPYING cannot be read yet; a later call finds it done */
 		if (r || id == COW_NONE || cowmap_get(&v->map, id)->state == VERSION_COPYING ||
 		    bitmap_test(&s->consumed, c))
 			continue;
@@ -744,8 +737,13 @@ int snapshot_read_held_batch(struct snapshot *s, const uint64_t *chunks, size_t 
 	}
 
 	pthread_mutex_lock(&v->mu);
-	if (r)
-		fail_copy_unreadable_locked(s, r);
+	if (r) {
+		/* a held copy that cannot be read back: the snapshot cannot be exact */
+		char reason[ENGINE_REASON_MAX];
+		snprintf(reason, sizeof(reason), "reading a copy from the diff file failed: %s",
+			 strerror(-r));
+		snapshot_fail_locked(s, reason);
+	}
 	for (size_t i = 0; i < n; i++)
 		if (ids[i] != COW_NONE)
 			version_unpin_locked(v, ids[i]);
@@ -757,43 +755,13 @@ int snapshot_read_held_batch(struct snapshot *s, const uint64_t *chunks, size_t 
 
 int snapshot_read_held(struct snapshot *s, uint64_t c, void *buf)
 {
-	struct volume *v = s->vol;
-	struct version *ver;
-	uint32_t id;
-	uint64_t len;
-	int r = 0;
+	bool got;
+	int r;
 
-	if (c >= v->nchunks)
+	if (c >= s->vol->nchunks)
 		return -EINVAL;
-	len = chunk_len(v, c);
-	pthread_mutex_lock(&v->mu);
-	r = state_error(s);
-	if (r)
-		goto out;
-	id = cowmap_lookup(&v->map, c, s->bit);
-	/* COPYING cannot be read yet; the next call will find it done */
-	if (id == COW_NONE || cowmap_get(&v->map, id)->state == VERSION_COPYING ||
-	    bitmap_test(&s->consumed, c)) {
-		r = -EAGAIN;
-		goto out;
-	}
-	ver = cowmap_get(&v->map, id);
-	ver->pins++;
-	uint32_t ram = ver->ram_slot, file = ver->file_slot;
-	pthread_mutex_unlock(&v->mu);
-	if (ram != COW_NONE)
-		memcpy(buf, diffstore_ram_ptr(&v->ds, ram), len);
-	else
-		r = diffstore_read(&v->ds, file, buf, len, 0);
-	pthread_mutex_lock(&v->mu);
-	if (r)
-		fail_copy_unreadable_locked(s, r);
-	version_unpin_locked(v, id);
-	if (r == 0)
-		r = state_error(s);
-out:
-	pthread_mutex_unlock(&v->mu);
-	return r;
+	r = snapshot_read_held_batch(s, &c, 1, buf, &got);
+	return r ? r : got ? 0 : -EAGAIN;
 }
 
 /* --- extents ----------------------------------------------------------------- */
