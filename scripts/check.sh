@@ -44,6 +44,7 @@ fi
 /usr/bin/python3 - build-asan build build-san <<'PY'
 import json, os, sys
 counts = {"OK": 0, "FAIL": 0, "SKIP": 0}
+failed = []
 for d in sys.argv[1:]:
     logs = os.path.join(d, "meson-logs")
     if not os.path.isdir(logs):
@@ -52,13 +53,26 @@ for d in sys.argv[1:]:
         if not (f.startswith("testlog-") and f.endswith(".json")):
             continue
         for line in open(os.path.join(logs, f)):
-            r = json.loads(line).get("result")
+            t = json.loads(line)
+            t["__dir"] = d
+            r = t.get("result")
             if r in ("OK", "EXPECTEDFAIL"):
                 counts["OK"] += 1
             elif r == "SKIP":
                 counts["SKIP"] += 1
             else:
                 counts["FAIL"] += 1
+                failed.append(t)
+# The failures again, just above the summary, so that the tail of a CI log
+# names them: which build, which test, and the last lines it printed (a
+# randomized test's seed among them).
+for t in failed:
+    print("FAILED %s in %s (%s)" % (t.get("name"), t.get("__dir"), t.get("result")))
+    lines = ((t.get("stdout") or "") + (t.get("stderr") or "")).splitlines()
+    tail = lines[-12:]
+    seeds = [l for l in lines[:-12] if "seed" in l][:2]
+    for l in seeds + tail:
+        print("    " + l[:300])
 if counts["SKIP"]:
     print("%d skipped (a tool or device this machine lacks; see the log)" % counts["SKIP"])
 print("%d passed, %d failed" % (counts["OK"], counts["FAIL"]))

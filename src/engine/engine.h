@@ -110,6 +110,11 @@ struct volume_stats {
 void volume_get_stats(struct volume *v, struct volume_stats *st);
 /* Just diff_bytes: cheap enough to sample once per backup block. */
 uint64_t volume_diff_bytes(struct volume *v);
+/* Waits until no copy is on its way to the diff file.  A copy released
+ * while the flusher writes it is freed when that write ends, so the stats
+ * read after this count every release already made.  For tests and
+ * accounting; no writer or reader needs it. */
+void volume_settle(struct volume *v);
 
 /* --- snapshots ---------------------------------------------------------- */
 
@@ -137,8 +142,9 @@ struct snapshot *volume_find_snapshot(struct volume *v, const char *name);
 void volume_foreach_snapshot(struct volume *v, void (*fn)(void *arg, struct snapshot *s),
 			     void *arg);
 
-/* Removes the snapshot and releases its copies.  References still held see
- * -ESTALE from every call. */
+/* Removes the snapshot and releases its copies; when it returns, their
+ * space is free (it waits for a flush of them in flight).  References still
+ * held see -ESTALE from every call. */
 int snapshot_delete(struct snapshot *s);
 
 const char *snapshot_name(const struct snapshot *s);

@@ -144,10 +144,13 @@ static void *flusher_main(void *arg)
 			fslots[i] = cowmap_get(&v->map, ids[i])->file_slot;
 			rslots[i] = cowmap_get(&v->map, ids[i])->ram_slot;
 		}
+		v->flush_in_flight = true;
 		pthread_mutex_unlock(&v->mu);
 		write_batch(v, ids, fslots, rslots, n, errs);
 		pthread_mutex_lock(&v->mu);
-		finish_batch_locked(v, ids, n, errs);
+		v->flush_in_flight = false;
+		v->flush_batches++;
+		finish_batch_locked(v, ids, n, errs); /* broadcasts room */
 	}
 	pthread_mutex_unlock(&v->mu);
 	return NULL;

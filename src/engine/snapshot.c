@@ -339,6 +339,9 @@ int snapshot_delete(struct snapshot *s)
 	bitmap_fill(&s->changed, false);
 	v->snaps[s->slot] = NULL;
 	v->nsnaps--;
+	/* copies the flusher is writing are freed when it is done: wait, so
+	 * that a delete has released all its space when it returns */
+	volume_settle_locked(v);
 	if (v->nsnaps == 0)
 		diffstore_ram_release_pages(&v->ds); /* no copies until the next snapshot */
 	pthread_mutex_unlock(&v->mu);

@@ -594,6 +594,26 @@ uint64_t volume_diff_bytes(struct volume *v)
 	return n;
 }
 
+void volume_settle_locked(struct volume *v)
+{
+	/* Only the batch in flight now can hold copies released before this
+	 * call (later batches skip dead copies); waiting for a moment with no
+	 * batch at all could wait forever behind a busy flusher. */
+	uint64_t target = v->flush_batches + 1;
+
+	if (!v->flush_in_flight)
+		return;
+	while (v->flush_batches < target)
+		pthread_cond_wait(&v->room, &v->mu);
+}
+
+void volume_settle(struct volume *v)
+{
+	pthread_mutex_lock(&v->mu);
+	volume_settle_locked(v);
+	pthread_mutex_unlock(&v->mu);
+}
+
 void volume_get_stats(struct volume *v, struct volume_stats *st)
 {
 	memset(st, 0, sizeof(*st));

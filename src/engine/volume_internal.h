@@ -71,6 +71,8 @@ struct volume {
 	unsigned room_waiters;
 	uint64_t drain_mask;       /* snapshots being drained by their reader */
 	bool flushing;             /* flusher is draining toward its low mark */
+	bool flush_in_flight;      /* a batch is being written */
+	uint64_t flush_batches;    /* batches finished (room is broadcast) */
 	bool flusher_stop;
 	uint32_t flush_cursor;
 	uint64_t cow_bytes, cow_chunks, writer_waits, writer_wait_ns;
@@ -107,6 +109,9 @@ void active_remove_locked(struct volume *v, struct snapshot *s);
 /* Failing snapshots (snapshot.c). */
 void snapshot_fail_locked(struct snapshot *s, const char *reason);
 void volume_fail_mask_locked(struct volume *v, uint64_t mask, const char *reason);
+
+/* Waits for the flusher's batch in flight, if any (see volume_settle). */
+void volume_settle_locked(struct volume *v);
 
 /* The flusher thread (flusher.c). */
 int flusher_start(struct volume *v);

@@ -9,12 +9,24 @@
 #include <string.h>
 #include <time.h>
 
+/* A randomized test sets this to the seed of the run under way, so that a
+ * failure names the one run to replay rather than the first of many. */
+static uint64_t check_run_seed;
+
+static inline void check_failed(void)
+{
+	if (check_run_seed)
+		fprintf(stderr, "failing run: replay with HOTSNAP_SEED=%" PRIu64 "\n",
+			check_run_seed);
+	abort();
+}
+
 #define CHECK(cond)                                                                  \
 	do {                                                                         \
 		if (!(cond)) {                                                       \
 			fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, \
 				#cond);                                              \
-			abort();                                                     \
+			check_failed();                                              \
 		}                                                                    \
 	} while (0)
 
@@ -24,7 +36,7 @@
 		if (_a != _b) {                                                      \
 			fprintf(stderr, "%s:%d: CHECK failed: %s == %s (%lld != %lld)\n", \
 				__FILE__, __LINE__, #a, #b, _a, _b);                 \
-			abort();                                                     \
+			check_failed();                                              \
 		}                                                                    \
 	} while (0)
 

@@ -68,6 +68,8 @@ static void crash(struct crash_model *m)
 static void run(uint64_t seed)
 {
 	struct crash_model m = { .rs = seed };
+
+	check_run_seed = seed;
 	struct dev *mem, *diff;
 	struct volume_config cfg = { .name = "crash", .chunk_shift = 12, .cow_buffer = 8 * 4096 };
 
@@ -135,7 +137,8 @@ static void run(uint64_t seed)
 int main(int argc, char **argv)
 {
 	uint64_t seed = test_seed("test_engine_crash");
-	int runs = getenv("HOTSNAP_SEED") ? 1 : (argc > 1 ? atoi(argv[1]) : 20);
+	/* HOTSNAP_SEED alone replays one run; with a count, that many from it */
+	int runs = argc > 1 ? atoi(argv[1]) : getenv("HOTSNAP_SEED") ? 1 : 20;
 
 	for (int i = 0; i < runs; i++)
 		run(seed + (uint64_t)i * 104729);
