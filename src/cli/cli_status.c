@@ -1,6 +1,10 @@
 /* cli_status.c - hotsnap status, and hotsnap shutdown. */
+#include <errno.h>
+#include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "cli/args.h"
 #include "cli/commands.h"
@@ -81,6 +85,27 @@ int cli_status(const struct cli *cli, int argc, char **argv)
 	return EXIT_OK;
 }
 
+/* Whether pid has ended: gone, or a zombie its parent has not reaped yet
+ * (a daemon started in the foreground by a script). */
+static bool process_ended(pid_t pid)
+{
+	char path[64], buf[512];
+	FILE *f;
+	size_t n;
+
+	if (kill(pid, 0) < 0 && errno == ESRCH)
+		return true;
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	f = fopen(path, "re");
+	if (!f)
+		return errno == ENOENT;
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = 0;
+	const char *paren = strrchr(buf, ')'); /* the name may hold anything */
+	return paren && paren[1] == ' ' && (paren[2] == 'Z' || paren[2] == 'X');
+}
+
 int cli_shutdown(const struct cli *cli, int argc, char **argv)
 {
 	static const struct cmd_spec spec = {
@@ -94,6 +119,27 @@ int cli_shutdown(const struct cli *cli, int argc, char **argv)
 	if (r)
 		return r < 0 ? EXIT_OK : r;
 	r = cli_call(cli, "shutdown", NULL, -1, NULL, NULL, &res);
+	if (r != EXIT_OK) {
+		json_object_put(res);
+		return r;
+	}
+	/* Returns once the daemon is gone, its mounts and loop devices with it,
+	 * so that a script may remove the state dir next.  Unmounting waits for
+	 * I/O in flight, which a slow disk can make long: the bound is generous. */
+	pid_t pid = (pid_t)cli_get_int(res, "pid");
 	json_object_put(res);
-	return r;
+	const struct timespec tick = { .tv_sec = 0, .tv_nsec = 20 * 1000 * 1000 };
+	for (int i = 0; pid > 0 && i < 50 * 300; i++) {
+		if (process_ended(pid))
+			return EXIT_OK;
+		nanosleep(&tick, NULL);
+	}
+	if (pid > 0) {
+		fprintf(stderr,
+			"hotsnap: the daemon (pid %d) was asked to stop but is still running after "
+			"300 s; see its log\n",
+			(int)pid);
+		return EXIT_ERROR;
+	}
+	return EXIT_OK;
 }

@@ -245,6 +245,9 @@ static enum cmd_status cmd_shutdown(struct daemon *d, const struct ctl_request *
 {
 	daemon_request_stop(d);
 	*result = json_object_new_object();
+	/* the CLI waits for this process to end: the mounts and loop devices
+	 * are gone by then */
+	add_u64(*result, "pid", (uint64_t)getpid());
 	return CMD_OK;
 }
 

@@ -132,6 +132,16 @@ hs snapshot delete a@k
 hs snapshot delete a@solo
 [ "$(hs --json snapshot list | json_get '["snapshots"].__len__()')" = 0 ] ||
     fail "deleted lost snapshots are still listed"
-hs volume detach a
-hs volume detach b
-log "volumes and data survived SIGTERM and SIGKILL; snapshots reported lost, refused, deleted"
+
+# --- shutdown returns once the daemon is gone, mounts and loop devices with
+# it (a script may remove the state dir next); volumes still attached
+hs shutdown || fail "hotsnap shutdown failed"
+if kill -0 "$DAEMON_PID" 2>/dev/null && [ "$(ps -o stat= -p "$DAEMON_PID" | cut -c1)" != Z ]; then
+    fail "hotsnap shutdown returned while the daemon still runs"
+fi
+wait "$DAEMON_PID" || fail "the daemon exited with status $? after hotsnap shutdown"
+DAEMON_PID=""
+losetup -n -O NAME,BACK-FILE | grep -F "$STATE/mnt/" &&
+    fail "hotsnap shutdown returned with loop devices left on the FUSE files"
+findmnt "$STATE/mnt" >/dev/null && fail "hotsnap shutdown returned with the FUSE mount left"
+log "volumes and data survived SIGTERM and SIGKILL; snapshots reported lost, refused, deleted; shutdown waits for the daemon"
