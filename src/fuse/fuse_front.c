@@ -39,7 +39,11 @@
 #include "common/log.h"
 #include "common/names.h"
 
-#define MAX_TRANSFER (1u << 20)
+/* Largest request.  Each of the up to 64 workers keeps a buffer of this
+ * size, touched in full by the first request that size: at 1 MiB the
+ * daemon's RSS grew to 100-150 MiB under large sequential I/O; at 256 KiB
+ * it stays near 36 MiB, with no loss seen in fio's 1 MiB throughput. */
+#define MAX_TRANSFER (256u << 10)
 #define ALIGN 4096
 
 struct ff_file {
