@@ -9,7 +9,10 @@
  * then builds what the disk would hold after a power cut: the durable copy
  * plus a random subset of the unflushed writes (each one in full, or not at
  * all, or cut at a sector boundary), and makes that the new content.  This
- * is SQLite's crash-test device, for the engine's unit tests. */
+ * is SQLite's crash-test device, for the engine's unit tests.
+ *
+ * Holds: writes wait inside the device until released, so a test can act
+ * while a write is in flight. */
 #include "dev_fault.h"
 
 #include <errno.h>
@@ -32,6 +35,10 @@ struct dev_fault {
 	long reads_left, writes_left; /* -1: no fault planned */
 	int fail_errno;
 	uint64_t reads, writes, failures;
+	/* holds */
+	pthread_cond_t held_cv;
+	bool hold;
+	unsigned waiting; /* writes held now */
 	/* power loss */
 	bool crash_mode;
 	uint8_t *durable;
@@ -128,6 +135,15 @@ static int fault_pwritev(struct dev *d, const struct iovec *iov, int iovcnt, uin
 
 	if (should_fail(f, true))
 		return -f->fail_errno;
+	pthread_mutex_lock(&f->mu);
+	if (f->hold) {
+		f->waiting++;
+		pthread_cond_broadcast(&f->held_cv);
+		while (f->hold)
+			pthread_cond_wait(&f->held_cv, &f->mu);
+		f->waiting--;
+	}
+	pthread_mutex_unlock(&f->mu);
 	r = f->inner->ops->pwritev(f->inner, iov, iovcnt, off, fua);
 	if (r == 0 && f->crash_mode) {
 		r = log_write(f, iov, iovcnt, off, fua);
@@ -210,6 +226,7 @@ static void fault_destroy(struct dev *d)
 	free(f->log);
 	free(f->durable);
 	dev_destroy(f->inner);
+	pthread_cond_destroy(&f->held_cv);
 	pthread_mutex_destroy(&f->mu);
 	free(f);
 }
@@ -238,6 +255,7 @@ int dev_fault_wrap(struct dev **out, struct dev *inner, bool crash_mode)
 	f->reads_left = f->writes_left = -1;
 	f->fail_errno = EIO;
 	pthread_mutex_init(&f->mu, NULL);
+	pthread_cond_init(&f->held_cv, NULL);
 	if (crash_mode) {
 		f->crash_mode = true;
 		f->durable = malloc(inner->size ? inner->size : 1);
@@ -269,6 +287,24 @@ uint64_t dev_fault_failures(struct dev *d)
 	n = f->failures;
 	pthread_mutex_unlock(&f->mu);
 	return n;
+}
+
+void dev_fault_hold_writes(struct dev *d, bool hold)
+{
+	struct dev_fault *f = to_fault(d);
+	pthread_mutex_lock(&f->mu);
+	f->hold = hold;
+	pthread_cond_broadcast(&f->held_cv);
+	pthread_mutex_unlock(&f->mu);
+}
+
+void dev_fault_wait_held(struct dev *d)
+{
+	struct dev_fault *f = to_fault(d);
+	pthread_mutex_lock(&f->mu);
+	while (!f->waiting)
+		pthread_cond_wait(&f->held_cv, &f->mu);
+	pthread_mutex_unlock(&f->mu);
 }
 
 int dev_fault_crash(struct dev *d, uint64_t *seed, uint8_t *after)

@@ -16,6 +16,11 @@ int dev_fault_wrap(struct dev **out, struct dev *inner, bool crash_mode);
  * every one after. */
 void dev_fault_fail(struct dev *d, long reads_after, long writes_after, int err);
 uint64_t dev_fault_failures(struct dev *d);
+/* While held, writes wait inside the device, for tests of what happens
+ * meanwhile; releasing lets them go.  dev_fault_wait_held returns once a
+ * write is waiting. */
+void dev_fault_hold_writes(struct dev *d, bool hold);
+void dev_fault_wait_held(struct dev *d);
 /* Power loss: after gets (and the device becomes) the durable content plus
  * a random subset of unflushed writes, some torn.  The caller must have
  * stopped every user of the device first.  0 or -errno. */

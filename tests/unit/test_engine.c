@@ -73,7 +73,6 @@ static void test_snapshot_keeps_old_data(void)
 	CHECK(snapshot_delete(s) == 0);
 	CHECK(snapshot_read(s, buf, CH, 0) == -ESTALE);
 	snapshot_put(s);
-	volume_settle(v); /* a copy being flushed is freed when written */
 	volume_get_stats(v, &vs);
 	CHECK_EQ(vs.diff_bytes, 0);
 	CHECK_EQ(vs.snapshots, 0);
@@ -145,7 +144,7 @@ static void test_overflow_fails_snapshot_not_write(void)
 	CHECK_EQ(ss.state, SNAPSHOT_FAILED);
 	CHECK(strstr(ss.reason, "diff limit") != NULL);
 	CHECK(snapshot_read(s, got, CH, 0) == -EIO);
-	volume_settle(v); /* a copy being flushed is freed when written */
+	volume_settle(v); /* a failed snapshot's copies are freed once flushed */
 	volume_get_stats(v, &vs);
 	CHECK_EQ(vs.diff_bytes, 0); /* a failed snapshot holds nothing */
 	/* after failure writes are plain again */
@@ -421,7 +420,6 @@ static void test_concurrent_writers(void)
 	for (int i = 0; i < 4; i++)
 		pthread_join(tw[i], NULL);
 	struct volume_stats vs;
-	volume_settle(h.v); /* a copy being flushed is freed when written */
 	volume_get_stats(h.v, &vs);
 	printf("concurrent: %llu copies, %llu writer waits\n", (unsigned long long)vs.cow_chunks,
 	       (unsigned long long)vs.writer_waits);
