@@ -109,7 +109,6 @@ struct writer {
 	const struct bitmap *taken; /* chunks the first pass wrote; not rewritten */
 };
 
-
 static void set_idle_io_priority(void)
 {
 	/* IOPRIO_CLASS_IDLE << IOPRIO_CLASS_SHIFT; honoured by BFQ, ignored by
@@ -144,14 +143,11 @@ static void start_writeback(struct writer *w, uint64_t off, size_t len)
 
 static int write_run(struct writer *w, const uint8_t *p, uint64_t off, size_t len)
 {
-	if (backup_all_zero(p, len))
-		return 0; /* a hole */
-	int r = backup_pwrite_full(w->job->out_fd, p, len, off);
-	if (r == 0) {
-		atomic_fetch_add(&w->job->bytes_written, len);
+	long r = backup_image_put(w->job, p, len, off);
+
+	if (r > 0) /* not a hole */
 		start_writeback(w, off, len);
-	}
-	return r;
+	return r < 0 ? (int)r : 0;
 }
 
 /* Writes a block, except the chunks the first pass wrote already. */
@@ -346,11 +342,9 @@ static void *drain_main(void *arg)
 			int r = snapshot_read_held(job->snap, chunks[i], buf);
 			if (r == -EAGAIN)
 				continue; /* consumed by the sequential pass meanwhile */
-			if (r == 0 && !backup_all_zero(buf, len)) {
-				r = backup_pwrite_full(job->out_fd, buf, len, off);
-				if (r == 0)
-					atomic_fetch_add(&job->bytes_written, len);
-			}
+			long put = r == 0 ? backup_image_put(job, buf, len, off) : 0;
+			if (put < 0)
+				r = (int)put;
 			if (r < 0) {
 				dr->err = r;
 				dr->err_off = off;
@@ -432,12 +426,9 @@ static int read_around_drained(struct backup_job *job, void *buf, uint64_t off, 
 		int r = snapshot_read(job->snap, buf, len, p);
 		if (r == 0) {
 			atomic_fetch_add(&job->bytes_read, len);
-			if (!backup_all_zero(buf, len)) {
-				r = backup_pwrite_full(job->out_fd, buf, len, p);
-				if (r < 0)
-					return r;
-				atomic_fetch_add(&job->bytes_written, len);
-			}
+			long put = backup_image_put(job, buf, len, p);
+			if (put < 0)
+				return (int)put;
 		} else if (r != -ENODATA) {
 			return r;
 		}

@@ -20,16 +20,13 @@ static int put_chunk(struct backup_job *job, struct bitmap *taken, uint64_t c, c
 {
 	uint64_t off = c * chunk;
 	size_t len = (size_t)HS_MIN_U64(chunk, job->size - off);
+	long put = backup_image_put(job, p, len, off);
 	int r;
 
-	if (!backup_all_zero(p, len)) {
-		r = backup_pwrite_full(job->out_fd, p, len, off);
-		if (r < 0) {
-			snprintf(job->error, sizeof(job->error), "writing %s at offset %llu failed: %s",
-				 job->output, (unsigned long long)off, strerror(-r));
-			return r;
-		}
-		atomic_fetch_add(&job->bytes_written, len);
+	if (put < 0) {
+		snprintf(job->error, sizeof(job->error), "writing %s at offset %llu failed: %s",
+			 job->output, (unsigned long long)off, strerror((int)-put));
+		return (int)put;
 	}
 	atomic_fetch_add(&job->bytes_read, len);
 	r = bitmap_set_range(taken, c, 1);

@@ -8,6 +8,8 @@
 #include <stdint.h>
 #include <unistd.h>
 
+#include "daemon/backup.h"
+
 static inline bool backup_all_zero(const void *p, size_t len)
 {
 	const uint64_t *w = p;
@@ -36,6 +38,21 @@ static inline int backup_pwrite_full(int fd, const void *buf, size_t len, uint64
 		off += (uint64_t)n;
 	}
 	return 0;
+}
+
+/* Puts len bytes of the snapshot at off into the image: nothing when they
+ * are all zero (the image has a hole there), else written and counted.
+ * The bytes written (0 for a hole), or -errno. */
+static inline long backup_image_put(struct backup_job *job, const void *p, size_t len,
+				    uint64_t off)
+{
+	if (backup_all_zero(p, len))
+		return 0;
+	int r = backup_pwrite_full(job->out_fd, p, len, off);
+	if (r < 0)
+		return r;
+	atomic_fetch_add(&job->bytes_written, len);
+	return (long)len;
 }
 
 #endif
