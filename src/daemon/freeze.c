@@ -7,9 +7,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/ioctl.h>
 #include <sys/stat.h>
-#include <signal.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <sys/wait.h>
@@ -74,6 +74,8 @@ bool freeze_find_mount(const char *dev, struct frozen_fs *out)
 
 /* --- the freezer child -------------------------------------------------------- */
 
+#define FREEZER_MAX 64 /* file systems frozen together; a larger set is refused */
+
 /* Everything the child does must be async-signal-safe (the daemon is
  * multi-threaded): open, ioctl, read, write, close, _exit. */
 static int write_int(int fd, int v)
@@ -92,8 +94,8 @@ static int read_int(int fd, int *v)
 
 static HS_NORETURN void freezer_child(const struct frozen_fs *fs, size_t n, int cmd, int status)
 {
-	int fds[64];
-	bool ours[64];
+	int fds[FREEZER_MAX];
+	bool ours[FREEZER_MAX];
 	int err = 0;
 	char c;
 
@@ -105,7 +107,7 @@ static HS_NORETURN void freezer_child(const struct frozen_fs *fs, size_t n, int 
 	signal(SIGINT, SIG_IGN);
 	signal(SIGTERM, SIG_IGN);
 	signal(SIGHUP, SIG_IGN);
-	for (size_t i = 0; i < n && i < 64; i++) {
+	for (size_t i = 0; i < n && i < FREEZER_MAX; i++) {
 		int r = 0;
 		fds[i] = -1;
 		ours[i] = false;
@@ -131,7 +133,7 @@ static HS_NORETURN void freezer_child(const struct frozen_fs *fs, size_t n, int 
 	/* a byte, or end of file when the daemon is gone: thaw */
 	while (read(3, &c, 1) < 0 && errno == EINTR)
 		;
-	for (size_t i = 0; i < n && i < 64; i++)
+	for (size_t i = 0; i < n && i < FREEZER_MAX; i++)
 		if (ours[i] && ioctl(fds[i], FITHAW, 0) < 0 && !err)
 			err = errno;
 	write_int(4, err);
@@ -143,7 +145,7 @@ int freezer_freeze(struct freezer *fz, struct frozen_fs *fs, size_t n, size_t *f
 	int cmd[2], status[2];
 
 	fz->pid = -1;
-	if (n > 64)
+	if (n > FREEZER_MAX)
 		return -E2BIG;
 	if (pipe2(cmd, O_CLOEXEC) < 0)
 		return -errno;

@@ -5,8 +5,9 @@
  * torn one.  Records that only matter while the machine is up (the list of
  * snapshots, which a power cut loses anyway; the default-name counter) skip
  * the fsyncs: they are written inside a snapshot's freeze window, where
- * milliseconds of fsync would stall every application.  Read with json-c and checked field by field: a hand-edited or
- * damaged file gives a message naming the file and the field. */
+ * milliseconds of fsync would stall every application.  Read with json-c
+ * and checked field by field: a hand-edited or damaged file gives a message
+ * naming the file and the field. */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>

@@ -687,7 +687,6 @@ out:
 
 #define HELD_BATCH_MAX 1024
 
-
 int snapshot_read_held_batch(struct snapshot *s, const uint64_t *chunks, size_t n, void *buf,
 			     bool *got)
 {

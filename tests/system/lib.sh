@@ -71,9 +71,6 @@ cleanup() {
             id=$(losetup -n -O NAME,BACK-MAJ:MIN,BACK-INO "${l%% *}" 2>/dev/null | xargs)
             [ "$id" = "$l" ] && losetup -d "${l%% *}" 2>/dev/null
         done
-        losetup -n -O NAME,BACK-FILE 2>/dev/null | while read -r dev back; do
-            case $back in "$T"/*) losetup -d "$dev" 2>/dev/null ;; esac
-        done
         for m in $(_mounts_under_t); do umount -l "$m" 2>/dev/null; done
         if [ "$rc" != 0 ] && [ "$rc" != 77 ]; then
             echo "--- $TEST_NAME failed (exit $rc); daemon log:" >&2
