@@ -5,7 +5,8 @@
 #   engine      the write path on a memory device (ns/write: no snapshot,
 #               first write after a snapshot, rewrite), snapshot creation
 #               and map memory at 100 GiB
-#   frontend    fio 4k random write QD16 and 1M sequential read on a loop
+#   frontend    fio 4k random write QD16, 1M sequential read, and 1M
+#               sequential write QD64 (then the daemon's RSS), on a loop
 #               device straight on a file (raw) and on hotsnap's FUSE file
 #   backup      1 GiB of data, caches dropped: hotsnap backup vs a plain
 #               copy of the file
@@ -95,6 +96,7 @@ bench_frontend() {
     raw=$(losetup -f --show --direct-io=on "$W/raw.img")
     read -r rw_iops rw_p99 _ < <(fio_json raw "$raw" --rw=randwrite --bs=4k --iodepth=16 --size=1G)
     read -r rr_iops rr_p99 rr_mb < <(fio_json raw "$raw" --rw=read --bs=1M --iodepth=4 --size=2G)
+    read -r _ _ rsw_mb < <(fio_json raw "$raw" --rw=write --bs=1M --iodepth=64 --size=2G)
     losetup -d "$raw"
     start_daemon "$W/state-fe"
     hs volume create fe --backing "$W/raw.img" >/dev/null
@@ -102,11 +104,15 @@ bench_frontend() {
     dev=$(hs volume attach fe)
     read -r hw_iops hw_p99 _ < <(fio_json hot "$dev" --rw=randwrite --bs=4k --iodepth=16 --size=1G)
     read -r hr_iops hr_p99 hr_mb < <(fio_json hot "$dev" --rw=read --bs=1M --iodepth=4 --size=2G)
+    # a deep queue of large requests wakes every FUSE worker: what they hold
+    read -r _ _ hsw_mb < <(fio_json hot "$dev" --rw=write --bs=1M --iodepth=64 --size=2G)
+    local rss_io
+    rss_io=$(awk '/^VmRSS/ { print $2 * 1024 }' "/proc/$DAEMON/status")
     hs snapshot create fe --no-freeze >/dev/null
     read -r hs_iops hs_p99 _ < <(fio_json cow "$dev" --rw=randwrite --bs=4k --iodepth=16 --size=1G)
     hs volume detach fe >/dev/null
     stop_daemon
-    emit "{\"test\":\"frontend\",\"raw_randwrite_iops\":$rw_iops,\"raw_randwrite_p99_us\":$rw_p99,\"raw_seqread_mb_s\":$rr_mb,\"hotsnap_randwrite_iops\":$hw_iops,\"hotsnap_randwrite_p99_us\":$hw_p99,\"hotsnap_seqread_mb_s\":$hr_mb,\"hotsnap_cow_randwrite_iops\":$hs_iops,\"hotsnap_cow_randwrite_p99_us\":$hs_p99}"
+    emit "{\"test\":\"frontend\",\"raw_randwrite_iops\":$rw_iops,\"raw_randwrite_p99_us\":$rw_p99,\"raw_seqread_mb_s\":$rr_mb,\"hotsnap_randwrite_iops\":$hw_iops,\"hotsnap_randwrite_p99_us\":$hw_p99,\"hotsnap_seqread_mb_s\":$hr_mb,\"hotsnap_cow_randwrite_iops\":$hs_iops,\"hotsnap_cow_randwrite_p99_us\":$hs_p99,\"raw_seqwrite_mb_s\":$rsw_mb,\"hotsnap_seqwrite_mb_s\":$hsw_mb,\"hotsnap_rss_after_io_bytes\":$rss_io}"
     rm -f "$W/raw.img"
 }
 
@@ -265,6 +271,11 @@ if "frontend" in rows:
     out.append(("frontend 1M seq read MB/s: raw | hotsnap",
                 "%.0f | %.0f" % (f["raw_seqread_mb_s"], f["hotsnap_seqread_mb_s"]),
                 ratio(f["hotsnap_seqread_mb_s"], f["raw_seqread_mb_s"])))
+    out.append(("frontend 1M seq write QD64 MB/s: raw | hotsnap",
+                "%.0f | %.0f" % (f["raw_seqwrite_mb_s"], f["hotsnap_seqwrite_mb_s"]),
+                ratio(f["hotsnap_seqwrite_mb_s"], f["raw_seqwrite_mb_s"])))
+    out.append(("daemon RSS after those runs (every FUSE worker busy)",
+                "%.1f MiB" % (f["hotsnap_rss_after_io_bytes"] / 2**20), ""))
 if "backup" in rows:
     b = rows["backup"]
     out.append(("backup 1 GiB, caches dropped, MB/s: cp | hotsnap",
