@@ -34,7 +34,7 @@ static int make_absolute(const char *in, char *out, size_t len)
 {
 	char cwd[PATH_MAX];
 
-	if (in[0] == '/') {
+	if (in[0] == '/' || strcmp(in, "-") == 0) { /* "-": standard input or output */
 		if (strlen(in) >= len)
 			return -ENAMETOOLONG;
 		strcpy(out, in);

@@ -16,7 +16,7 @@ enum opt_type {
 	OPT_STRING, /* --x VALUE */
 	OPT_SIZE,   /* --x SIZE: bytes, or with K, M, G, T */
 	OPT_NUMBER, /* --x N: a positive integer */
-	OPT_PATH,   /* --x PATH: made absolute against the current directory */
+	OPT_PATH,   /* --x PATH: made absolute against the current directory; "-" stays */
 };
 
 struct opt_spec {

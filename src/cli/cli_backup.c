@@ -27,10 +27,12 @@ static const struct cmd_spec backup_spec = {
 	.min_pos = 1,
 	.max_pos = 1,
 	.summary =
-		"Writes a raw image of SOURCE to FILE, sparse where the source reads zeros.\n"
-		"SOURCE is VOLUME@SNAPSHOT, or a VOLUME: then the backup takes its own frozen\n"
-		"snapshot, consumes it as it reads (so the diff store shrinks as it goes) and\n"
-		"deletes it at the end.  The backup yields to the volume's own I/O.",
+		"Writes an image of SOURCE to FILE: raw (sparse where the source reads zeros)\n"
+		"or qcow2 (compressed with zstd unless --compress none).  SOURCE is\n"
+		"VOLUME@SNAPSHOT, or a VOLUME: then the backup takes its own frozen snapshot,\n"
+		"consumes it as it reads (so the diff store shrinks as it goes) and deletes it\n"
+		"at the end.  -o - streams a raw image to standard output.  The backup yields\n"
+		"to the volume's own I/O.",
 	.opts = {
 		{ "output", OPT_PATH, 'o', "FILE", "the image to write (required)" },
 		{ "no-progress", OPT_FLAG, 0, "", "no progress bar, even on a terminal" },
@@ -38,7 +40,8 @@ static const struct cmd_spec backup_spec = {
 		{ "all-blocks", OPT_FLAG, 0, "", "read every block, not only those in use" },
 		{ "rate", OPT_NUMBER, 0, "MB/s", "read at most this many MB (10^6 bytes) a second" },
 		{ "no-yield", OPT_FLAG, 0, "", "full speed: do not step aside for the volume's own I/O" },
-		{ "format", OPT_STRING, 0, "FORMAT", "image format: raw (default)" },
+		{ "format", OPT_STRING, 0, "FORMAT", "raw (default) or qcow2" },
+		{ "compress", OPT_STRING, 0, "zstd|zlib|none", "qcow2 compression (default zstd)" },
 	},
 };
 
@@ -167,11 +170,39 @@ int cli_backup(const struct cli *cli, int argc, char **argv)
 		return cli_usage_error("backup",
 				       "--consume is for VOLUME@SNAPSHOT (a backup of a VOLUME always "
 				       "consumes its own snapshot)");
-	if ((v = args_get(&backup_spec, &p, "format"))->set && strcmp(v->str, "raw") != 0)
-		return cli_usage_error("backup", "--format '%s' is not supported (raw)", v->str);
+	const char *format = "raw";
+	if ((v = args_get(&backup_spec, &p, "format"))->set) {
+		if (strcmp(v->str, "raw") != 0 && strcmp(v->str, "qcow2") != 0)
+			return cli_usage_error("backup", "--format '%s' is not raw or qcow2", v->str);
+		format = v->str;
+	}
+	const struct opt_value *compress = args_get(&backup_spec, &p, "compress");
+	if (compress->set) {
+		if (strcmp(compress->str, "zstd") != 0 && strcmp(compress->str, "zlib") != 0 &&
+		    strcmp(compress->str, "none") != 0)
+			return cli_usage_error("backup", "--compress '%s' is not zstd, zlib or none",
+					       compress->str);
+		if (strcmp(format, "qcow2") != 0 && strcmp(compress->str, "none") != 0)
+			return cli_usage_error("backup", "--compress needs --format qcow2 (a raw image "
+							 "is not compressed; pipe -o - into zstd)");
+	}
+	bool to_stdout = strcmp(out->str, "-") == 0;
 
-	/* a block device is written in place; anything else through a temp file */
-	if (stat(out->str, &st) == 0 && S_ISBLK(st.st_mode)) {
+	if (to_stdout) {
+		/* a stream: raw, in order, straight to our standard output */
+		if (strcmp(format, "raw") != 0)
+			return cli_usage_error("backup", "-o - streams a raw image; qcow2 needs a file");
+		if (isatty(STDOUT_FILENO))
+			return cli_usage_error("backup", "-o - would write the image to a terminal; "
+							 "redirect or pipe it");
+		fd = dup(STDOUT_FILENO);
+		direct = true;
+		if (fd < 0) {
+			fprintf(stderr, "hotsnap: cannot use standard output: %s\n", strerror(errno));
+			return EXIT_ERROR;
+		}
+	} else if (stat(out->str, &st) == 0 && S_ISBLK(st.st_mode)) {
+		/* a block device is written in place; anything else through a temp file */
 		fd = open(out->str, O_WRONLY | O_CLOEXEC);
 		direct = true;
 		if (fd < 0) {
@@ -188,7 +219,11 @@ int cli_backup(const struct cli *cli, int argc, char **argv)
 	}
 	args = json_object_new_object();
 	json_object_object_add(args, "source", json_object_new_string(p.pos[0]));
-	json_object_object_add(args, "output", json_object_new_string(out->str));
+	json_object_object_add(args, "output",
+			       json_object_new_string(to_stdout ? "(standard output)" : out->str));
+	json_object_object_add(args, "format", json_object_new_string(format));
+	if (compress->set)
+		json_object_object_add(args, "compress", json_object_new_string(compress->str));
 	json_object_object_add(args, "consume",
 			       json_object_new_boolean(args_get(&backup_spec, &p, "consume")->set));
 	json_object_object_add(args, "all_blocks",
@@ -219,10 +254,11 @@ int cli_backup(const struct cli *cli, int argc, char **argv)
 		json_object_put(res);
 		return r;
 	}
-	if (cli->json) {
+	if (cli->json && !to_stdout) {
 		cli_print_json(res);
 	} else {
-		printf("%s -> %s: %s image, %s read, %s skipped (free or zero), %.2f s, %.0f MB/s; "
+		/* with the image on standard output, the summary goes to stderr */
+		fprintf(to_stdout ? stderr : stdout, "%s -> %s: %s image, %s read, %s skipped (free or zero), %.2f s, %.0f MB/s; "
 		       "copied on write %s, diff store peak %s\n",
 		       cli_get_str(res, "source"), out->str,
 		       cli_size((uint64_t)cli_get_int(res, "size_bytes"), a, sizeof(a)),

@@ -37,6 +37,7 @@ static const struct ctl_arg backup_args[] = {
 	{ "consume", CTL_BOOL, false },    { "all_blocks", CTL_BOOL, false },
 	{ "rate", CTL_U64, false },        { "format", CTL_STRING, false },
 	{ "progress", CTL_BOOL, false },   { "yield", CTL_BOOL, false },
+	{ "compress", CTL_STRING, false },
 	{ NULL, CTL_STRING, false },
 };
 

@@ -19,7 +19,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
-#include "daemon/backup.h"
+#include "backup/backup.h"
 #include "daemon/commands.h"
 
 static atomic_uint temp_counter;
@@ -60,8 +60,9 @@ static enum cmd_status check_output(int fd, char *err, size_t errlen)
 		snprintf(err, errlen, "the output descriptor passed is not open for writing");
 		return CMD_USAGE;
 	}
-	if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode) && !S_ISCHR(st.st_mode)) {
-		snprintf(err, errlen, "the output must be a regular file or a device");
+	if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode) && !S_ISCHR(st.st_mode) &&
+	    !S_ISFIFO(st.st_mode) && !S_ISSOCK(st.st_mode)) {
+		snprintf(err, errlen, "the output must be a regular file, a device or a pipe");
 		return CMD_USAGE;
 	}
 	return CMD_OK;
@@ -81,6 +82,7 @@ static enum cmd_status cmd_backup(struct daemon *d, const struct ctl_request *re
 	const char *consume_refused = NULL;
 	enum cmd_status st;
 	bool temporary = false;
+	uint64_t data_bytes = 0;
 	int fd, r;
 
 	fd = ctl_session_take_fd(sess);
@@ -88,8 +90,21 @@ static enum cmd_status cmd_backup(struct daemon *d, const struct ctl_request *re
 		snprintf(err, errlen, "backup needs its output file passed as a descriptor");
 		return CMD_USAGE;
 	}
-	if (format && strcmp(format, "raw") != 0) {
-		snprintf(err, errlen, "image format '%.32s' is not supported; use raw", format);
+	struct image_params ip = { .format = IMAGE_RAW };
+	const char *compress = ctl_str(req, "compress");
+	if (format && image_format_parse(format, &ip.format) < 0) {
+		snprintf(err, errlen, "image format '%.32s' is not raw or qcow2", format);
+		close(fd);
+		return CMD_USAGE;
+	}
+	ip.compress = ip.format == IMAGE_QCOW2 ? IMAGE_COMPRESS_ZSTD : IMAGE_COMPRESS_NONE;
+	if (compress && image_compress_parse(compress, &ip.compress) < 0) {
+		snprintf(err, errlen, "--compress '%.32s' is not zstd, zlib or none", compress);
+		close(fd);
+		return CMD_USAGE;
+	}
+	if (ip.format == IMAGE_RAW && ip.compress != IMAGE_COMPRESS_NONE) {
+		snprintf(err, errlen, "a raw image cannot be compressed; use --format qcow2");
 		close(fd);
 		return CMD_USAGE;
 	}
@@ -103,7 +118,6 @@ static enum cmd_status cmd_backup(struct daemon *d, const struct ctl_request *re
 		snprintf(err, errlen, "out of memory");
 		return CMD_ERROR;
 	}
-	job->out_fd = fd;
 	job->yield = ctl_bool(req, "yield", true);
 	job->rate_limit = ctl_u64(req, "rate", 0);
 	snprintf(job->output, sizeof(job->output), "%s", ctl_str(req, "output"));
@@ -180,6 +194,15 @@ static enum cmd_status cmd_backup(struct daemon *d, const struct ctl_request *re
 		job->consume = true; /* the snapshot exists for this backup alone */
 	}
 	snprintf(job->source, sizeof(job->source), "%s@%s", ve->cfg.name, se->name);
+	ip.size = ve->cfg.size;
+	ip.name = job->output;
+	r = image_writer_begin(&job->out, fd, &ip, err, errlen);
+	if (r < 0) {
+		if (temporary)
+			registry_drop_snapshot(d, ve, se);
+		st = CMD_ERROR;
+		goto out_unlock;
+	}
 	job->snap = se->snap;
 	snapshot_get(job->snap);
 	se->backups++;
@@ -187,8 +210,8 @@ static enum cmd_status cmd_backup(struct daemon *d, const struct ctl_request *re
 	ve->backups = job;
 	pthread_mutex_unlock(&d->mu);
 
-	hs_info("backup of %s to %s started%s", job->source, job->output,
-		job->consume ? " (consuming)" : "");
+	hs_info("backup of %s to %s (%s) started%s", job->source, job->output,
+		image_format_name(ip.format), job->consume ? " (consuming)" : "");
 	r = backup_job_run(job, backup_tick, &tick);
 
 	pthread_mutex_lock(&d->mu);
@@ -206,6 +229,14 @@ static enum cmd_status cmd_backup(struct daemon *d, const struct ctl_request *re
 	}
 	pthread_mutex_unlock(&d->mu);
 
+	/* off the list: status no longer looks at the writer */
+	data_bytes = atomic_load(&job->out->data_bytes);
+	if (r == 0)
+		r = image_writer_finish(job->out, job->error, sizeof(job->error));
+	else
+		image_writer_abort(job->out);
+	job->out = NULL;
+
 	struct snapshot_stats ss;
 	snapshot_get_stats(job->snap, &ss);
 	if (r < 0) {
@@ -218,12 +249,18 @@ static enum cmd_status cmd_backup(struct daemon *d, const struct ctl_request *re
 	json_object *o = json_object_new_object();
 	json_object_object_add(o, "source", json_object_new_string(job->source));
 	json_object_object_add(o, "output", json_object_new_string(job->output));
-	json_object_object_add(o, "format", json_object_new_string("raw"));
+	json_object_object_add(o, "format", json_object_new_string(image_format_name(ip.format)));
+	if (ip.format == IMAGE_QCOW2)
+		json_object_object_add(o, "compress",
+				       json_object_new_string(image_compress_name(ip.compress)));
 	json_object_object_add(o, "size_bytes", json_object_new_int64((int64_t)job->size));
 	json_object_object_add(o, "bytes_read",
 			       json_object_new_int64((int64_t)atomic_load(&job->bytes_read)));
-	json_object_object_add(o, "bytes_written",
-			       json_object_new_int64((int64_t)atomic_load(&job->bytes_written)));
+	struct stat ist;
+	if (fstat(fd, &ist) == 0 && S_ISREG(ist.st_mode))
+		json_object_object_add(o, "image_bytes",
+				       json_object_new_int64((int64_t)ist.st_blocks * 512));
+	json_object_object_add(o, "data_bytes", json_object_new_int64((int64_t)data_bytes));
 	json_object_object_add(o, "bytes_skipped",
 			       json_object_new_int64((int64_t)atomic_load(&job->bytes_skipped)));
 	json_object_object_add(o, "seconds", json_object_new_double(secs));
@@ -248,13 +285,13 @@ static enum cmd_status cmd_backup(struct daemon *d, const struct ctl_request *re
 	st = CMD_OK;
 out_job:
 	snapshot_put(job->snap);
-	close(job->out_fd);
+	close(fd);
 	free(job);
 	return st;
 
 out_unlock:
 	pthread_mutex_unlock(&d->mu);
-	close(job->out_fd);
+	close(fd);
 	free(job);
 	return st;
 }

@@ -7,7 +7,7 @@
 #include <unistd.h>
 
 #include "common/clock.h"
-#include "daemon/backup.h"
+#include "backup/backup.h"
 #include "daemon/commands.h"
 #include "fuse/fuse_front.h"
 
@@ -158,10 +158,16 @@ json_object *status_volume_json(struct daemon *d, struct vol_entry *ve)
 		add_u64(b, "position", pos);
 		add_u64(b, "size", j->size);
 		add_u64(b, "bytes_read", atomic_load(&j->bytes_read));
-		add_u64(b, "bytes_written", atomic_load(&j->bytes_written));
+		/* the job leaves this list before its writer is freed */
+		add_u64(b, "bytes_written", atomic_load(&j->out->bytes_written));
+		add_str(b, "format", image_format_name(j->out->format));
 		json_object_object_add(b, "consume", json_object_new_boolean(j->consume));
 		json_object_object_add(b, "mb_per_s",
 				       json_object_new_double(secs > 0 ? (double)pos / secs / 1e6 : 0));
+		json_object_object_add(
+			b, "read_mb_per_s",
+			json_object_new_double(
+				secs > 0 ? (double)atomic_load(&j->bytes_read) / secs / 1e6 : 0));
 		add_u64(b, "yields", atomic_load(&j->yields));
 		json_object_array_add(backups, b);
 	}

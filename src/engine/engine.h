@@ -79,19 +79,6 @@ enum extent_type {
 typedef int (*extent_fn)(void *arg, uint64_t off, uint64_t len, enum extent_type type);
 int volume_extents(struct volume *v, uint64_t off, uint64_t len, extent_fn fn, void *arg);
 
-/* Time of the last read or write from a front end (CLOCK_MONOTONIC, ns), and
- * requests in progress: what a backup looks at to step aside. */
-uint64_t volume_last_io_ns(const struct volume *v);
-unsigned volume_inflight(const struct volume *v);
-
-/* Foreground requests served so far and their summed service time: a backup
- * samples both to see how its own reading affects the applications. */
-struct volume_fg_sample {
-	uint64_t ops;
-	uint64_t busy_ns;
-};
-void volume_fg_sample(const struct volume *v, struct volume_fg_sample *out);
-
 struct volume_stats {
 	uint64_t diff_bytes;         /* held now, RAM and file */
 	uint64_t diff_peak_bytes;
@@ -157,43 +144,9 @@ struct volume *snapshot_volume(const struct snapshot *s);
 /* Reads the point-in-time view.  -EIO when the snapshot failed; -ENODATA
  * where the range was consumed. */
 int snapshot_read(struct snapshot *s, void *buf, size_t len, uint64_t off);
-/* As snapshot_read, but chunks set in skip are not read: their bytes in buf
- * are left as they were.  For a reader that took those chunks already. */
-int snapshot_read_except(struct snapshot *s, void *buf, size_t len, uint64_t off,
-			 const struct bitmap *skip);
-
 /* The reader is done with [off, off + len): whole chunks inside it need no
  * more copies and their held originals are released at once. */
 int snapshot_consume(struct snapshot *s, uint64_t off, uint64_t len);
-
-/* Draining: a consuming reader (a backup) takes every copy the snapshot
- * holds as soon as it is made, instead of waiting to reach its position.
- * While draining is on, copies that only this snapshot needs stay in the
- * RAM buffer (the flusher does not spill them); writers that find the
- * buffer full wait for the reader.  So during a drained backup the diff
- * store holds at most the RAM buffer, plus what it held when draining began.
- */
-void snapshot_set_drain(struct snapshot *s, bool on);
-/* Up to max chunks (in no particular order) the snapshot holds copies of;
- * with wait_ns, waits that long for one to appear.  Returns the count. */
-size_t snapshot_held_chunks(struct snapshot *s, uint64_t *out, size_t max, uint64_t wait_ns);
-/* Held copies in diff-file order, for a reader that wants to take them all
- * with sequential reads of the diff file: fills out with up to max chunks
- * whose copies the snapshot holds in the diff-file slots [*cursor,
- * *cursor + max), in slot order, and advances *cursor; *cursor becomes
- * UINT64_MAX after the last slot.  Returns the count (0 is not the end). */
-size_t snapshot_held_by_slot(struct snapshot *s, uint64_t *out, size_t max, uint64_t *cursor);
-/* Reads the held copies of chunks[0..n) (as snapshot_held_by_slot gives
- * them) into buf, chunk i at i * chunk size, with one read per run of
- * neighbouring diff-file slots.  got[i] is false where the snapshot holds
- * no readable copy (released meanwhile, or still being made).  At most 1024
- * chunks.  0, or -EIO and the like. */
-int snapshot_read_held_batch(struct snapshot *s, const uint64_t *chunks, size_t n, void *buf,
-			     bool *got);
-/* Reads the whole held copy of chunk c into buf (chunk_len bytes): -EAGAIN
- * when the snapshot holds no copy of it.  Takes no range lock (a held copy
- * never changes), so it cannot wait behind a writer that waits for room. */
-int snapshot_read_held(struct snapshot *s, uint64_t c, void *buf);
 
 /* Chunks clear in used become free for the snapshot: no copy, read as
  * zeros.  May be applied after creation (copies already made are released). */

@@ -16,6 +16,7 @@
 
 #include "common/clock.h"
 #include "common/log.h"
+#include "engine/snapshot_backup.h"
 #include "engine/volume_internal.h"
 
 #define READ_WINDOW 256

@@ -29,6 +29,7 @@
 #include "common/clock.h"
 #include "common/log.h"
 #include "common/units.h"
+#include "engine/snapshot_backup.h"
 #include "engine/volume_internal.h"
 
 #define COPY_WINDOW 256
@@ -161,14 +162,6 @@ uint64_t volume_nchunks(const struct volume *v)
 const char *volume_name(const struct volume *v)
 {
 	return v->name;
-}
-uint64_t volume_last_io_ns(const struct volume *v)
-{
-	return atomic_load_explicit(&v->last_io_ns, memory_order_relaxed);
-}
-unsigned volume_inflight(const struct volume *v)
-{
-	return atomic_load_explicit(&v->inflight, memory_order_relaxed);
 }
 
 /* --- version bookkeeping ------------------------------------------------- */
@@ -435,21 +428,17 @@ struct modify {
 	uint64_t started;
 };
 
-/* Foreground accounting: requests in flight, when the last one started, and
- * service time (for the backup's pacing).  Two clock reads per request. */
+/* Foreground accounting: requests served and their service time (for the
+ * backup's pacing).  Two clock reads per request. */
 static inline uint64_t io_begin(struct volume *v)
 {
-	uint64_t now = clock_mono_ns();
-	atomic_fetch_add_explicit(&v->inflight, 1, memory_order_relaxed);
-	atomic_store_explicit(&v->last_io_ns, now, memory_order_relaxed);
-	return now;
+	return clock_mono_ns();
 }
 
 static inline void io_end(struct volume *v, uint64_t started)
 {
 	atomic_fetch_add_explicit(&v->fg_busy_ns, clock_mono_ns() - started, memory_order_relaxed);
 	atomic_fetch_add_explicit(&v->fg_ops, 1, memory_order_relaxed);
-	atomic_fetch_sub_explicit(&v->inflight, 1, memory_order_relaxed);
 }
 
 void volume_fg_sample(const struct volume *v, struct volume_fg_sample *out)

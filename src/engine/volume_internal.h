@@ -84,8 +84,6 @@ struct volume {
 	bool flusher_started;
 
 	atomic_uint_fast64_t reads, writes, bytes_read, bytes_written;
-	atomic_uint_fast64_t last_io_ns;
-	atomic_uint inflight;
 	atomic_uint_fast64_t fg_ops, fg_busy_ns;
 };
 

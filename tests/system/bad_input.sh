@@ -229,7 +229,10 @@ bad 2 "-o FILE is required" hs backup v2
 bad 1 "cannot create the image in $T/nodir" hs backup v2@s1 -o "$T/nodir/out.raw" --no-progress
 bad 2 "--rate '0' is not a positive whole number" hs backup v2@s1 -o "$T/out.raw" --rate 0
 bad 2 "--rate 'fast' is not a positive whole number" hs backup v2@s1 -o "$T/out.raw" --rate fast
-bad 2 "--format 'qcow2' is not supported" hs backup v2@s1 -o "$T/out.raw" --format qcow2
+bad 2 "--format 'vmdk' is not raw or qcow2" hs backup v2@s1 -o "$T/out.raw" --format vmdk
+bad 2 "--compress 'lz4' is not zstd, zlib or none" hs backup v2@s1 -o "$T/out.q" --format qcow2 --compress lz4
+bad 2 "--compress needs --format qcow2" hs backup v2@s1 -o "$T/out.raw" --compress zstd
+bad 2 "-o - streams a raw image" hs backup v2@s1 -o - --format qcow2
 bad 2 "--consume is for VOLUME@SNAPSHOT" hs backup v2 -o "$T/out.raw" --consume
 bad 2 "--all-blocks needs a snapshot taken with --all-blocks" \
     hs backup v2@s1 -o "$T/out.raw" --all-blocks --no-progress

@@ -1,9 +1,11 @@
-/* Engine scenarios on memory devices: each checks one promise of engine.h. */
+/* Engine scenarios on memory devices: each checks one promise of engine.h
+ * or snapshot_backup.h. */
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <unistd.h>
 
+#include "engine/snapshot_backup.h"
 #include "engine_util.h"
 
 #define MiB (UINT64_C(1) << 20)

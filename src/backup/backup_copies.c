@@ -1,32 +1,30 @@
 /* backup_copies.c - see backup_copies.h. */
-#include "daemon/backup_copies.h"
+#include "backup/backup_copies.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "common/compiler.h"
-#include "daemon/backup_io.h"
-#include "engine/engine.h"
+#include "engine/snapshot_backup.h"
 
 /* slots looked at per call: 64 Ki slots cost 512 KiB of chunk numbers */
 #define SLOT_BATCH 65536u
 /* copies read at once (neighbouring slots in one read) */
 #define READ_BYTES (UINT64_C(1) << 20)
 
-/* Writes one chunk's copy into the image (a hole when zero) and marks it. */
+/* Writes one chunk's copy into the image and marks it taken. */
 static int put_chunk(struct backup_job *job, struct bitmap *taken, uint64_t c, const uint8_t *p,
 		     uint64_t chunk)
 {
 	uint64_t off = c * chunk;
 	size_t len = (size_t)HS_MIN_U64(chunk, job->size - off);
-	long put = backup_image_put(job, p, len, off);
-	int r;
+	int r = image_writer_data(job->out, p, len, off);
 
-	if (put < 0) {
-		snprintf(job->error, sizeof(job->error), "writing %s at offset %llu failed: %s",
-			 job->output, (unsigned long long)off, strerror((int)-put));
-		return (int)put;
+	if (r < 0) {
+		snprintf(job->error, sizeof(job->error), "%s", job->out->error);
+		return r;
 	}
 	atomic_fetch_add(&job->bytes_read, len);
 	r = bitmap_set_range(taken, c, 1);
@@ -54,6 +52,14 @@ int backup_copies_first(struct backup_job *job, struct bitmap *taken,
 	}
 	while (cursor != UINT64_MAX && r == 0) {
 		size_t n = snapshot_held_by_slot(job->snap, chunks, SLOT_BATCH, &cursor);
+		/* an incremental wants only its own chunks */
+		if (job->only) {
+			size_t k = 0;
+			for (size_t i = 0; i < n; i++)
+				if (bitmap_test(job->only, chunks[i]))
+					chunks[k++] = chunks[i];
+			n = k;
+		}
 		for (size_t i = 0; i < n && r == 0; i += per_read) {
 			size_t m = HS_MIN(per_read, n - i);
 			if (step(arg, m * chunk)) {

@@ -1,0 +1,562 @@
+/* backup_job.c - see backup.h.
+ *
+ * Notes on the design
+ * -------------------
+ * Two threads carry the block pass: this one reads the snapshot, an output
+ * thread hands what was read to the image writer, with BUFFERS blocks of
+ * BLOCK bytes between them, so memory stays at a few MiB whatever the
+ * volume size.  Reads are aligned to BLOCK boundaries so the origin sees
+ * large aligned reads.  The extent walk happens a window at a time, so a
+ * 100 GiB sparse volume costs a few thousand extent queries, not a map of
+ * its own.  Zero ranges travel through the same queue as data, so a writer
+ * that takes bytes only in order (a pipe) gets them in order.
+ *
+ * Who writes what, so that no byte reaches the image twice: the copies pass
+ * marks what it wrote in `taken`, which the output thread skips; the drain
+ * releases what it wrote, which the block pass finds consumed (and reads
+ * around); the block pass announces its reach to the drain before it reads
+ * (backup_drain.h).  Once the output thread has written a block, nobody
+ * writes below its end any more, which it tells the writer (position).
+ */
+#include "backup/backup.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "backup/backup_copies.h"
+#include "backup/backup_drain.h"
+#include "backup/backup_pace.h"
+#include "common/clock.h"
+#include "common/compiler.h"
+#include "engine/snapshot_backup.h"
+
+#define BLOCK (1u << 20)
+#define BUFFERS 4
+#define EXTENT_WINDOW (UINT64_C(256) << 20)
+#define TICK_NS (200 * 1000000ull)
+
+/* --- extents ---------------------------------------------------------------- */
+
+struct extent {
+	uint64_t off, len;
+	enum extent_type type;
+};
+
+struct extent_list {
+	struct extent *v;
+	size_t n, cap;
+};
+
+static int collect_extent(void *arg, uint64_t off, uint64_t len, enum extent_type type)
+{
+	struct extent_list *l = arg;
+
+	if (l->n && l->v[l->n - 1].type == type && l->v[l->n - 1].off + l->v[l->n - 1].len == off) {
+		l->v[l->n - 1].len += len;
+		return 0;
+	}
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 64;
+		struct extent *v = realloc(l->v, cap * sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		l->v = v;
+		l->cap = cap;
+	}
+	l->v[l->n++] = (struct extent){ off, len, type };
+	return 0;
+}
+
+/* --- the output thread ------------------------------------------------------------ */
+
+struct item {
+	void *p;
+	uint64_t off;
+	size_t len;
+	bool zero; /* the range reads as zeros; p unused */
+	bool filled;
+};
+
+struct output {
+	struct backup_job *job;
+	pthread_t thread;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	struct item items[BUFFERS];
+	unsigned head, tail; /* the reader fills tail, the output empties head */
+	bool done;
+	int err;
+	uint64_t chunk;
+	const struct bitmap *taken; /* chunks the copies pass wrote; not again */
+};
+
+static void set_idle_io_priority(void)
+{
+	/* IOPRIO_CLASS_IDLE << IOPRIO_CLASS_SHIFT; honoured by BFQ, ignored by
+	 * schedulers without classes, harmless either way. */
+	const int who_process = 1, class_idle = 3, class_shift = 13;
+	(void)syscall(SYS_ioprio_set, who_process, 0, class_idle << class_shift);
+}
+
+/* Writes a block, except the chunks the copies pass wrote already. */
+static int write_block(struct output *o, const struct item *it)
+{
+	struct image_writer *w = o->job->out;
+	uint64_t end = it->off + it->len;
+	uint64_t c_first = it->off / o->chunk, c_end = (end + o->chunk - 1) / o->chunk;
+
+	if (it->zero)
+		return image_writer_zero(w, it->off, it->len);
+	if (!o->taken || bitmap_next_set(o->taken, c_first, c_end) == c_end)
+		return image_writer_data(w, it->p, it->len, it->off);
+	for (uint64_t c = c_first; c < c_end;) {
+		if (bitmap_test(o->taken, c)) {
+			c++;
+			continue;
+		}
+		uint64_t c2 = bitmap_next_set(o->taken, c, c_end);
+		uint64_t from = HS_MAX(c * o->chunk, it->off), to = HS_MIN_U64(c2 * o->chunk, end);
+		int r = image_writer_data(w, (const uint8_t *)it->p + (from - it->off), to - from,
+					  from);
+		if (r)
+			return r;
+		c = c2;
+	}
+	return 0;
+}
+
+static void *output_main(void *arg)
+{
+	struct output *o = arg;
+
+	set_idle_io_priority();
+	pthread_mutex_lock(&o->mu);
+	for (;;) {
+		while (!o->items[o->head].filled && !o->done)
+			pthread_cond_wait(&o->cv, &o->mu);
+		if (!o->items[o->head].filled)
+			break; /* done and drained */
+		struct item *it = &o->items[o->head];
+		pthread_mutex_unlock(&o->mu);
+		int r = o->err ? 0 : write_block(o, it);
+		if (r == 0)
+			image_writer_position(o->job->out, it->off + it->len);
+		pthread_mutex_lock(&o->mu);
+		if (r < 0 && !o->err) {
+			o->err = r;
+			snprintf(o->job->error, sizeof(o->job->error), "%s", o->job->out->error);
+		}
+		it->filled = false;
+		o->head = (o->head + 1) % BUFFERS;
+		pthread_cond_broadcast(&o->cv);
+	}
+	pthread_mutex_unlock(&o->mu);
+	return NULL;
+}
+
+/* The next empty item for the reader, or NULL when the output failed. */
+static struct item *output_slot(struct output *o)
+{
+	struct item *it;
+
+	pthread_mutex_lock(&o->mu);
+	while (o->items[o->tail].filled && !o->err)
+		pthread_cond_wait(&o->cv, &o->mu);
+	it = o->err ? NULL : &o->items[o->tail];
+	pthread_mutex_unlock(&o->mu);
+	return it;
+}
+
+static void output_submit(struct output *o, struct item *it, uint64_t off, size_t len, bool zero)
+{
+	pthread_mutex_lock(&o->mu);
+	it->off = off;
+	it->len = len;
+	it->zero = zero;
+	it->filled = true;
+	o->tail = (o->tail + 1) % BUFFERS;
+	pthread_cond_broadcast(&o->cv);
+	pthread_mutex_unlock(&o->mu);
+}
+
+/* --- one run of the job ---------------------------------------------------------- */
+
+struct run {
+	struct backup_job *job;
+	uint64_t chunk;
+	struct output out;
+	struct backup_pacer pacer;
+	struct backup_drain drain;
+	struct extent_list ext;
+	struct bitmap taken;
+	bool have_taken;
+	uint64_t frontier; /* consumed up to here */
+	uint64_t last_tick;
+	void (*tick)(void *arg, struct backup_job *job);
+	void *tick_arg;
+};
+
+static void sleep_until(uint64_t t_ns)
+{
+	struct timespec ts = { .tv_sec = (time_t)(t_ns / 1000000000u),
+			       .tv_nsec = (long)(t_ns % 1000000000u) };
+	while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL) == EINTR)
+		;
+}
+
+static void pace(struct run *ru, size_t n)
+{
+	struct volume_fg_sample fg;
+	uint64_t now = clock_mono_ns(), until;
+
+	volume_fg_sample(snapshot_volume(ru->job->snap), &fg);
+	until = backup_pacer_step(&ru->pacer, now, n, &fg);
+	atomic_store(&ru->job->current_rate, (uint64_t)ru->pacer.rate);
+	atomic_store(&ru->job->yields, ru->pacer.yields);
+	if (until > now)
+		sleep_until(until);
+}
+
+double backup_job_seconds(const struct backup_job *job)
+{
+	return (double)(clock_mono_ns() - job->started_ns) / 1e9;
+}
+
+static void consume_behind(struct run *ru, uint64_t pos)
+{
+	struct backup_job *job = ru->job;
+	uint64_t to = pos >= job->size ? job->size : hs_align_down(pos, ru->chunk);
+
+	if (!job->consume || to <= ru->frontier)
+		return;
+	(void)snapshot_consume(job->snap, ru->frontier, to - ru->frontier);
+	ru->frontier = to;
+}
+
+static void note_diff_peak(struct backup_job *job)
+{
+	uint64_t now = volume_diff_bytes(snapshot_volume(job->snap));
+	uint64_t peak = atomic_load(&job->diff_peak);
+	while (now > peak && !atomic_compare_exchange_weak(&job->diff_peak, &peak, now))
+		;
+}
+
+void backup_read_error(struct backup_job *job, int r, uint64_t off)
+{
+	struct snapshot_stats ss;
+
+	snapshot_get_stats(job->snap, &ss);
+	if (ss.state == SNAPSHOT_FAILED)
+		snprintf(job->error, sizeof(job->error), "snapshot %s failed during the backup: %s",
+			 job->source, ss.reason);
+	else if (ss.state == SNAPSHOT_DELETED)
+		snprintf(job->error, sizeof(job->error),
+			 "snapshot %s was deleted during the backup", job->source);
+	else if (r == -ENODATA)
+		snprintf(job->error, sizeof(job->error),
+			 "the range at offset %llu of %s was consumed already (by another "
+			 "backup, or trimmed over NBD); take a new snapshot",
+			 (unsigned long long)off, job->source);
+	else
+		snprintf(job->error, sizeof(job->error), "reading %s at offset %llu failed: %s",
+			 job->source, (unsigned long long)off, strerror(-r));
+}
+
+/* Reads the chunks of [off, off+n) that are still there one by one, straight
+ * into the image: for a block some of whose chunks the drain has taken
+ * (released) since the extents were listed.  Rare, so simple. */
+static int read_around_drained(struct run *ru, void *buf, uint64_t off, size_t n)
+{
+	struct backup_job *job = ru->job;
+
+	for (uint64_t p = off; p < off + n;) {
+		size_t len = (size_t)(HS_MIN_U64(hs_align_down(p, ru->chunk) + ru->chunk, off + n) - p);
+		int r = snapshot_read(job->snap, buf, len, p);
+		if (r == 0) {
+			atomic_fetch_add(&job->bytes_read, len);
+			r = image_writer_data(job->out, buf, len, p);
+			if (r < 0) {
+				snprintf(job->error, sizeof(job->error), "%s", job->out->error);
+				return r;
+			}
+		} else if (r != -ENODATA) {
+			backup_read_error(job, r, p);
+			return r;
+		}
+		p += len;
+	}
+	return 0;
+}
+
+/* Bytes of [off, off + n) that the copies pass took (and counted). */
+static uint64_t taken_bytes(const struct run *ru, uint64_t off, size_t n)
+{
+	if (!ru->have_taken)
+		return 0;
+	uint64_t c0 = off / ru->chunk, c1 = (off + n + ru->chunk - 1) / ru->chunk;
+	uint64_t bytes = bitmap_count_range(&ru->taken, c0, c1 - c0) * ru->chunk;
+	return HS_MIN_U64(bytes, n);
+}
+
+static void progress(struct run *ru, uint64_t pos)
+{
+	struct backup_job *job = ru->job;
+	uint64_t now;
+
+	atomic_store(&job->position, pos);
+	consume_behind(ru, pos);
+	note_diff_peak(job);
+	now = clock_mono_ns();
+	if (ru->tick && now - ru->last_tick >= TICK_NS) {
+		ru->last_tick = now;
+		ru->tick(ru->tick_arg, job);
+	}
+}
+
+static int cancelled(struct backup_job *job)
+{
+	if (!atomic_load(&job->cancel))
+		return 0;
+	if (!job->error[0])
+		snprintf(job->error, sizeof(job->error), "backup cancelled");
+	return -ECANCELED;
+}
+
+/* A data extent [off, off + len): read a block at a time. */
+static int pass_data(struct run *ru, uint64_t off, uint64_t len)
+{
+	struct backup_job *job = ru->job;
+
+	for (uint64_t p = off; p < off + len;) {
+		size_t n = (size_t)HS_MIN_U64(BLOCK - p % BLOCK, off + len - p);
+		struct item *it;
+		int r = cancelled(job);
+
+		if (r)
+			return r;
+		pace(ru, n);
+		it = output_slot(&ru->out);
+		if (!it)
+			return -EPIPE; /* the output failed; job->error says how */
+		backup_drain_advance(&ru->drain, p + n);
+		r = snapshot_read_except(job->snap, it->p, n, p, ru->have_taken ? &ru->taken : NULL);
+		if (r == -ENODATA && job->consume) {
+			/* the drain took part of this block */
+			r = read_around_drained(ru, it->p, p, n);
+			if (r < 0)
+				return r;
+		} else if (r < 0) {
+			backup_read_error(job, r, p);
+			return r;
+		} else {
+			atomic_fetch_add(&job->bytes_read, n - taken_bytes(ru, p, n));
+			output_submit(&ru->out, it, p, n, false);
+		}
+		p += n;
+		progress(ru, p);
+	}
+	return 0;
+}
+
+/* [from, to) in block order, window by window of extents. */
+static int pass_range(struct run *ru, uint64_t from, uint64_t to)
+{
+	struct backup_job *job = ru->job;
+	int r = 0;
+
+	for (uint64_t win = from; win < to && r == 0;) {
+		uint64_t wlen = HS_MIN_U64(EXTENT_WINDOW - win % EXTENT_WINDOW, to - win);
+		ru->ext.n = 0;
+		r = snapshot_extents(job->snap, win, wlen, collect_extent, &ru->ext);
+		if (r < 0) {
+			backup_read_error(job, r, win);
+			break;
+		}
+		for (size_t i = 0; i < ru->ext.n && r == 0; i++) {
+			struct extent *e = &ru->ext.v[i];
+			struct item *it;
+			switch (e->type) {
+			case EXTENT_CONSUMED:
+				if (!job->consume) {
+					r = -ENODATA;
+					backup_read_error(job, r, e->off);
+					break;
+				}
+				/* taken by our drain */
+				progress(ru, e->off + e->len);
+				break;
+			case EXTENT_ZERO:
+				/* free at the snapshot instant, or a hole: zeros, unread */
+				it = output_slot(&ru->out);
+				if (!it) {
+					r = -EPIPE;
+					break;
+				}
+				output_submit(&ru->out, it, e->off, e->len, true);
+				atomic_fetch_add(&job->bytes_skipped, e->len);
+				progress(ru, e->off + e->len);
+				break;
+			case EXTENT_DATA:
+				r = pass_data(ru, e->off, e->len);
+				break;
+			}
+		}
+		win += wlen;
+	}
+	return r;
+}
+
+/* The whole volume, or the runs of chunks an incremental wants. */
+static int block_pass(struct run *ru)
+{
+	struct backup_job *job = ru->job;
+	uint64_t nchunks = (job->size + ru->chunk - 1) / ru->chunk;
+	int r = 0;
+
+	if (!job->only)
+		return pass_range(ru, 0, job->size);
+	for (uint64_t c = 0; c < nchunks && r == 0;) {
+		uint64_t c0 = bitmap_next_set(job->only, c, nchunks);
+		if (c0 >= nchunks)
+			break;
+		uint64_t c1 = bitmap_next_clear(job->only, c0, nchunks);
+		r = pass_range(ru, c0 * ru->chunk, HS_MIN_U64(c1 * ru->chunk, job->size));
+		c = c1;
+	}
+	if (r == 0)
+		progress(ru, job->size);
+	return r;
+}
+
+/* The copies pass's pacing and cancel point. */
+static int copies_step(void *arg, size_t n)
+{
+	struct run *ru = arg;
+
+	if (cancelled(ru->job))
+		return 1;
+	pace(ru, n);
+	return 0;
+}
+
+static int output_start(struct run *ru)
+{
+	struct output *o = &ru->out;
+
+	o->job = ru->job;
+	o->chunk = ru->chunk;
+	o->taken = ru->have_taken ? &ru->taken : NULL;
+	for (unsigned i = 0; i < BUFFERS; i++)
+		if (posix_memalign(&o->items[i].p, 4096, BLOCK))
+			return -ENOMEM;
+	pthread_mutex_init(&o->mu, NULL);
+	pthread_cond_init(&o->cv, NULL);
+	int r = pthread_create(&o->thread, NULL, output_main, o);
+	if (r) {
+		pthread_cond_destroy(&o->cv);
+		pthread_mutex_destroy(&o->mu);
+		return -r;
+	}
+	return 0;
+}
+
+/* Waits for the output thread to write what it has; its error, or 0. */
+static int output_stop(struct output *o)
+{
+	pthread_mutex_lock(&o->mu);
+	o->done = true;
+	pthread_cond_broadcast(&o->cv);
+	pthread_mutex_unlock(&o->mu);
+	pthread_join(o->thread, NULL);
+	pthread_cond_destroy(&o->cv);
+	pthread_mutex_destroy(&o->mu);
+	return o->err;
+}
+
+int backup_job_run(struct backup_job *job, void (*tick)(void *arg, struct backup_job *job),
+		   void *arg)
+{
+	struct volume *v = snapshot_volume(job->snap);
+	struct run *ru = calloc(1, sizeof(*ru));
+	struct volume_fg_sample fg;
+	struct snapshot_stats st0;
+	int r = 0, r2;
+
+	job->size = volume_size(v);
+	job->started_ns = clock_mono_ns();
+	if (!ru) {
+		snprintf(job->error, sizeof(job->error), "out of memory for the backup");
+		return -ENOMEM;
+	}
+	ru->job = job;
+	ru->chunk = UINT64_C(1) << volume_chunk_shift(v);
+	ru->tick = tick;
+	ru->tick_arg = arg;
+	ru->last_tick = job->started_ns;
+	volume_fg_sample(v, &fg);
+	backup_pacer_init(&ru->pacer, job->rate_limit, job->yield, job->started_ns, &fg);
+	atomic_store(&job->current_rate, (uint64_t)ru->pacer.rate);
+
+	snapshot_get_stats(job->snap, &st0);
+	if (st0.consumed_chunks) {
+		snprintf(job->error, sizeof(job->error),
+			 "%s was partly consumed already (by an earlier backup, or trimmed over "
+			 "NBD); take a new snapshot",
+			 job->source);
+		free(ru);
+		return -ENODATA;
+	}
+	/* The copies pass needs an image that takes single chunks out of
+	 * order; a consuming backup has its drain instead, which also releases
+	 * what it takes. */
+	ru->have_taken = !job->consume && !job->out->sequential &&
+			 job->out->granularity <= ru->chunk;
+	if (ru->have_taken &&
+	    bitmap_init(&ru->taken, (job->size + ru->chunk - 1) / ru->chunk, false) < 0) {
+		snprintf(job->error, sizeof(job->error), "out of memory for the backup");
+		free(ru);
+		return -ENOMEM;
+	}
+	r = output_start(ru);
+	if (r < 0) {
+		snprintf(job->error, sizeof(job->error), "cannot start the backup's output: %s",
+			 strerror(-r));
+		goto out_free;
+	}
+	if (ru->have_taken) {
+		r = backup_copies_first(job, &ru->taken, copies_step, ru);
+		if (r < 0 && !job->error[0])
+			backup_read_error(job, r, 0);
+	}
+	if (r == 0 && job->consume && !job->out->sequential &&
+	    backup_drain_start(&ru->drain, job) < 0) {
+		/* without it the backup is still right; the diff store may grow */
+		ru->drain.started = false;
+	}
+	set_idle_io_priority();
+	if (r == 0)
+		r = block_pass(ru);
+	r2 = backup_drain_stop(&ru->drain);
+	if (r == 0 && r2 < 0)
+		r = r2;
+	r2 = output_stop(&ru->out);
+	if ((r == 0 || r == -EPIPE) && r2 < 0)
+		r = r2; /* job->error holds the writer's words */
+	note_diff_peak(job);
+	if (tick)
+		tick(arg, job);
+out_free:
+	if (ru->have_taken)
+		bitmap_destroy(&ru->taken);
+	for (unsigned i = 0; i < BUFFERS; i++)
+		free(ru->out.items[i].p);
+	free(ru->ext.v);
+	free(ru);
+	return r;
+}
