@@ -18,6 +18,14 @@ struct dev;
 
 enum dev_extent_type { DEV_EXTENT_DATA, DEV_EXTENT_HOLE };
 
+/* What backs a device, as its owner can tell later whether something else
+ * changed it: size and the last modification and change times (ns). */
+struct dev_stamp {
+	uint64_t size;
+	uint64_t mtime_ns;
+	uint64_t ctime_ns;
+};
+
 struct dev_ops {
 	const char *kind;
 	int (*preadv)(struct dev *d, const struct iovec *iov, int iovcnt, uint64_t off);
@@ -35,6 +43,8 @@ struct dev_ops {
 	/* Optional: the range will be read soon; start fetching it (many such
 	 * hints in a row give the device a deep queue of scattered reads). */
 	void (*prefetch)(struct dev *d, uint64_t off, uint64_t len);
+	/* Optional: the stamp of what backs the device now. */
+	int (*stamp)(struct dev *d, struct dev_stamp *out);
 	void (*destroy)(struct dev *d);
 };
 
@@ -71,11 +81,17 @@ static inline void dev_destroy(struct dev *d)
 #define DEV_FILE_READONLY 0x1
 #define DEV_FILE_BUFFERED 0x2 /* no O_DIRECT (diff files, and tests) */
 #define DEV_FILE_TMPFILE 0x4  /* path is a directory: an unnamed file in it */
+#define DEV_FILE_CREATE 0x8   /* create the file (mode 0600) when it is missing */
 int dev_file_open(struct dev **out, const char *path, unsigned flags);
 
 /* dev_mem: size bytes of memory, zero-filled; for tests and benchmarks. */
 int dev_mem_create(struct dev **out, uint64_t size);
 /* The memory behind a dev_mem, for tests that compare contents. */
 uint8_t *dev_mem_data(struct dev *d);
+/* A second dev over the same memory, for tests that reopen what a user of
+ * the first destroyed; the memory stays the original's. */
+int dev_mem_share(struct dev **out, struct dev *original);
+/* Fixes what stamp() reports (NULL: the time of the last write again). */
+void dev_mem_set_stamp(struct dev *d, const struct dev_stamp *st);
 
 #endif

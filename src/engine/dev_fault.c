@@ -219,6 +219,12 @@ static int fault_extent(struct dev *d, uint64_t off, uint64_t max_len, enum dev_
 	return f->inner->ops->extent(f->inner, off, max_len, type, len);
 }
 
+static int fault_stamp(struct dev *d, struct dev_stamp *out)
+{
+	struct dev_fault *f = to_fault(d);
+	return f->inner->ops->stamp ? f->inner->ops->stamp(f->inner, out) : -ENOTSUP;
+}
+
 static void fault_destroy(struct dev *d)
 {
 	struct dev_fault *f = to_fault(d);
@@ -239,6 +245,7 @@ static const struct dev_ops dev_fault_ops = {
 	.discard = fault_discard,
 	.write_zeroes = fault_write_zeroes,
 	.extent = fault_extent,
+	.stamp = fault_stamp,
 	.destroy = fault_destroy,
 };
 

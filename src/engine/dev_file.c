@@ -236,6 +236,21 @@ static void file_prefetch(struct dev *d, uint64_t off, uint64_t len)
 	(void)posix_fadvise(to_file(d)->fd, (off_t)off, (off_t)len, POSIX_FADV_WILLNEED);
 }
 
+static int file_stamp(struct dev *d, struct dev_stamp *out)
+{
+	struct dev_file *f = to_file(d);
+	struct stat st;
+
+	if (fstat(f->fd, &st) < 0)
+		return -errno;
+	out->size = (uint64_t)st.st_size;
+	if (f->is_blockdev && ioctl(f->fd, BLKGETSIZE64, &out->size) < 0)
+		return -errno;
+	out->mtime_ns = (uint64_t)st.st_mtim.tv_sec * 1000000000u + (uint64_t)st.st_mtim.tv_nsec;
+	out->ctime_ns = (uint64_t)st.st_ctim.tv_sec * 1000000000u + (uint64_t)st.st_ctim.tv_nsec;
+	return 0;
+}
+
 static void file_destroy(struct dev *d)
 {
 	struct dev_file *f = to_file(d);
@@ -255,6 +270,7 @@ static const struct dev_ops dev_file_ops = {
 	.write_zeroes = file_write_zeroes,
 	.extent = file_extent,
 	.prefetch = file_prefetch,
+	.stamp = file_stamp,
 	.destroy = file_destroy,
 };
 
@@ -284,6 +300,7 @@ int dev_file_open(struct dev **out, const char *path, unsigned flags)
 {
 	bool ro = flags & DEV_FILE_READONLY;
 	int oflags = (ro ? O_RDONLY : O_RDWR) | O_CLOEXEC;
+	int cflags = (flags & DEV_FILE_CREATE) ? O_CREAT : 0;
 	struct dev_file *f;
 	struct stat st;
 	int r;
@@ -305,7 +322,7 @@ int dev_file_open(struct dev **out, const char *path, unsigned flags)
 		*out = &f->dev;
 		return 0;
 	}
-	f->fd = open(path, oflags);
+	f->fd = open(path, oflags | cflags, 0600);
 	if (f->fd < 0) {
 		r = -errno;
 		goto err_free;

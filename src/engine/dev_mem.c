@@ -6,11 +6,18 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <stdatomic.h>
 #include <sys/mman.h>
+
+#include "common/clock.h"
 
 struct dev_mem {
 	struct dev dev;
 	uint8_t *data;
+	bool shared;                   /* data belongs to another dev_mem */
+	atomic_uint_fast64_t mtime_ns; /* of the last change, like a file's */
+	bool fixed_stamp;              /* a test chose what stamp() says */
+	struct dev_stamp stamp;
 };
 
 static struct dev_mem *to_mem(struct dev *d)
@@ -56,6 +63,7 @@ static int mem_pwritev(struct dev *d, const struct iovec *iov, int iovcnt, uint6
 		memcpy(to_mem(d)->data + off, iov[i].iov_base, iov[i].iov_len);
 		off += iov[i].iov_len;
 	}
+	atomic_store(&to_mem(d)->mtime_ns, clock_wall_ns());
 	return 0;
 }
 
@@ -72,6 +80,18 @@ static int mem_zero(struct dev *d, uint64_t off, uint64_t len, bool may_unmap)
 	if (r)
 		return r;
 	memset(to_mem(d)->data + off, 0, len);
+	atomic_store(&to_mem(d)->mtime_ns, clock_wall_ns());
+	return 0;
+}
+
+static int mem_stamp(struct dev *d, struct dev_stamp *out)
+{
+	if (to_mem(d)->fixed_stamp) {
+		*out = to_mem(d)->stamp;
+		return 0;
+	}
+	out->size = d->size;
+	out->mtime_ns = out->ctime_ns = atomic_load(&to_mem(d)->mtime_ns);
 	return 0;
 }
 
@@ -82,7 +102,8 @@ static int mem_discard(struct dev *d, uint64_t off, uint64_t len)
 
 static void mem_destroy(struct dev *d)
 {
-	munmap(to_mem(d)->data, d->size ? d->size : 1);
+	if (!to_mem(d)->shared)
+		munmap(to_mem(d)->data, d->size ? d->size : 1);
 	free(d);
 }
 
@@ -94,6 +115,7 @@ static const struct dev_ops dev_mem_ops = {
 	.discard = mem_discard,
 	.write_zeroes = mem_zero,
 	.extent = NULL,
+	.stamp = mem_stamp,
 	.destroy = mem_destroy,
 };
 
@@ -119,4 +141,22 @@ int dev_mem_create(struct dev **out, uint64_t size)
 uint8_t *dev_mem_data(struct dev *d)
 {
 	return to_mem(d)->data;
+}
+
+int dev_mem_share(struct dev **out, struct dev *original)
+{
+	struct dev_mem *m = calloc(1, sizeof(*m));
+	if (!m)
+		return -ENOMEM;
+	*m = *to_mem(original);
+	m->shared = true;
+	*out = &m->dev;
+	return 0;
+}
+
+void dev_mem_set_stamp(struct dev *d, const struct dev_stamp *st)
+{
+	to_mem(d)->fixed_stamp = st != NULL;
+	if (st)
+		to_mem(d)->stamp = *st;
 }

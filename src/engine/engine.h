@@ -34,6 +34,7 @@
 
 struct volume;
 struct snapshot;
+struct tracker;
 
 struct volume_config {
 	const char *name;    /* for messages */
@@ -42,6 +43,9 @@ struct volume_config {
 	uint64_t cow_buffer; /* bytes of RAM for copies; at least 2 chunks */
 	uint64_t diff_limit; /* bytes the diff file may hold */
 	const char *diff_dir; /* for messages only: where the diff file lives */
+	/* Change tracking (tracker.h), or NULL.  The volume takes it over, also
+	 * on failure, and closes it cleanly after its last write. */
+	struct tracker *tracker;
 };
 
 /* Takes ownership of origin and diff (also on failure).  diff is where
@@ -54,6 +58,8 @@ void volume_destroy(struct volume *v);
 void volume_get(struct volume *v);
 void volume_put(struct volume *v);
 
+/* The volume's change tracker, or NULL. */
+struct tracker *volume_tracker(const struct volume *v);
 uint64_t volume_size(const struct volume *v);
 unsigned volume_chunk_shift(const struct volume *v);
 uint64_t volume_nchunks(const struct volume *v);
@@ -140,6 +146,9 @@ const char *snapshot_name(const struct snapshot *s);
 void snapshot_readers_add(struct snapshot *s, int delta);
 int snapshot_readers(const struct snapshot *s);
 struct volume *snapshot_volume(const struct snapshot *s);
+/* The generation the snapshot's instant began in its volume's tracker (a
+ * bookmark keeps it; tracker_changed counts from it); 0 when untracked. */
+uint64_t snapshot_generation(const struct snapshot *s);
 
 /* Reads the point-in-time view.  -EIO when the snapshot failed; -ENODATA
  * where the range was consumed. */
@@ -171,6 +180,7 @@ struct snapshot_stats {
 	uint64_t consumed_chunks;
 	uint64_t changed_chunks;        /* written since */
 	bool all_blocks;
+	uint64_t generation;            /* its boundary in the volume's tracker; 0: none */
 };
 void snapshot_get_stats(struct snapshot *s, struct snapshot_stats *st);
 

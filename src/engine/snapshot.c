@@ -17,6 +17,7 @@
 #include "common/clock.h"
 #include "common/log.h"
 #include "engine/snapshot_backup.h"
+#include "engine/tracker.h"
 #include "engine/volume_internal.h"
 
 #define READ_WINDOW 256
@@ -51,6 +52,11 @@ void snapshot_put(struct snapshot *s)
 	bitmap_destroy(&s->changed);
 	volume_put(s->vol);
 	free(s);
+}
+
+uint64_t snapshot_generation(const struct snapshot *s)
+{
+	return s->gen;
 }
 
 const char *snapshot_name(const struct snapshot *s)
@@ -163,6 +169,25 @@ int snapshot_create_set(const struct snapshot_request *reqs, size_t n, struct sn
 		if (i == 0 || vols[i] != vols[nv - 1])
 			vols[nv++] = vols[i];
 
+	/* every snapshot ends its volume's generation: the tracker gets a spare
+	 * map ready now, so that the switch under the gate needs no I/O */
+	bool *tracked = calloc(nv, sizeof(*tracked));
+	uint64_t *gens = calloc(nv, sizeof(*gens));
+	if (!tracked || !gens) {
+		free(tracked);
+		free(gens);
+		r = -ENOMEM;
+		goto out_free;
+	}
+	for (size_t i = 0; i < nv; i++)
+		if (vols[i]->tracker) {
+			tracked[i] = true;
+			if (tracker_switch_prepare(vols[i]->tracker) < 0)
+				hs_warn("snapshots of %s taken now have no bookmark to offer: the "
+					"change map could not get ready",
+					vols[i]->name);
+		}
+
 	t0 = clock_mono_ns();
 	for (size_t i = 0; i < nv; i++)
 		pthread_rwlock_wrlock(&vols[i]->gate); /* drain in-flight writes */
@@ -172,6 +197,9 @@ int snapshot_create_set(const struct snapshot_request *reqs, size_t n, struct sn
 		r = check_request_locked(reqs, i);
 	if (r == 0) {
 		uint64_t now = clock_wall_ns();
+		for (size_t i = 0; i < nv; i++)
+			if (tracked[i])
+				gens[i] = tracker_switch_locked(vols[i]->tracker);
 		for (size_t i = 0; i < n; i++) {
 			struct volume *v = reqs[i].volume;
 			struct snapshot *s = out[i];
@@ -181,6 +209,9 @@ int snapshot_create_set(const struct snapshot_request *reqs, size_t n, struct sn
 			s->slot = slot;
 			s->bit = UINT64_C(1) << slot;
 			s->created_ns = now;
+			for (size_t k = 0; k < nv; k++)
+				if (vols[k] == v)
+					s->gen = gens[k];
 			v->snaps[slot] = s;
 			v->nsnaps++;
 			active_add_locked(v, s);
@@ -193,6 +224,14 @@ int snapshot_create_set(const struct snapshot_request *reqs, size_t n, struct sn
 	for (size_t i = nv; i-- > 0;)
 		pthread_rwlock_unlock(&vols[i]->gate);
 	cost = clock_mono_ns() - t0;
+	for (size_t i = 0; i < nv; i++)
+		if (tracked[i])
+			tracker_switch_done(vols[i]->tracker);
+	for (size_t i = 0; r == 0 && i < n; i++)
+		if (out[i]->gen)
+			tracker_boundary_get(out[i]->vol->tracker, out[i]->gen);
+	free(tracked);
+	free(gens);
 
 	if (r == 0) {
 		for (size_t i = 0; i < n; i++)
@@ -332,6 +371,8 @@ int snapshot_delete(struct snapshot *s)
 		active_remove_locked(v, s);
 	}
 	s->state = SNAPSHOT_DELETED;
+	if (s->gen)
+		tracker_boundary_put(v->tracker, s->gen);
 	v->drain_mask &= ~s->bit;
 	pthread_cond_broadcast(&v->held);
 	drop_all_versions_locked(v, s);
@@ -919,5 +960,6 @@ void snapshot_get_stats(struct snapshot *s, struct snapshot_stats *st)
 	st->consumed_chunks = bitmap_count(&s->consumed);
 	st->changed_chunks = bitmap_count(&s->changed);
 	st->all_blocks = s->all_blocks;
+	st->generation = s->gen;
 	pthread_mutex_unlock(&v->mu);
 }

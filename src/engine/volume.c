@@ -30,6 +30,7 @@
 #include "common/log.h"
 #include "common/units.h"
 #include "engine/snapshot_backup.h"
+#include "engine/tracker.h"
 #include "engine/volume_internal.h"
 
 #define COPY_WINDOW 256
@@ -53,6 +54,9 @@ int volume_create(struct volume **out, const struct volume_config *cfg, struct d
 		r = -ENOMEM;
 		goto err_devs;
 	}
+	v->tracker = cfg->tracker;
+	if (v->tracker)
+		tracker_set_name(v->tracker, cfg->name ? cfg->name : "volume");
 	snprintf(v->name, sizeof(v->name), "%s", cfg->name ? cfg->name : "volume");
 	snprintf(v->diff_dir, sizeof(v->diff_dir), "%s", cfg->diff_dir ? cfg->diff_dir : "");
 	v->origin = origin;
@@ -101,6 +105,7 @@ err_sync:
 	pthread_rwlock_destroy(&v->gate);
 	free(v);
 err_devs:
+	tracker_close(cfg->tracker); /* nothing was written: still clean */
 	dev_destroy(origin);
 	dev_destroy(diff);
 	return r;
@@ -116,6 +121,11 @@ void volume_put(struct volume *v)
 	if (atomic_fetch_sub(&v->refs, 1) != 1)
 		return;
 	flusher_stop(v);
+	if (v->tracker) {
+		/* after the last write: durable, then stamped clean */
+		(void)v->origin->ops->flush(v->origin);
+		tracker_close(v->tracker);
+	}
 	diffstore_destroy(&v->ds);
 	cowmap_destroy(&v->map);
 	rangelock_destroy(&v->rl);
@@ -145,6 +155,11 @@ void volume_destroy(struct volume *v)
 		snapshot_put(list[i]);
 	}
 	volume_put(v);
+}
+
+struct tracker *volume_tracker(const struct volume *v)
+{
+	return v->tracker;
 }
 
 uint64_t volume_size(const struct volume *v)
@@ -457,6 +472,10 @@ static void modify_begin(struct volume *v, uint64_t off, uint64_t len, struct mo
 	m->range.held = false;
 	m->started = io_begin(v);
 	pthread_rwlock_rdlock(&v->gate);
+	/* write-ahead: the change map first (in the gate, so a generation
+	 * boundary falls between writes) */
+	if (v->tracker)
+		tracker_mark(v->tracker, c0, c1);
 	if (atomic_load_explicit(&v->nactive, memory_order_acquire) == 0)
 		return;
 	pthread_mutex_lock(&v->mu);

@@ -41,12 +41,14 @@ struct snapshot {
 	bool all_blocks;
 	uint64_t cow_bytes;
 	uint64_t held_chunks;
+	uint64_t gen;            /* its generation boundary (tracker.h); 0: none */
 };
 
 struct volume {
 	char name[HS_NAME_MAX + 1];
 	char diff_dir[256];
 	struct dev *origin;
+	struct tracker *tracker; /* or NULL; its own locks */
 	uint64_t size;
 	uint64_t chunk_size;
 	uint64_t nchunks;
