@@ -178,7 +178,7 @@ diffpeak_run() {   # diffpeak_run consume|keep -> prints diff peak bytes and bac
     local res
     res=$(hs --json backup "$snap" -o "$W/dp.raw" --no-progress --rate 100 "${args[@]}")
     kill "$f"; wait "$f" 2>/dev/null
-    echo "$(hs --json status | jget '["volumes"][0]["diff_peak_bytes"]') $(echo "$res" | jget '["mb_per_s"]') $(echo "$res" | jget '["cow_bytes"]')"
+    echo "$(hs --json status | jget '["volumes"][0]["diff_peak_bytes"]') $(echo "$res" | jget '["read_mb_per_s"]') $(echo "$res" | jget '["cow_bytes"]')"
     hs volume detach dp >/dev/null
     stop_daemon
     rm -f "$W/dp.raw"

@@ -117,7 +117,7 @@ printf '  %-44s %s us\n' "hotsnap's work inside the freeze" "$(echo "$SNAPJSON" 
 printf '  %-44s %s\n' "copied on write during backup 1" "$(mb "$COW")"
 printf '  %-44s %s\n' "backup 1 (every block): image" "sha256 == frozen volume, e2fsck clean"
 printf '  %-44s %s MB/s, read %s\n' "backup 2 (used blocks, consuming)" \
-    "$(echo "$OUT" | json '["mb_per_s"]' | cut -d. -f1)" "$(mb "$(echo "$OUT" | json '["bytes_read"]')")"
+    "$(echo "$OUT" | json '["read_mb_per_s"]' | cut -d. -f1)" "$(mb "$(echo "$OUT" | json '["bytes_read"]')")"
 printf '  %-44s %s\n' "backup 2 diff store peak" "$(mb "$(echo "$OUT" | json '["diff_peak_bytes"]')")"
 printf '  %-44s %s\n' "application writes during the demo (fio)" "$IOPS IOPS"
 printf '  %-44s %s\n' "daemon RSS" "$(mb "$(echo "$BJSON" | json '["rss_bytes"]')")"

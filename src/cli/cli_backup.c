@@ -32,7 +32,10 @@ static const struct cmd_spec backup_spec = {
 		"VOLUME@SNAPSHOT, or a VOLUME: then the backup takes its own frozen snapshot,\n"
 		"consumes it as it reads (so the diff store shrinks as it goes) and deletes it\n"
 		"at the end.  -o - streams a raw image to standard output.  The backup yields\n"
-		"to the volume's own I/O.",
+		"to the volume's own I/O.\n"
+		"--incremental PARENT (a qcow2 image hotsnap wrote of the same volume) writes\n"
+		"only what changed since PARENT's instant, as a qcow2 whose backing file is\n"
+		"PARENT.  Every backup leaves a bookmark VOLUME#SNAPSHOT for the next one.",
 	.opts = {
 		{ "output", OPT_PATH, 'o', "FILE", "the image to write (required)" },
 		{ "no-progress", OPT_FLAG, 0, "", "no progress bar, even on a terminal" },
@@ -42,6 +45,7 @@ static const struct cmd_spec backup_spec = {
 		{ "no-yield", OPT_FLAG, 0, "", "full speed: do not step aside for the volume's own I/O" },
 		{ "format", OPT_STRING, 0, "FORMAT", "raw (default) or qcow2" },
 		{ "compress", OPT_STRING, 0, "zstd|zlib|none", "qcow2 compression (default zstd)" },
+		{ "incremental", OPT_PATH, 0, "PARENT", "only the changes since PARENT's instant (qcow2)" },
 	},
 };
 
@@ -146,13 +150,47 @@ static int publish(int fd, const char *final, const char *dir)
 	return 0;
 }
 
+/* What a reader needs: what was written where, how much was read and how
+ * fast, how big the image is, and the bookmark for the next incremental. */
+static void print_summary(FILE *f, json_object *res, const char *output)
+{
+	char a[32], b[32], c[32], d[32];
+	const char *inc = cli_get_str(res, "incremental");
+	double secs = cli_get_double(res, "seconds");
+
+	fprintf(f, "%s -> %s: %s", cli_get_str(res, "source"), output, cli_get_str(res, "format"));
+	if (cli_get_str(res, "compress"))
+		fprintf(f, " (%s)", cli_get_str(res, "compress"));
+	if (inc)
+		fprintf(f, " over %s, %s changed%s", cli_get_str(res, "backing_file"),
+			cli_size((uint64_t)cli_get_int(res, "changed_bytes"), a, sizeof(a)),
+			cli_get_bool(res, "changed_exact") ? "" : " (in whole regions: the daemon "
+								  "restarted since)");
+	fprintf(f, ", volume %s\n", cli_size((uint64_t)cli_get_int(res, "size_bytes"), a, sizeof(a)));
+	fprintf(f, "  read %s in %.2f s (%.0f MB/s), %s skipped as free or zero",
+		cli_size((uint64_t)cli_get_int(res, "bytes_read"), a, sizeof(a)), secs,
+		cli_get_double(res, "read_mb_per_s"),
+		cli_size((uint64_t)cli_get_int(res, "bytes_skipped"), b, sizeof(b)));
+	if (cli_get_int(res, "image_bytes"))
+		fprintf(f, "; image %s on disk",
+			cli_size((uint64_t)cli_get_int(res, "image_bytes"), c, sizeof(c)));
+	fprintf(f, "\n  copied on write %s, diff store peak %s\n",
+		cli_size((uint64_t)cli_get_int(res, "cow_bytes"), c, sizeof(c)),
+		cli_size((uint64_t)cli_get_int(res, "diff_peak_bytes"), d, sizeof(d)));
+	if (cli_get_str(res, "bookmark"))
+		fprintf(f, "  bookmark %s: the next --incremental can start from this image\n",
+			cli_get_str(res, "bookmark"));
+	else if (cli_get_str(res, "bookmark_problem"))
+		fprintf(f, "  no bookmark: %s\n", cli_get_str(res, "bookmark_problem"));
+}
+
 int cli_backup(const struct cli *cli, int argc, char **argv)
 {
 	struct parsed_args p;
 	struct progress pr = { 0 };
 	json_object *args, *res;
 	const struct opt_value *out, *v;
-	char dir[PATH_MAX], a[32], b[32], c[32], d[32], e[32];
+	char dir[PATH_MAX];
 	struct stat st;
 	bool direct = false;
 	int fd, r;
@@ -187,6 +225,12 @@ int cli_backup(const struct cli *cli, int argc, char **argv)
 							 "is not compressed; pipe -o - into zstd)");
 	}
 	bool to_stdout = strcmp(out->str, "-") == 0;
+	const struct opt_value *parent = args_get(&backup_spec, &p, "incremental");
+	if (parent->set && !args_get(&backup_spec, &p, "format")->set)
+		format = "qcow2"; /* an incremental is a qcow2 over its parent */
+	if (parent->set && strcmp(format, "qcow2") != 0)
+		return cli_usage_error("backup", "--incremental writes qcow2 (its parent is the "
+						 "backing file); not --format %s", format);
 
 	if (to_stdout) {
 		/* a stream: raw, in order, straight to our standard output */
@@ -224,6 +268,8 @@ int cli_backup(const struct cli *cli, int argc, char **argv)
 	json_object_object_add(args, "format", json_object_new_string(format));
 	if (compress->set)
 		json_object_object_add(args, "compress", json_object_new_string(compress->str));
+	if (parent->set)
+		json_object_object_add(args, "incremental", json_object_new_string(parent->str));
 	json_object_object_add(args, "consume",
 			       json_object_new_boolean(args_get(&backup_spec, &p, "consume")->set));
 	json_object_object_add(args, "all_blocks",
@@ -258,15 +304,7 @@ int cli_backup(const struct cli *cli, int argc, char **argv)
 		cli_print_json(res);
 	} else {
 		/* with the image on standard output, the summary goes to stderr */
-		fprintf(to_stdout ? stderr : stdout, "%s -> %s: %s image, %s read, %s skipped (free or zero), %.2f s, %.0f MB/s; "
-		       "copied on write %s, diff store peak %s\n",
-		       cli_get_str(res, "source"), out->str,
-		       cli_size((uint64_t)cli_get_int(res, "size_bytes"), a, sizeof(a)),
-		       cli_size((uint64_t)cli_get_int(res, "bytes_read"), b, sizeof(b)),
-		       cli_size((uint64_t)cli_get_int(res, "bytes_skipped"), c, sizeof(c)),
-		       cli_get_double(res, "seconds"), cli_get_double(res, "mb_per_s"),
-		       cli_size((uint64_t)cli_get_int(res, "cow_bytes"), d, sizeof(d)),
-		       cli_size((uint64_t)cli_get_int(res, "diff_peak_bytes"), e, sizeof(e)));
+		print_summary(to_stdout ? stderr : stdout, res, out->str);
 	}
 	json_object_put(res);
 	return EXIT_OK;

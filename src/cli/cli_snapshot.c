@@ -68,7 +68,8 @@ static int snapshot_create(const struct cli *cli, int argc, char **argv)
 static int snapshot_list(const struct cli *cli, int argc, char **argv)
 {
 	static const struct cmd_spec spec = { .cmd = "snapshot list", .positional = "",
-					      .summary = "Lists the snapshots, with their state." };
+					      .summary = "Lists the snapshots, with their state, and the bookmarks\n"
+							 "(VOLUME#NAME) their backups left." };
 	json_object *res, *snaps;
 	char a[32], b[32];
 	int r = cli_fetch_listing(cli, &spec, argc, argv, "snapshot.list", &res);
@@ -88,6 +89,7 @@ static int snapshot_list(const struct cli *cli, int argc, char **argv)
 		       cli_size((uint64_t)cli_get_int(s, "held_bytes"), b, sizeof(b)),
 		       dev ? dev : "-", reason ? reason : "");
 	}
+	cli_print_bookmarks(res);
 	json_object_put(res);
 	return EXIT_OK;
 }

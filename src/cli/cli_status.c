@@ -36,6 +36,20 @@ static void print_volume(json_object *v)
 	if (rate > 0 && json_object_object_get_ex(v, "seconds_to_full", &stf) && stf)
 		printf("  filling at %s/s: full in %.0f s at this rate\n",
 		       cli_size((uint64_t)rate, a, sizeof(a)), json_object_get_double(stf));
+	json_object *tr;
+	if (json_object_object_get_ex(v, "tracking", &tr)) {
+		const char *state = cli_get_str(tr, "state");
+		if (strcmp(state, "active") == 0)
+			printf("  change tracking: %s regions, %lld bookmarks, since %s\n",
+			       cli_size((uint64_t)cli_get_int(tr, "granularity"), a, sizeof(a)),
+			       (long long)cli_get_int(tr, "bookmarks"), cli_get_str(tr, "since"));
+		else if (strcmp(state, "lost") == 0)
+			printf("  change tracking: LOST, the next backup must be a full one: %s\n",
+			       cli_get_str(tr, "started_over_because"));
+		else
+			printf("  change tracking: %s%s%s\n", state, cli_get_str(tr, "reason") ? ": " : "",
+			       cli_get_str(tr, "reason") ? cli_get_str(tr, "reason") : "");
+	}
 	printf("  FUSE file %s; NBD %s\n", cli_get_str(v, "fuse_file"),
 	       cli_get_str(v, "nbd_uri") ? cli_get_str(v, "nbd_uri") : "-");
 	if (json_object_object_get_ex(v, "backups", &backups))

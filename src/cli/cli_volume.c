@@ -34,6 +34,7 @@ static const struct cmd_spec create_spec = {
 		{ "diff-dir", OPT_PATH, 0, "DIR", "where the diff file goes (default: STATE_DIR/diff)" },
 		{ "diff-limit", OPT_SIZE, 0, "SIZE", "most the diff file may hold (default: 10% of the volume, at least 1G)" },
 		{ "cache", OPT_STRING, 0, "MODE", "auto (default: writeback for files, none for devices), writeback or none" },
+		{ "track-granularity", OPT_SIZE, 0, "SIZE", "change map unit kept across crashes (default 64K)" },
 	},
 };
 
@@ -70,7 +71,8 @@ static int volume_create(const struct cli *cli, int argc, char **argv)
 	static const char *const sizes[][2] = { { "size", "size" },
 						{ "chunk-size", "chunk_size" },
 						{ "cow-buffer", "cow_buffer" },
-						{ "diff-limit", "diff_limit" } };
+						{ "diff-limit", "diff_limit" },
+						{ "track-granularity", "track_granularity" } };
 	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++)
 		if ((v = args_get(&create_spec, &p, sizes[i][0]))->set)
 			add_u64(args, sizes[i][1], v->num);

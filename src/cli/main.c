@@ -17,7 +17,12 @@ static const char usage[] =
 	"  snapshot create VOLUME... [--name NAME] [--no-freeze] [--all-blocks]\n"
 	"  snapshot list\n"
 	"  snapshot attach|detach|delete VOLUME@NAME\n"
-	"  backup SOURCE -o FILE [--no-progress] [--consume] [--all-blocks] [--rate MB/s]\n"
+	"  backup SOURCE -o FILE|- [--format raw|qcow2] [--compress zstd|zlib|none]\n"
+	"         [--incremental PARENT] [--consume] [--all-blocks] [--rate MB/s]\n"
+	"         [--no-yield] [--no-progress]\n"
+	"  bookmark list\n"
+	"  bookmark create VOLUME@SNAPSHOT [--name NAME]\n"
+	"  bookmark delete VOLUME#NAME...\n"
 	"  status\n"
 	"  shutdown\n"
 	"\n"
@@ -85,6 +90,8 @@ int main(int argc, char **argv)
 		return cli_snapshot(&cli, argc, argv);
 	if (strcmp(cmd, "backup") == 0)
 		return cli_backup(&cli, argc, argv);
+	if (strcmp(cmd, "bookmark") == 0)
+		return cli_bookmark(&cli, argc, argv);
 	if (strcmp(cmd, "status") == 0)
 		return cli_status(&cli, argc, argv);
 	if (strcmp(cmd, "shutdown") == 0)

@@ -23,6 +23,7 @@ static const struct ctl_arg volume_create_args[] = {
 	{ "size", CTL_U64, false },         { "chunk_size", CTL_U64, false },
 	{ "cow_buffer", CTL_U64, false },   { "diff_dir", CTL_STRING, false },
 	{ "diff_limit", CTL_U64, false },   { "cache", CTL_STRING, false },
+	{ "track_granularity", CTL_U64, false },
 	{ NULL, CTL_STRING, false },
 };
 
@@ -32,12 +33,22 @@ static const struct ctl_arg snapshot_create_args[] = {
 	{ NULL, CTL_STRING, false },
 };
 
+static const struct ctl_arg bookmark_arg[] = {
+	{ "bookmark", CTL_STRING, true },
+	{ NULL, CTL_STRING, false },
+};
+
+static const struct ctl_arg bookmark_create_args[] = {
+	{ "snapshot", CTL_STRING, true }, { "name", CTL_STRING, false },
+	{ NULL, CTL_STRING, false },
+};
+
 static const struct ctl_arg backup_args[] = {
 	{ "source", CTL_STRING, true },    { "output", CTL_STRING, true },
 	{ "consume", CTL_BOOL, false },    { "all_blocks", CTL_BOOL, false },
 	{ "rate", CTL_U64, false },        { "format", CTL_STRING, false },
 	{ "progress", CTL_BOOL, false },   { "yield", CTL_BOOL, false },
-	{ "compress", CTL_STRING, false },
+	{ "compress", CTL_STRING, false }, { "incremental", CTL_STRING, false },
 	{ NULL, CTL_STRING, false },
 };
 
@@ -56,6 +67,9 @@ static const struct ctl_command commands[] = {
 	{ "snapshot.detach", snapshot_arg, false },
 	{ "snapshot.delete", snapshot_arg, false },
 	{ "backup", backup_args, true },
+	{ "bookmark.list", no_args, false },
+	{ "bookmark.create", bookmark_create_args, false },
+	{ "bookmark.delete", bookmark_arg, false },
 	{ NULL, NULL, false },
 };
 

@@ -12,7 +12,11 @@ struct command_entry {
 extern const struct command_entry commands_volume[];
 extern const struct command_entry commands_snapshot[];
 extern const struct command_entry commands_backup[];
+extern const struct command_entry commands_bookmark[];
 extern const struct command_entry commands_status[];
+
+/* Every volume's bookmarks, oldest first per volume (for listings). */
+json_object *bookmarks_json(struct daemon *d);
 
 struct vol_entry *commands_usable_volume(struct daemon *d, const char *name, char *err,
 					 size_t errlen, enum cmd_status *st);

@@ -17,6 +17,7 @@
 #include "daemon/commands.h"
 #include "daemon/freeze.h"
 #include "daemon/usedmap.h"
+#include "engine/tracker.h"
 #include "export/export.h"
 #include "fuse/fuse_front.h"
 
@@ -78,6 +79,11 @@ enum cmd_status snapshots_create_locked(struct daemon *d, const struct snapshot_
 			    freeze_find_mount(rq->vols[i]->loop.dev, &fs[i]);
 		has_map[i] = false;
 	}
+
+	/* the change maps get ready for the boundary now, outside the freeze */
+	for (size_t i = 0; i < rq->n; i++)
+		if (volume_tracker(rq->vols[i]->vol))
+			(void)tracker_sync(volume_tracker(rq->vols[i]->vol));
 
 	bool any_fs = false;
 	for (size_t i = 0; i < rq->n; i++)
@@ -301,6 +307,7 @@ static enum cmd_status cmd_snapshot_list(struct daemon *d, const struct ctl_requ
 	}
 	*result = json_object_new_object();
 	json_object_object_add(*result, "snapshots", arr);
+	json_object_object_add(*result, "bookmarks", bookmarks_json(d));
 	return CMD_OK;
 }
 

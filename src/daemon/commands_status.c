@@ -132,6 +132,7 @@ json_object *status_volume_json(struct daemon *d, struct vol_entry *ve)
 	for (struct snap_entry *se = ve->snaps; se; se = se->next)
 		n++;
 	add_u64(o, "snapshots", n);
+	json_object_object_add(o, "tracking", tracking_json(d, ve));
 	if (ve->vol) {
 		struct volume_stats vs;
 		volume_get_stats(ve->vol, &vs);
@@ -267,7 +268,8 @@ const struct command_entry commands_status[] = {
 cmd_handler commands_find(const char *name)
 {
 	const struct command_entry *groups[] = { commands_volume, commands_snapshot,
-						 commands_backup, commands_status };
+						 commands_backup, commands_bookmark,
+						 commands_status };
 	for (size_t g = 0; g < sizeof(groups) / sizeof(groups[0]); g++)
 		for (const struct command_entry *c = groups[g]; c->name; c++)
 			if (strcmp(c->name, name) == 0)

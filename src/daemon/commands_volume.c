@@ -15,6 +15,7 @@
 #include "common/units.h"
 #include "daemon/commands.h"
 #include "daemon/freeze.h"
+#include "engine/tracker.h"
 #include "fuse/fuse_front.h"
 
 #define DEFAULT_CHUNK 4096
@@ -68,6 +69,15 @@ static enum cmd_status check_config(struct daemon *d, struct vol_config *c, char
 		snprintf(err, errlen,
 			 "--chunk-size %llu is not a power of two from 4 KiB to 1 MiB",
 			 (unsigned long long)c->chunk_size);
+		return CMD_USAGE;
+	}
+	if (!hs_is_pow2(c->track_granularity) || c->track_granularity < c->chunk_size ||
+	    c->track_granularity > (UINT64_C(1) << 30)) {
+		snprintf(err, errlen,
+			 "--track-granularity %llu is not a power of two from the chunk size (%s) "
+			 "to 1 GiB",
+			 (unsigned long long)c->track_granularity,
+			 units_format_size(c->chunk_size, buf, sizeof(buf)));
 		return CMD_USAGE;
 	}
 	if (c->cow_buffer < 2 * c->chunk_size) {
@@ -132,6 +142,8 @@ static enum cmd_status cmd_volume_create(struct daemon *d, const struct ctl_requ
 	}
 	snprintf(c.diff_dir, sizeof(c.diff_dir), "%s", dd ? dd : d->default_diff_dir);
 	c.next_snapshot = 1;
+	c.track_granularity = ctl_u64(req, "track_granularity",
+				      HS_MAX(c.chunk_size, UINT64_C(1) << TRACKER_DEFAULT_REGION_SHIFT));
 	const char *cache = ctl_str(req, "cache");
 	if (cache && strcmp(cache, "none") != 0 && strcmp(cache, "writeback") != 0 &&
 	    strcmp(cache, "auto") != 0) {
@@ -225,6 +237,7 @@ static enum cmd_status cmd_volume_create(struct daemon *d, const struct ctl_requ
 		goto undo;
 	}
 	ve->cfg = c;
+	tracking_forget(d, c.name); /* a map left by an earlier volume of this name */
 	if (registry_open_volume(d, ve, err, errlen) < 0) {
 		free(ve);
 		st = CMD_ERROR;
@@ -420,6 +433,7 @@ static enum cmd_status cmd_volume_remove(struct daemon *d, const struct ctl_requ
 		return CMD_ERROR;
 	}
 	registry_close_volume(d, ve);
+	tracking_forget(d, ve->cfg.name);
 	for (struct vol_entry **pp = &d->volumes; *pp; pp = &(*pp)->next)
 		if (*pp == ve) {
 			*pp = ve->next;

@@ -17,6 +17,7 @@
  *   freezing        mount points being frozen right now (see freeze.h)
  *   mnt/            the FUSE mount: one file per volume and attached snapshot
  *   diff/           default directory for diff files (unnamed, O_TMPFILE)
+ *   tracking/       one change map per volume, NAME.map (see engine/tracker.h)
  */
 #ifndef HS_DAEMON_H
 #define HS_DAEMON_H
@@ -52,6 +53,7 @@ struct vol_config {
 	uint64_t diff_limit;
 	uint64_t next_snapshot; /* for default names: snap1, snap2, ... */
 	char cache[12];         /* auto, writeback or none (see registry.c) */
+	uint64_t track_granularity; /* bytes per bit of the change map file */
 };
 
 struct snap_entry {
@@ -87,6 +89,7 @@ struct vol_entry {
 	/* diff store use sampled once a second, for fill rate and time to full */
 	struct rate_sample samples[RATE_SAMPLES];
 	unsigned nsamples, sample_next;
+	char tracking_error[256];    /* why the volume has no change tracking, or "" */
 	struct vol_entry *next;
 };
 
@@ -134,6 +137,16 @@ void registry_drop_snapshot(struct daemon *d, struct vol_entry *ve, struct snap_
 struct snap_entry *registry_resolve_snapshot(struct daemon *d, const char *full,
 					     struct vol_entry **vep, char *err, size_t errlen,
 					     bool *usage);
+
+/* --- change tracking (tracking.c); callers hold d->mu ------------------- */
+/* The tracker of a volume over its origin, from STATE_DIR/tracking/NAME.map
+ * (made when missing); NULL, with ve->tracking_error saying why, when the
+ * volume must go without. */
+struct tracker *tracking_open(struct daemon *d, struct vol_entry *ve, struct dev *origin);
+/* Removes a volume's map file (the volume is gone, or is made anew). */
+void tracking_forget(struct daemon *d, const char *name);
+/* "tracking" of a volume's status. */
+json_object *tracking_json(struct daemon *d, struct vol_entry *ve);
 
 /* --- persistence (persist.c); callers hold d->mu ------------------------- */
 int persist_load(struct daemon *d, char *err, size_t errlen);

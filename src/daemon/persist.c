@@ -18,6 +18,7 @@
 #include "common/compiler.h"
 #include "common/log.h"
 #include "daemon/daemon.h"
+#include "engine/tracker.h"
 
 #define FORMAT_VERSION 1
 
@@ -83,6 +84,8 @@ static int save_volumes(struct daemon *d, bool sync)
 		json_object_object_add(o, "next_snapshot",
 				       json_object_new_int64((int64_t)ve->cfg.next_snapshot));
 		json_object_object_add(o, "cache", json_object_new_string(ve->cfg.cache));
+		json_object_object_add(o, "track_granularity",
+				       json_object_new_int64((int64_t)ve->cfg.track_granularity));
 		json_object_array_add(arr, o);
 	}
 	json_object_object_add(root, "volumes", arr);
@@ -213,6 +216,12 @@ static int load_volumes(struct daemon *d, char *err, size_t errlen)
 		(void)get_u64(o, "next_snapshot", &ve->cfg.next_snapshot);
 		if (!get_str(o, "cache", ve->cfg.cache, sizeof(ve->cfg.cache)))
 			strcpy(ve->cfg.cache, "auto");
+		/* volumes from before change tracking: the default */
+		if (!get_u64(o, "track_granularity", &ve->cfg.track_granularity) ||
+		    !hs_is_pow2(ve->cfg.track_granularity) ||
+		    ve->cfg.track_granularity < ve->cfg.chunk_size)
+			ve->cfg.track_granularity =
+				HS_MAX(ve->cfg.chunk_size, UINT64_C(1) << TRACKER_DEFAULT_REGION_SHIFT);
 		*tail = ve;
 		tail = &ve->next;
 	}

@@ -95,6 +95,8 @@ int registry_open_volume(struct daemon *d, struct vol_entry *ve, char *err, size
 	struct export *e;
 	int r;
 
+	ve->tracking_error[0] = '\0';
+
 	r = dev_file_open(&origin, ve->cfg.backing,
 			  registry_cache_writeback(ve) ? DEV_FILE_BUFFERED : 0);
 	if (r < 0) {
@@ -119,6 +121,7 @@ int registry_open_volume(struct daemon *d, struct vol_entry *ve, char *err, size
 		dev_destroy(origin);
 		return r;
 	}
+	cfg.tracker = tracking_open(d, ve, origin);
 	r = volume_create(&ve->vol, &cfg, origin, diff);
 	if (r < 0) {
 		snprintf(err, errlen, "cannot open volume %s: %s", ve->cfg.name, strerror(-r));

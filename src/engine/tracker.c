@@ -85,7 +85,10 @@ struct tracker {
 	unsigned nbounds;
 
 	uint64_t syncs, sync_wait_ns;
-	struct dev_stamp hb_stamp; /* at the last heartbeat */
+	uint64_t hb_due_ns;        /* the write path refreshes the heartbeat after this */
+
+	pthread_mutex_t hb_mu;     /* the heartbeat block, and these: */
+	struct dev_stamp hb_stamp; /* the origin at the last heartbeat the thread wrote */
 	uint64_t hb_seq;
 
 	pthread_t thread;
@@ -439,20 +442,37 @@ static void sync_round_locked(struct tracker *t)
 	free(copy);
 }
 
+static int write_heartbeat(struct tracker *t, const struct dev_stamp *st, bool flush);
+
+/* After an idle stretch the last heartbeat may be old: a write refreshes
+ * it first (at most twice a second, without a flush), so that after a
+ * kill the origin's mtime is never much later than the last heartbeat. */
+static void beat(struct tracker *t)
+{
+	(void)write_heartbeat(t, NULL, false);
+}
+
 void tracker_mark(struct tracker *t, uint64_t c0, uint64_t c1)
 {
 	uint64_t r0 = c0 >> t->rc_shift, r1 = c1 >> t->rc_shift;
+	uint64_t now = clock_ns(CLOCK_REALTIME_COARSE);
+	bool due;
 
 	pthread_mutex_lock(&t->mu);
 	if (t->broken) {
 		pthread_mutex_unlock(&t->mu);
 		return;
 	}
+	due = now >= t->hb_due_ns;
+	if (due)
+		t->hb_due_ns = now + TRACKER_HEARTBEAT_NS / 2;
 	if (t->exact_live_ok && bitmap_next_clear(&t->exact_live, c0, c1 + 1) <= c1 &&
 	    bitmap_set_range(&t->exact_live, c0, c1 - c0 + 1) < 0)
 		t->exact_live_ok = false; /* this generation falls back to regions */
 	if (all_durable_locked(t, r0, r1)) {
 		pthread_mutex_unlock(&t->mu);
+		if (due)
+			beat(t);
 		return;
 	}
 	for (uint64_t r = r0; r <= r1; r++)
@@ -471,6 +491,8 @@ void tracker_mark(struct tracker *t, uint64_t c0, uint64_t c1)
 				t->page_req[r / PAGE_BITS] = 1;
 	}
 	pthread_mutex_unlock(&t->mu);
+	if (due)
+		beat(t);
 }
 
 /* --- generation boundaries ------------------------------------------------------------ */
@@ -595,24 +617,30 @@ void tracker_boundary_put(struct tracker *t, uint64_t gen)
 
 /* --- heartbeat, sync, the thread ------------------------------------------------------ */
 
-static int write_heartbeat(struct tracker *t, const struct dev_stamp *st)
+/* The heartbeat says the daemon was alive at wall_ns, and what the origin's
+ * stamp was (st, or the last one known).  With flush it survives a power
+ * cut; without, a kill. */
+static int write_heartbeat(struct tracker *t, const struct dev_stamp *st, bool flush)
 {
 	struct tracker_disk_heartbeat *hb = calloc(1, TRACKER_HB_SIZE);
 	int r;
 
 	if (!hb)
 		return -ENOMEM;
+	pthread_mutex_lock(&t->hb_mu);
+	if (st)
+		t->hb_stamp = *st;
 	memcpy(hb->magic, TRACKER_HB_MAGIC, 8);
 	hb->seq = ++t->hb_seq;
 	hb->wall_ns = clock_wall_ns();
-	hb->stamp = (struct tracker_disk_stamp){ st->size, st->mtime_ns, st->ctime_ns };
+	hb->stamp = (struct tracker_disk_stamp){ t->hb_stamp.size, t->hb_stamp.mtime_ns,
+						 t->hb_stamp.ctime_ns };
 	hb->crc = (uint32_t)crc32(0, (const Bytef *)hb, sizeof(*hb));
 	r = dev_pwrite(t->map, hb, TRACKER_HB_SIZE, 0, false);
-	if (r == 0)
+	if (r == 0 && flush)
 		r = t->map->ops->flush(t->map);
+	pthread_mutex_unlock(&t->hb_mu);
 	free(hb);
-	if (r == 0)
-		t->hb_stamp = *st;
 	return r;
 }
 
@@ -626,8 +654,11 @@ int tracker_sync(struct tracker *t)
 	if (r == 0)
 		r = ready_spare(t);
 	/* the heartbeat: only when the origin changed since the last one */
-	if (r == 0 && origin_stamp(t, &st) == 0 && memcmp(&st, &t->hb_stamp, sizeof(st)) != 0)
-		r = write_heartbeat(t, &st);
+	pthread_mutex_lock(&t->hb_mu);
+	bool changed = origin_stamp(t, &st) == 0 && memcmp(&st, &t->hb_stamp, sizeof(st)) != 0;
+	pthread_mutex_unlock(&t->hb_mu);
+	if (r == 0 && changed)
+		r = write_heartbeat(t, &st, true);
 	pthread_mutex_unlock(&t->io_mu);
 	return r;
 }
@@ -1066,6 +1097,7 @@ static void free_tracker(struct tracker *t)
 	pthread_mutex_destroy(&t->mu);
 	pthread_mutex_destroy(&t->io_mu);
 	pthread_mutex_destroy(&t->switch_mu);
+	pthread_mutex_destroy(&t->hb_mu);
 	free(t);
 }
 
@@ -1102,6 +1134,7 @@ int tracker_open(struct tracker **out, struct dev *map, struct dev *origin,
 	pthread_mutex_init(&t->switch_mu, NULL);
 	pthread_mutex_init(&t->io_mu, NULL);
 	pthread_mutex_init(&t->mu, NULL);
+	pthread_mutex_init(&t->hb_mu, NULL);
 	pthread_cond_init(&t->synced, NULL);
 	pthread_cond_init(&t->wake, NULL);
 	t->map = map;
@@ -1176,7 +1209,7 @@ int tracker_open(struct tracker **out, struct dev *map, struct dev *origin,
 	if (r == 0) {
 		struct dev_stamp st;
 		if (origin_stamp(t, &st) == 0)
-			r = write_heartbeat(t, &st);
+			r = write_heartbeat(t, &st, true);
 	}
 	if (r < 0)
 		goto fail;

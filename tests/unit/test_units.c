@@ -1,8 +1,9 @@
-/* Size parsing and name rules. */
+/* Size parsing, name rules and path arithmetic. */
 #include <errno.h>
 
 #include "check.h"
 #include "common/names.h"
+#include "common/paths.h"
 #include "common/units.h"
 
 int main(void)
@@ -22,6 +23,17 @@ int main(void)
 	CHECK(units_parse_size("10X", &v) == -EINVAL);
 	CHECK(units_parse_size("99999999999999999999", &v) == -ERANGE);
 	CHECK(units_parse_size("100000000P", &v) == -ERANGE);
+
+	char rel[64];
+	CHECK(path_relative("/b", "/b/x.qcow2", rel, sizeof(rel)) == 0 && !strcmp(rel, "x.qcow2"));
+	CHECK(path_relative("/b/c", "/b/x.qcow2", rel, sizeof(rel)) == 0 &&
+	      !strcmp(rel, "../x.qcow2"));
+	CHECK(path_relative("/b/c/d", "/b/e/x", rel, sizeof(rel)) == 0 && !strcmp(rel, "../../e/x"));
+	CHECK(path_relative("/bb", "/b/x", rel, sizeof(rel)) == 0 && !strcmp(rel, "../b/x"));
+	CHECK(path_relative("/", "/x", rel, sizeof(rel)) == 0 && !strcmp(rel, "x"));
+	CHECK(path_relative("/b", "/bc/x", rel, sizeof(rel)) == 0 && !strcmp(rel, "../bc/x"));
+	CHECK(path_relative("b", "/x", rel, sizeof(rel)) == -EINVAL);
+	CHECK(path_relative("/a/b/c/d/e", "/x/y", rel, 8) == -ENAMETOOLONG);
 
 	CHECK(names_check("vol0") == NULL);
 	CHECK(names_check("a.b_c-d") == NULL);
