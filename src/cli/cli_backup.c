@@ -14,12 +14,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/ioctl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/progress.h"
 
 static const struct cmd_spec backup_spec = {
 	.cmd = "backup",
@@ -56,43 +56,6 @@ static void remove_tmp_and_exit(int sig)
 	if (named_tmp[0])
 		unlink(named_tmp);
 	_exit(128 + sig);
-}
-
-struct progress {
-	bool show;
-	bool drawn;
-	const char *source;
-};
-
-static void draw(void *arg, json_object *ev)
-{
-	struct progress *pr = arg;
-	struct winsize ws;
-	double pos = (double)cli_get_int(ev, "position");
-	double size = (double)cli_get_int(ev, "size");
-	double secs = cli_get_double(ev, "seconds");
-	double rate = secs > 0 ? pos / secs : 0;
-	double frac = size > 0 ? pos / size : 0;
-	int width = 80, bar;
-	char eta[32] = "--:--";
-
-	if (!pr->show)
-		return;
-	if (ioctl(STDERR_FILENO, TIOCGWINSZ, &ws) == 0 && ws.ws_col > 40)
-		width = ws.ws_col;
-	if (rate > 0 && size > pos) {
-		long s = (long)((size - pos) / rate);
-		snprintf(eta, sizeof(eta), "%ld:%02ld", s / 60, s % 60);
-	}
-	bar = width - 46;
-	if (bar > 50)
-		bar = 50;
-	fprintf(stderr, "\r[");
-	for (int i = 0; i < bar; i++)
-		fputc(i < (int)(frac * bar) ? '#' : '.', stderr);
-	fprintf(stderr, "] %3.0f%% %7.1f MB/s ETA %s  ", frac * 100, rate / 1e6, eta);
-	fflush(stderr);
-	pr->drawn = true;
 }
 
 /* Opens the unnamed (or hidden) temporary file next to final. */
@@ -279,12 +242,10 @@ int cli_backup(const struct cli *cli, int argc, char **argv)
 	json_object_object_add(args, "yield",
 			       json_object_new_boolean(!args_get(&backup_spec, &p, "no-yield")->set));
 	pr.show = !args_get(&backup_spec, &p, "no-progress")->set && isatty(STDERR_FILENO);
-	pr.source = p.pos[0];
 	json_object_object_add(args, "progress", json_object_new_boolean(pr.show));
 
-	r = cli_call(cli, "backup", args, fd, draw, &pr, &res);
-	if (pr.drawn)
-		fputc('\n', stderr);
+	r = cli_call(cli, "backup", args, fd, progress_draw, &pr, &res);
+	progress_end(&pr);
 	if (r == EXIT_OK && !direct) {
 		int pr_err = publish(fd, out->str, dir);
 		if (pr_err < 0) {

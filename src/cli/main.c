@@ -20,6 +20,7 @@ static const char usage[] =
 	"  backup SOURCE -o FILE|- [--format raw|qcow2] [--compress zstd|zlib|none]\n"
 	"         [--incremental PARENT] [--consume] [--all-blocks] [--rate MB/s]\n"
 	"         [--no-yield] [--no-progress]\n"
+	"  restore IMAGE --to VOLUME [--verify-only] | --new NAME --backing PATH\n"
 	"  bookmark list\n"
 	"  bookmark create VOLUME@SNAPSHOT [--name NAME]\n"
 	"  bookmark delete VOLUME#NAME...\n"
@@ -90,6 +91,8 @@ int main(int argc, char **argv)
 		return cli_snapshot(&cli, argc, argv);
 	if (strcmp(cmd, "backup") == 0)
 		return cli_backup(&cli, argc, argv);
+	if (strcmp(cmd, "restore") == 0)
+		return cli_restore(&cli, argc, argv);
 	if (strcmp(cmd, "bookmark") == 0)
 		return cli_bookmark(&cli, argc, argv);
 	if (strcmp(cmd, "status") == 0)

@@ -43,6 +43,13 @@ static const struct ctl_arg bookmark_create_args[] = {
 	{ NULL, CTL_STRING, false },
 };
 
+static const struct ctl_arg restore_args[] = {
+	{ "image", CTL_STRING, true },        { "volume", CTL_STRING, true },
+	{ "new_backing", CTL_STRING, false }, { "verify_only", CTL_BOOL, false },
+	{ "progress", CTL_BOOL, false },
+	{ NULL, CTL_STRING, false },
+};
+
 static const struct ctl_arg backup_args[] = {
 	{ "source", CTL_STRING, true },    { "output", CTL_STRING, true },
 	{ "consume", CTL_BOOL, false },    { "all_blocks", CTL_BOOL, false },
@@ -66,7 +73,8 @@ static const struct ctl_command commands[] = {
 	{ "snapshot.attach", snapshot_arg, false },
 	{ "snapshot.detach", snapshot_arg, false },
 	{ "snapshot.delete", snapshot_arg, false },
-	{ "backup", backup_args, true },
+	{ "backup", backup_args, true, true },
+	{ "restore", restore_args, false, true },
 	{ "bookmark.list", no_args, false },
 	{ "bookmark.create", bookmark_create_args, false },
 	{ "bookmark.delete", bookmark_arg, false },

@@ -38,6 +38,8 @@ struct ctl_command {
 	const char *name;
 	const struct ctl_arg *args; /* terminated by a NULL key */
 	bool takes_fd;              /* expects a descriptor with the request */
+	bool long_running;          /* runs for minutes: its handler takes the daemon's
+				     * registry lock itself, when it needs it */
 };
 
 struct ctl_request {

@@ -13,10 +13,18 @@ extern const struct command_entry commands_volume[];
 extern const struct command_entry commands_snapshot[];
 extern const struct command_entry commands_backup[];
 extern const struct command_entry commands_bookmark[];
+extern const struct command_entry commands_restore[];
 extern const struct command_entry commands_status[];
 
 /* Every volume's bookmarks, oldest first per volume (for listings). */
 json_object *bookmarks_json(struct daemon *d);
+
+enum cmd_status volume_create_locked(struct daemon *d, struct vol_config *c, bool size_given,
+				     struct vol_entry **vep, bool *created_backing, char *err,
+				     size_t errlen);
+/* Fills c with what `volume create NAME --backing PATH` would use. */
+void volume_config_defaults(struct daemon *d, struct vol_config *c, const char *name,
+			    const char *backing);
 
 struct vol_entry *commands_usable_volume(struct daemon *d, const char *name, char *err,
 					 size_t errlen, enum cmd_status *st);

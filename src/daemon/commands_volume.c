@@ -110,29 +110,38 @@ static enum cmd_status check_config(struct daemon *d, struct vol_config *c, char
 	return CMD_OK;
 }
 
+void volume_config_defaults(struct daemon *d, struct vol_config *c, const char *name,
+			    const char *backing)
+{
+	memset(c, 0, sizeof(*c));
+	snprintf(c->name, sizeof(c->name), "%s", name);
+	snprintf(c->backing, sizeof(c->backing), "%s", backing);
+	c->chunk_size = DEFAULT_CHUNK;
+	c->cow_buffer = DEFAULT_COW_BUFFER;
+	snprintf(c->diff_dir, sizeof(c->diff_dir), "%s", d->default_diff_dir);
+	c->next_snapshot = 1;
+	c->track_granularity = HS_MAX(c->chunk_size, UINT64_C(1) << TRACKER_DEFAULT_REGION_SHIFT);
+	snprintf(c->cache, sizeof(c->cache), "auto");
+}
+
 static enum cmd_status cmd_volume_create(struct daemon *d, const struct ctl_request *req,
 					 struct ctl_session *sess, json_object **result,
 					 char *err, size_t errlen)
 {
 	struct vol_config c;
 	const char *why;
-	bool created = false;
-	uint64_t have;
 	enum cmd_status st;
-	int r;
 
-	memset(&c, 0, sizeof(c));
 	if ((why = names_check(ctl_str(req, "name")))) {
 		snprintf(err, errlen, "bad volume name '%.64s': %s", ctl_str(req, "name"), why);
 		return CMD_USAGE;
 	}
-	snprintf(c.name, sizeof(c.name), "%s", ctl_str(req, "name"));
 	if (strlen(ctl_str(req, "backing")) >= sizeof(c.backing) ||
 	    ctl_str(req, "backing")[0] != '/') {
 		snprintf(err, errlen, "--backing must be an absolute path");
 		return CMD_USAGE;
 	}
-	snprintf(c.backing, sizeof(c.backing), "%s", ctl_str(req, "backing"));
+	volume_config_defaults(d, &c, ctl_str(req, "name"), ctl_str(req, "backing"));
 	c.chunk_size = ctl_u64(req, "chunk_size", DEFAULT_CHUNK);
 	c.cow_buffer = ctl_u64(req, "cow_buffer", DEFAULT_COW_BUFFER);
 	const char *dd = ctl_str(req, "diff_dir");
@@ -140,8 +149,8 @@ static enum cmd_status cmd_volume_create(struct daemon *d, const struct ctl_requ
 		snprintf(err, errlen, "--diff-dir is too long");
 		return CMD_USAGE;
 	}
-	snprintf(c.diff_dir, sizeof(c.diff_dir), "%s", dd ? dd : d->default_diff_dir);
-	c.next_snapshot = 1;
+	if (dd)
+		snprintf(c.diff_dir, sizeof(c.diff_dir), "%s", dd);
 	c.track_granularity = ctl_u64(req, "track_granularity",
 				      HS_MAX(c.chunk_size, UINT64_C(1) << TRACKER_DEFAULT_REGION_SHIFT));
 	const char *cache = ctl_str(req, "cache");
@@ -150,83 +159,107 @@ static enum cmd_status cmd_volume_create(struct daemon *d, const struct ctl_requ
 		snprintf(err, errlen, "--cache '%.32s' is not auto, writeback or none", cache);
 		return CMD_USAGE;
 	}
-	snprintf(c.cache, sizeof(c.cache), "%s", cache ? cache : "auto");
+	if (cache)
+		snprintf(c.cache, sizeof(c.cache), "%s", cache);
 
-	if (registry_volume(d, c.name)) {
-		snprintf(err, errlen, "volume '%s' exists already", c.name);
+	c.diff_limit = ctl_u64(req, "diff_limit", 0);
+	c.size = ctl_u64(req, "size", 0);
+	struct vol_entry *ve;
+	st = volume_create_locked(d, &c, ctl_has(req, "size"), &ve, NULL, err, errlen);
+	if (st != CMD_OK)
+		return st;
+	*result = status_volume_json(d, ve);
+	return CMD_OK;
+}
+
+/* Checks and creates a volume from c (size 0 unless size_given: the
+ * backing's; diff_limit 0: the default); the backing file is created when
+ * missing and a size is given.  Under d->mu. */
+enum cmd_status volume_create_locked(struct daemon *d, struct vol_config *c, bool size_given,
+				     struct vol_entry **vep, bool *created_backing, char *err,
+				     size_t errlen)
+{
+	bool created = false;
+	uint64_t have;
+	enum cmd_status st;
+	int r;
+
+	if (registry_volume(d, c->name)) {
+		snprintf(err, errlen, "volume '%s' exists already", c->name);
 		return CMD_ERROR;
 	}
 	/* The same file under another path or a symlink is the same backing:
 	 * two volumes on one file would bypass each other's copy-on-write. */
 	struct stat bst;
-	if (stat(c.backing, &bst) == 0) {
+	if (stat(c->backing, &bst) == 0) {
 		struct vol_entry *other = registry_volume_on(d, &bst);
 		char canon[PATH_MAX];
 		if (registry_on_fuse(d, &bst)) {
 			snprintf(err, errlen,
 				 "--backing %s cannot be a file of hotsnap's own FUSE directory",
-				 c.backing);
+				 c->backing);
 			return CMD_USAGE;
 		}
 		if (other) {
-			snprintf(err, errlen, "%s is already the backing of volume '%s'", c.backing,
+			snprintf(err, errlen, "%s is already the backing of volume '%s'", c->backing,
 				 other->cfg.name);
 			return CMD_ERROR;
 		}
-		if (realpath(c.backing, canon) && strlen(canon) < sizeof(c.backing))
-			strcpy(c.backing, canon); /* kept canonical in volumes.json */
+		if (realpath(c->backing, canon) && strlen(canon) < sizeof(c->backing))
+			strcpy(c->backing, canon); /* kept canonical in volumes.json */
 	}
-	r = backing_size(c.backing, &have, err, errlen);
+	r = backing_size(c->backing, &have, err, errlen);
 	if (r == -ENOENT) {
-		if (!ctl_has(req, "size")) {
+		if (!size_given) {
 			snprintf(err, errlen,
 				 "backing file %s does not exist (give --size to create it)",
-				 c.backing);
+				 c->backing);
 			return CMD_ERROR;
 		}
-		c.size = ctl_u64(req, "size", 0);
-		if (c.size == 0 || c.size % 512) {
+		if (c->size == 0 || c->size % 512) {
 			snprintf(err, errlen, "--size must be a positive multiple of 512 bytes");
 			return CMD_USAGE;
 		}
-		int fd = open(c.backing, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+		int fd = open(c->backing, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 		if (fd < 0) {
-			snprintf(err, errlen, "cannot create backing file %s: %s", c.backing,
+			snprintf(err, errlen, "cannot create backing file %s: %s", c->backing,
 				 strerror(errno));
 			return CMD_ERROR;
 		}
-		if (ftruncate(fd, (off_t)c.size) < 0) {
-			snprintf(err, errlen, "cannot size backing file %s: %s", c.backing,
+		if (ftruncate(fd, (off_t)c->size) < 0) {
+			snprintf(err, errlen, "cannot size backing file %s: %s", c->backing,
 				 strerror(errno));
 			close(fd);
-			unlink(c.backing);
+			unlink(c->backing);
 			return CMD_ERROR;
 		}
 		close(fd);
 		created = true;
 	} else if (r < 0) {
 		if (!err[0])
-			snprintf(err, errlen, "cannot use backing %s: %s", c.backing, strerror(-r));
+			snprintf(err, errlen, "cannot use backing %s: %s", c->backing, strerror(-r));
 		return CMD_ERROR;
 	} else {
-		c.size = ctl_u64(req, "size", have);
-		if (c.size > have) {
+		if (!size_given)
+			c->size = have;
+		if (c->size > have) {
 			char a[32], b[32];
 			snprintf(err, errlen, "--size %s is larger than backing %s (%s)",
-				 units_format_size(c.size, a, sizeof(a)), c.backing,
+				 units_format_size(c->size, a, sizeof(a)), c->backing,
 				 units_format_size(have, b, sizeof(b)));
 			return CMD_ERROR;
 		}
-		if (c.size == 0 || c.size % 512) {
+		if (c->size == 0 || c->size % 512) {
 			snprintf(err, errlen,
 				 "the volume size (%llu bytes) must be a positive multiple of 512; "
 				 "give --size",
-				 (unsigned long long)c.size);
+				 (unsigned long long)c->size);
 			return CMD_USAGE;
 		}
 	}
-	c.diff_limit = ctl_u64(req, "diff_limit", default_diff_limit(c.size, c.chunk_size));
-	st = check_config(d, &c, err, errlen);
+	if (!c->diff_limit)
+		c->diff_limit = default_diff_limit(c->size, c->chunk_size);
+	st = check_config(d, c, err, errlen);
 	if (st != CMD_OK)
 		goto undo;
 
@@ -236,8 +269,8 @@ static enum cmd_status cmd_volume_create(struct daemon *d, const struct ctl_requ
 		st = CMD_ERROR;
 		goto undo;
 	}
-	ve->cfg = c;
-	tracking_forget(d, c.name); /* a map left by an earlier volume of this name */
+	ve->cfg = *c;
+	tracking_forget(d, c->name); /* a map left by an earlier volume of this name */
 	if (registry_open_volume(d, ve, err, errlen) < 0) {
 		free(ve);
 		st = CMD_ERROR;
@@ -255,14 +288,16 @@ static enum cmd_status cmd_volume_create(struct daemon *d, const struct ctl_requ
 		st = CMD_ERROR;
 		goto undo;
 	}
-	hs_info("volume %s created on %s (%llu bytes, %llu-byte chunks)", c.name, c.backing,
-		(unsigned long long)c.size, (unsigned long long)c.chunk_size);
-	*result = status_volume_json(d, ve);
+	hs_info("volume %s created on %s (%llu bytes, %llu-byte chunks)", c->name, c->backing,
+		(unsigned long long)c->size, (unsigned long long)c->chunk_size);
+	if (created_backing)
+		*created_backing = created;
+	*vep = ve;
 	return CMD_OK;
 
 undo:
 	if (created)
-		unlink(c.backing);
+		unlink(c->backing);
 	return st;
 }
 
@@ -312,6 +347,11 @@ static enum cmd_status cmd_volume_attach(struct daemon *d, const struct ctl_requ
 
 	if (!ve)
 		return st;
+	if (ve->busy) {
+		snprintf(err, errlen, "volume '%s' is busy: %s is running; attach it afterwards",
+			 ve->cfg.name, ve->busy);
+		return CMD_ERROR;
+	}
 	registry_fuse_path(d, ve->cfg.name, path, sizeof(path));
 	if (!loopdev_attached(&ve->loop)) {
 		r = loopdev_attach(path, false, &ve->loop, &why);
@@ -421,8 +461,9 @@ static enum cmd_status cmd_volume_remove(struct daemon *d, const struct ctl_requ
 			 ve->cfg.name, list);
 		return CMD_ERROR;
 	}
-	if (ve->backups) {
-		snprintf(err, errlen, "a backup of volume '%s' is running", ve->cfg.name);
+	if (ve->backups || ve->busy) {
+		snprintf(err, errlen, "%s of volume '%s' is running",
+			 ve->busy ? ve->busy : "a backup", ve->cfg.name);
 		return CMD_ERROR;
 	}
 	if (ve->vol && fuse_front_open_count(d->fuse, ve->cfg.name) > 0) {

@@ -107,7 +107,7 @@ static void serve_request(struct ctl_session *sess, const char *line, size_t len
 		ctl_request_free(&req);
 		return;
 	}
-	if (req.cmd->takes_fd) {
+	if (req.cmd->long_running) {
 		st = fn(d, &req, sess, &result, err, sizeof(err));
 	} else {
 		pthread_mutex_lock(&d->mu);

@@ -90,6 +90,7 @@ struct vol_entry {
 	struct rate_sample samples[RATE_SAMPLES];
 	unsigned nsamples, sample_next;
 	char tracking_error[256];    /* why the volume has no change tracking, or "" */
+	const char *busy;            /* "a restore": what holds the volume, or NULL */
 	struct vol_entry *next;
 };
 

@@ -1,9 +1,11 @@
 #!/bin/bash
 # Backup chains, as a nightly job would make them.
 #  1. a full qcow2, then 9 incrementals, each taken while fio writes with
-#     verify; every image passes qemu-img check, and the top of the chain
-#     reads (qemu-img compare) exactly as the snapshot it was made from;
-#     each incremental read only what changed (from the exact map);
+#     verify; every image passes qemu-img check, the top of the chain reads
+#     (qemu-img compare) exactly as the snapshot it was made from, and
+#     `hotsnap restore` of the chain into a new volume gives the frozen
+#     hash (and --verify-only agrees); each incremental read only what
+#     changed (from the exact map);
 #  2. 5 rounds of kill -9 while files are written; after each restart the
 #     next incremental (from the region map kept on disk) still gives a
 #     chain equal to the new snapshot;
@@ -19,7 +21,7 @@ require mkfs.ext4 fio qemu-img qemu-nbd nbdcopy sha256sum
 setup
 start_daemon
 
-make_ext4_volume vol0 256M --diff-limit 256M
+make_ext4_volume vol0 128M --diff-limit 128M
 fill_files "$VOL_MNT/data" 20 32
 
 # Takes an --all-blocks snapshot (bit-exact), backs it up (full or over the
@@ -52,11 +54,38 @@ chain_step() {   # chain_step NAME [expect_exact]
     hs snapshot detach "vol0@$name"
     hs snapshot delete "vol0@$name"
     LAST=$img
+    restore_check "$img"
+}
+
+# Restores the chain ending at $1 into a new volume: it must read as the
+# frozen snapshot, and a comparison agrees.  The first time also: a changed
+# block is found by the comparison, and a restore over it (an old volume,
+# zeros written as zeros) makes it equal again.
+RESTORES=0
+restore_check() {
+    local img=$1 rdev
+    hs restore "$img" --new rst --backing "$T/rst.img" --no-progress >/dev/null ||
+        fail "restore of $img failed"
+    rdev=$(hs volume attach rst)
+    [ "$(sha_dev "$rdev")" = "$FROZEN" ] || fail "the volume restored from $img differs from its snapshot"
+    if [ "$RESTORES" = 0 ]; then
+        head -c 4096 /dev/urandom | dd of="$rdev" bs=4096 seek=3 oflag=direct conv=notrunc status=none
+        hs volume detach rst
+        expect_fail 1 "differs from the image.*offset 1228[89]" hs restore "$img" --to rst --verify-only
+        hs restore "$img" --to rst --no-progress >/dev/null || fail "restore over an old volume failed"
+        rdev=$(hs volume attach rst)
+        [ "$(sha_dev "$rdev")" = "$FROZEN" ] || fail "a restore over an old volume left it different"
+    fi
+    hs volume detach rst
+    hs restore "$img" --to rst --verify-only >/dev/null || fail "restore --verify-only of $img disagrees"
+    hs volume remove rst
+    rm -f "$T/rst.img"
+    RESTORES=$((RESTORES + 1))
 }
 
 # --- 1. ten images under fio with verify
 for i in $(seq 10); do
-    fio --name=w --filename="$VOL_MNT/fio.dat" --size=32M --io_size=8M --rw=randwrite --bs=4k \
+    fio --name=w --filename="$VOL_MNT/fio.dat" --size=24M --io_size=6M --rw=randwrite --bs=4k \
         --ioengine=psync --verify=crc32c --verify_backlog=256 --randseed=$i \
         --output="$T/fio.log" >/dev/null &
     fio_pid=$!
@@ -68,7 +97,7 @@ for i in $(seq 10); do
 done
 depth=$(qemu-img info --backing-chain --output=json "$LAST" | json_eval 'len(v)')
 [ "$depth" = 10 ] || fail "qemu-img sees a chain of $depth images, not 10"
-log "a chain of 10 under fio with verify: every image checked, every top equal to its snapshot"
+log "a chain of 10 under fio with verify: every image checked, every top equal to its snapshot, every chain restored to its frozen hash"
 
 # --- 3. other readers of the chain
 qn=$T/qn.sock
