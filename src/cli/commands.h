@@ -9,6 +9,7 @@ int cli_snapshot(const struct cli *cli, int argc, char **argv);
 int cli_backup(const struct cli *cli, int argc, char **argv);
 int cli_bookmark(const struct cli *cli, int argc, char **argv);
 int cli_restore(const struct cli *cli, int argc, char **argv);
+int cli_image(const struct cli *cli, int argc, char **argv);
 /* The "bookmarks" list of a reply, as a table (nothing when empty). */
 void cli_print_bookmarks(json_object *res);
 int cli_status(const struct cli *cli, int argc, char **argv);

@@ -21,6 +21,7 @@ static const char usage[] =
 	"         [--incremental PARENT] [--consume] [--all-blocks] [--rate MB/s]\n"
 	"         [--no-yield] [--no-progress]\n"
 	"  restore IMAGE --to VOLUME [--verify-only] | --new NAME --backing PATH\n"
+	"  image attach IMAGE [--name NAME] | detach NAME | list | info IMAGE\n"
 	"  bookmark list\n"
 	"  bookmark create VOLUME@SNAPSHOT [--name NAME]\n"
 	"  bookmark delete VOLUME#NAME...\n"
@@ -93,6 +94,8 @@ int main(int argc, char **argv)
 		return cli_backup(&cli, argc, argv);
 	if (strcmp(cmd, "restore") == 0)
 		return cli_restore(&cli, argc, argv);
+	if (strcmp(cmd, "image") == 0)
+		return cli_image(&cli, argc, argv);
 	if (strcmp(cmd, "bookmark") == 0)
 		return cli_bookmark(&cli, argc, argv);
 	if (strcmp(cmd, "status") == 0)

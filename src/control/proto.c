@@ -50,6 +50,11 @@ static const struct ctl_arg restore_args[] = {
 	{ NULL, CTL_STRING, false },
 };
 
+static const struct ctl_arg image_attach_args[] = {
+	{ "image", CTL_STRING, true }, { "name", CTL_STRING, false },
+	{ NULL, CTL_STRING, false },
+};
+
 static const struct ctl_arg backup_args[] = {
 	{ "source", CTL_STRING, true },    { "output", CTL_STRING, true },
 	{ "consume", CTL_BOOL, false },    { "all_blocks", CTL_BOOL, false },
@@ -75,6 +80,9 @@ static const struct ctl_command commands[] = {
 	{ "snapshot.delete", snapshot_arg, false },
 	{ "backup", backup_args, true, true },
 	{ "restore", restore_args, false, true },
+	{ "image.attach", image_attach_args, false },
+	{ "image.detach", name_arg, false },
+	{ "image.list", no_args, false },
 	{ "bookmark.list", no_args, false },
 	{ "bookmark.create", bookmark_create_args, false },
 	{ "bookmark.delete", bookmark_arg, false },

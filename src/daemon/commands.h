@@ -14,6 +14,7 @@ extern const struct command_entry commands_snapshot[];
 extern const struct command_entry commands_backup[];
 extern const struct command_entry commands_bookmark[];
 extern const struct command_entry commands_restore[];
+extern const struct command_entry commands_image[];
 extern const struct command_entry commands_status[];
 
 /* Every volume's bookmarks, oldest first per volume (for listings). */

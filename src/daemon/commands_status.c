@@ -269,7 +269,8 @@ cmd_handler commands_find(const char *name)
 {
 	const struct command_entry *groups[] = { commands_volume, commands_snapshot,
 						 commands_backup, commands_bookmark,
-						 commands_restore, commands_status };
+						 commands_restore, commands_image,
+						 commands_status };
 	for (size_t g = 0; g < sizeof(groups) / sizeof(groups[0]); g++)
 		for (const struct command_entry *c = groups[g]; c->name; c++)
 			if (strcmp(c->name, name) == 0)

@@ -158,6 +158,7 @@ static void stop_everything(struct daemon *d)
 		d->nbd = NULL;
 	}
 	pthread_mutex_lock(&d->mu);
+	images_release_all(d);
 	while (d->volumes) {
 		struct vol_entry *ve = d->volumes;
 		d->volumes = ve->next;

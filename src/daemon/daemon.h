@@ -94,6 +94,17 @@ struct vol_entry {
 	struct vol_entry *next;
 };
 
+/* An image served read-only by `image attach` (for file-level restore): a
+ * FUSE file "image:NAME", a read-only loop device on it, and the NBD
+ * export of the same name.  Lives as long as the daemon. */
+struct image_entry {
+	char name[HS_NAME_MAX + 1];
+	char path[PATH_MAX];
+	struct export *base;        /* what FUSE files and NBD opens duplicate */
+	struct loop_attachment loop;
+	struct image_entry *next;
+};
+
 struct daemon {
 	char state_dir[PATH_MAX];
 	char mnt_dir[PATH_MAX];
@@ -105,6 +116,7 @@ struct daemon {
 	int listen_fd;
 	pthread_mutex_t mu;
 	struct vol_entry *volumes; /* [mu] */
+	struct image_entry *images; /* [mu] */
 	struct fuse_front *fuse;
 	struct nbd_server *nbd;
 	atomic_bool stopping;
@@ -204,6 +216,11 @@ enum cmd_status snapshots_create_locked(struct daemon *d, const struct snapshot_
 struct nbd_catalog;
 void nbd_catalog_init(struct daemon *d, struct nbd_catalog *cat);
 const char *daemon_nbd_uri(struct daemon *d, const char *name, char *buf, size_t len);
+
+/* --- attached images (commands_image.c) ----------------------------------- */
+struct image_entry *images_find(struct daemon *d, const char *name);
+/* Detaches and forgets every attached image (for shutdown).  Under d->mu. */
+void images_release_all(struct daemon *d);
 
 /* --- control socket (control_server.c) ------------------------------------ */
 int control_server_start(struct daemon *d, char *err, size_t errlen);

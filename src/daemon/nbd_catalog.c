@@ -1,5 +1,6 @@
-/* nbd_catalog.c - what the NBD server may open: every usable volume and
- * every active snapshot, by "VOLUME" or "VOLUME@SNAPSHOT". */
+/* nbd_catalog.c - what the NBD server may open: every usable volume,
+ * every active snapshot and every attached image, by "VOLUME",
+ * "VOLUME@SNAPSHOT" or "image:NAME". */
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -16,7 +17,13 @@ static struct export *catalog_open(void *ctx, const char *name, const char **why
 	struct vol_entry *ve;
 
 	pthread_mutex_lock(&d->mu);
-	if (strchr(name, '@')) {
+	if (strncmp(name, "image:", 6) == 0) {
+		struct image_entry *ie = images_find(d, name + 6);
+		if (!ie)
+			*why = "no such attached image (see hotsnap image list)";
+		else if (!(e = export_dup(ie->base)))
+			*why = "out of memory";
+	} else if (strchr(name, '@')) {
 		if (names_split_snapshot(name, vol, snap)) {
 			*why = "not a valid export name (VOLUME or VOLUME@SNAPSHOT)";
 		} else if (!(ve = registry_volume(d, vol)) || !ve->vol) {
@@ -74,6 +81,11 @@ static void catalog_list(void *ctx, void (*fn)(void *arg, const char *name, cons
 				 ve->cfg.name, when);
 			fn(arg, full, desc);
 		}
+	}
+	for (struct image_entry *ie = d->images; ie; ie = ie->next) {
+		snprintf(full, sizeof(full), "image:%s", ie->name);
+		snprintf(desc, sizeof(desc), "image %.180s, read-only", ie->path);
+		fn(arg, full, desc);
 	}
 	pthread_mutex_unlock(&d->mu);
 }

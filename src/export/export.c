@@ -1,8 +1,9 @@
-/* export.c - see export.h.  Two implementations behind a const ops table:
- * one for volumes, one for snapshots. */
+/* export.c - see export.h.  Three implementations behind a const ops table:
+ * volumes, snapshots and images. */
 #include "export.h"
 
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,17 +20,24 @@ struct export_ops {
 	int (*changed)(struct export *e, uint64_t off, uint64_t len, extent_fn fn, void *arg);
 };
 
+/* An image reader shared by every export on it. */
+struct image_ref {
+	struct image_reader *r;
+	atomic_int refs;
+};
+
 struct export {
 	const struct export_ops *ops;
 	enum export_kind kind;
 	struct volume *vol;
 	struct snapshot *snap;
-	char name[2 * HS_NAME_MAX + 2];
+	struct image_ref *img;
+	char name[2 * HS_NAME_MAX + 8];
 };
 
 static int in_range(const struct export *e, uint64_t off, uint64_t len)
 {
-	uint64_t size = volume_size(e->vol);
+	uint64_t size = export_size(e);
 	return off <= size && len <= size - off ? 0 : -EINVAL;
 }
 
@@ -132,6 +140,45 @@ static const struct export_ops snapshot_ops = {
 	.changed = snap_changed,
 };
 
+/* --- images --------------------------------------------------------------- */
+
+static int img_pread(struct export *e, void *buf, size_t len, uint64_t off)
+{
+	return image_read(e->img->r, buf, len, off);
+}
+
+static int img_trim(struct export *e, uint64_t off, uint64_t len)
+{
+	return -EPERM;
+}
+
+struct img_walk {
+	extent_fn fn;
+	void *arg;
+};
+
+static int img_extent(void *arg, uint64_t off, uint64_t len, enum image_extent type)
+{
+	struct img_walk *w = arg;
+	return w->fn(w->arg, off, len, type == IMAGE_ZERO ? EXTENT_ZERO : EXTENT_DATA);
+}
+
+static int img_extents(struct export *e, uint64_t off, uint64_t len, extent_fn fn, void *arg)
+{
+	struct img_walk w = { fn, arg };
+	return image_map(e->img->r, off, len, img_extent, &w);
+}
+
+static const struct export_ops image_ops = {
+	.pread = img_pread,
+	.pwrite = snap_refuse_write,
+	.flush = snap_flush,
+	.trim = img_trim,
+	.zero = snap_refuse_zero,
+	.extents = img_extents,
+	.changed = no_changed,
+};
+
 /* --- common ----------------------------------------------------------------- */
 
 struct export *export_open_volume(struct volume *v)
@@ -162,6 +209,41 @@ struct export *export_open_snapshot(struct snapshot *s)
 	return e;
 }
 
+struct export *export_open_image(struct image_reader *r, const char *name)
+{
+	struct export *e = calloc(1, sizeof(*e));
+	struct image_ref *ref = calloc(1, sizeof(*ref));
+	if (!e || !ref) {
+		free(e);
+		free(ref);
+		image_close(r);
+		return NULL;
+	}
+	ref->r = r;
+	atomic_init(&ref->refs, 1);
+	e->ops = &image_ops;
+	e->kind = EXPORT_IMAGE;
+	e->img = ref;
+	snprintf(e->name, sizeof(e->name), "%s", name);
+	return e;
+}
+
+struct export *export_dup(const struct export *e)
+{
+	struct export *d;
+
+	if (e->kind == EXPORT_SNAPSHOT)
+		return export_open_snapshot(e->snap);
+	if (e->kind == EXPORT_VOLUME)
+		return export_open_volume(e->vol);
+	d = malloc(sizeof(*d));
+	if (d) {
+		*d = *e;
+		atomic_fetch_add(&e->img->refs, 1);
+	}
+	return d;
+}
+
 void export_close(struct export *e)
 {
 	if (!e)
@@ -169,6 +251,11 @@ void export_close(struct export *e)
 	if (e->snap) {
 		snapshot_readers_add(e->snap, -1);
 		snapshot_put(e->snap);
+	} else if (e->img) {
+		if (atomic_fetch_sub(&e->img->refs, 1) == 1) {
+			image_close(e->img->r);
+			free(e->img);
+		}
 	} else {
 		volume_put(e->vol);
 	}
@@ -185,11 +272,11 @@ const char *export_name(const struct export *e)
 }
 uint64_t export_size(const struct export *e)
 {
-	return volume_size(e->vol);
+	return e->img ? image_get_info(e->img->r)->size : volume_size(e->vol);
 }
 bool export_readonly(const struct export *e)
 {
-	return e->kind == EXPORT_SNAPSHOT;
+	return e->kind != EXPORT_VOLUME;
 }
 struct volume *export_volume(const struct export *e)
 {
@@ -207,7 +294,8 @@ uint32_t export_min_block(const struct export *e)
 
 uint32_t export_preferred_block(const struct export *e)
 {
-	uint32_t chunk = (uint32_t)1 << volume_chunk_shift(e->vol);
+	uint32_t chunk = e->img ? image_get_info(e->img->r)->cluster_size
+				: (uint32_t)1 << volume_chunk_shift(e->vol);
 	return chunk < 4096 ? 4096 : chunk;
 }
 

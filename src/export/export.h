@@ -1,8 +1,9 @@
-/* export.h - what a front end serves: a volume (read-write) or a snapshot
- * (read-only), behind one interface.
+/* export.h - what a front end serves: a volume (read-write), a snapshot
+ * (read-only) or an image chain (read-only, image/image.h), behind one
+ * interface.
  *
- * FUSE, NBD and the backup writer all go through this; it holds a reference
- * on the volume or snapshot for as long as the export is open.  Calls return
+ * FUSE and NBD go through this; it holds a reference on the volume,
+ * snapshot or image for as long as the export is open.  Calls return
  * 0 or -errno.  Errors a front end must translate:
  *   -EPERM   write, zero or discard on a read-only export
  *   -EINVAL  range outside the export
@@ -19,10 +20,11 @@
 #include <stdint.h>
 
 #include "engine/engine.h"
+#include "image/image.h"
 
 struct export;
 
-enum export_kind { EXPORT_VOLUME, EXPORT_SNAPSHOT };
+enum export_kind { EXPORT_VOLUME, EXPORT_SNAPSHOT, EXPORT_IMAGE };
 
 #define EXPORT_FUA 0x1       /* pwrite, zero: durable on return */
 #define EXPORT_MAY_TRIM 0x2  /* zero: may deallocate */
@@ -30,6 +32,11 @@ enum export_kind { EXPORT_VOLUME, EXPORT_SNAPSHOT };
 /* Both take a reference of their own; NULL only when out of memory. */
 struct export *export_open_volume(struct volume *v);
 struct export *export_open_snapshot(struct snapshot *s);
+/* Takes over r (closed with the last export on it; also when NULL is
+ * returned).  name: "image:NAME". */
+struct export *export_open_image(struct image_reader *r, const char *name);
+/* One more export of the same volume, snapshot or image. */
+struct export *export_dup(const struct export *e);
 void export_close(struct export *e);
 
 enum export_kind export_kind(const struct export *e);
@@ -37,8 +44,8 @@ enum export_kind export_kind(const struct export *e);
 const char *export_name(const struct export *e);
 uint64_t export_size(const struct export *e);
 bool export_readonly(const struct export *e);
-struct volume *export_volume(const struct export *e);
-struct snapshot *export_snapshot(const struct export *e); /* NULL for a volume */
+struct volume *export_volume(const struct export *e);      /* NULL for an image */
+struct snapshot *export_snapshot(const struct export *e); /* NULL unless a snapshot */
 
 /* Block size constraints a front end should advertise (bytes). */
 uint32_t export_min_block(const struct export *e);       /* 512 */

@@ -281,8 +281,7 @@ static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 	} else if (export_readonly(f->base) && (fi->flags & O_ACCMODE) != O_RDONLY) {
 		err = EROFS;
 	} else {
-		struct snapshot *s = export_snapshot(f->base);
-		h->e = s ? export_open_snapshot(s) : export_open_volume(export_volume(f->base));
+		h->e = export_dup(f->base);
 		if (!h->e) {
 			err = ENOMEM;
 		} else {

@@ -18,6 +18,15 @@
 #include "common/compiler.h"
 #include "image/image.h"
 
+/* compressed L2 entries, as qcow2_format.h parses them */
+static void qcow2_parse_compressed_test(unsigned cb, uint64_t e, uint64_t *off, uint64_t *csize)
+{
+	unsigned x = 62 - (cb - 8);
+	uint64_t nsect = (e >> x) & ((UINT64_C(1) << (cb - 8)) - 1);
+	*off = e & ((UINT64_C(1) << x) - 1);
+	*csize = (nsect + 1) * 512 - (*off & 511);
+}
+
 #define KiB 1024u
 
 static char dir[] = "/tmp/hs-test-image.XXXXXX";
@@ -293,6 +302,178 @@ static void test_hostile_chain(void)
 	CHECK(image_open(&r, a, IMAGE_OPEN_NO_BACKING, err, sizeof(err)) == -EINVAL);
 }
 
+/* --- hostile files ---------------------------------------------------------- */
+
+static uint8_t *slurp(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	CHECK(f != NULL);
+	fseek(f, 0, SEEK_END);
+	*len = (size_t)ftell(f);
+	fseek(f, 0, SEEK_SET);
+	uint8_t *b = malloc(*len);
+	CHECK(fread(b, 1, *len, f) == *len);
+	fclose(f);
+	return b;
+}
+
+static void spit(const char *path, const uint8_t *b, size_t len)
+{
+	FILE *f = fopen(path, "wb");
+	CHECK(f != NULL && fwrite(b, 1, len, f) == len);
+	fclose(f);
+}
+
+static uint64_t be64(const uint8_t *p)
+{
+	uint64_t v = 0;
+	for (int i = 0; i < 8; i++)
+		v = v << 8 | p[i];
+	return v;
+}
+
+static void put_be64(uint8_t *p, uint64_t v)
+{
+	for (int i = 7; i >= 0; i--, v >>= 8)
+		p[i] = (uint8_t)v;
+}
+
+static void put_be32(uint8_t *p, uint32_t v)
+{
+	for (int i = 3; i >= 0; i--, v >>= 8)
+		p[i] = (uint8_t)v;
+}
+
+/* Opens and reads the whole view: an error is fine, a crash is not.
+ * Returns the error text ("" when everything read). */
+static const char *try_image(const char *path, int *stage)
+{
+	static char err[IMAGE_ERROR_MAX];
+	struct image_reader *r;
+	uint8_t buf[65536];
+
+	*stage = 0;
+	if (image_open(&r, path, IMAGE_OPEN_NO_BACKING, err, sizeof(err)) < 0)
+		return err;
+	*stage = 1;
+	uint64_t size = image_get_info(r)->size;
+	for (uint64_t off = 0; off < size && off < (UINT64_C(8) << 20); off += sizeof(buf)) {
+		if (image_read(r, buf, (size_t)HS_MIN_U64(sizeof(buf), size - off), off) < 0) {
+			snprintf(err, sizeof(err), "%s", image_error());
+			image_close(r);
+			return err;
+		}
+	}
+	image_close(r);
+	*stage = 2;
+	return "";
+}
+
+struct corruption {
+	const char *what;
+	int stage;        /* 0: open refuses, 1: a read fails */
+	const char *words;
+};
+
+static void test_hostile(uint64_t *rs)
+{
+	char good[128], bad[128];
+	uint64_t size = 256 * KiB;
+	uint8_t *view = make_view(rs, size);
+	size_t n, len;
+	struct piece *p = cut(rs, size, 4 * KiB, &n);
+	struct image_params ip = { .format = IMAGE_QCOW2, .size = size, .cluster_size = 4 * KiB,
+				   .compress = IMAGE_COMPRESS_ZSTD, .name = "hostile" };
+	static const struct corruption cases[] = {
+		{ "truncated header", 0, "too short" },
+		{ "version 4", 0, "version 4" },
+		{ "cluster bits 30", 0, "cluster bits 30" },
+		{ "encrypted", 0, "encrypted" },
+		{ "unknown incompatible feature", 0, "unknown to hotsnap" },
+		{ "L1 too small for the size", 0, "too small" },
+		{ "L1 table huge", 0, "too large" },
+		{ "L1 past the end", 0, "outside the file" },
+		{ "header extension too long", 0, "runs past its room" },
+		{ "backing name outside cluster 0", 0, "does not fit" },
+		{ "backing format name too long", 0, "too long" },
+		{ "L1 entry past the end", 1, "past the end of the file" },
+		{ "L1 entry misaligned", 1, "not a cluster boundary" },
+		{ "L1 entry reserved bits", 1, "reserved bits" },
+		{ "L2 entry reserved bits", 1, "reserved bits" },
+		{ "L2 entry past the end", 1, "past the end of the file" },
+		{ "compressed cluster garbage", 1, "does not decompress" },
+		{ "truncated data", 1, "" },
+	};
+
+	snprintf(good, sizeof(good), "%s/good.qcow2", dir);
+	write_image(good, &ip, view, p, n, NULL);
+	uint8_t *orig = slurp(good, &len);
+	uint64_t l1_off = be64(orig + 40);
+	uint64_t l2_off = be64(orig + l1_off) & UINT64_C(0x00fffffffffffe00);
+	/* the first compressed and the first plain L2 entries */
+	uint64_t comp = 0, plain = 0;
+	for (uint64_t i = 0; i < 512; i++) {
+		uint64_t e = be64(orig + l2_off + i * 8);
+		if (!comp && (e >> 62 & 1))
+			comp = l2_off + i * 8;
+		if (!plain && e && !(e >> 62 & 1))
+			plain = l2_off + i * 8;
+	}
+	CHECK(l1_off && l2_off && comp);
+	for (size_t i = 0; i < HS_ARRAY_SIZE(cases); i++) {
+		uint8_t *b = malloc(len);
+		size_t blen = len;
+		memcpy(b, orig, len);
+		switch (i) {
+		case 0: blen = 60; break;
+		case 1: put_be32(b + 4, 4); break;
+		case 2: put_be32(b + 20, 30); break;
+		case 3: put_be32(b + 32, 1); break;
+		case 4: b[72 + 7] |= 0x80; break;
+		case 5: put_be64(b + 24, UINT64_C(1) << 50); break;
+		case 6: put_be32(b + 36, 0x7fffffff); break;
+		case 7: put_be64(b + 40, hs_align_up(len, 4096) + 4096 * 16); break;
+		case 8: put_be32(b + 112, 0x12345678); put_be32(b + 116, 0x7ffffff0); break;
+		case 9: put_be64(b + 8, 8000); put_be32(b + 16, 500); break;
+		case 10: put_be32(b + 112, 0xe2792aca); put_be32(b + 116, 20); break;
+		case 11: put_be64(b + l1_off, (hs_align_up(len, 4096) + 4096 * 64) | (UINT64_C(1) << 63)); break;
+		case 12: put_be64(b + l1_off, l2_off + 512); break;
+		case 13: b[l1_off + 7] |= 1; break;
+		case 14: put_be64(b + (plain ? plain : comp), (UINT64_C(1) << 63) | 4096 | 2); break;
+		case 15:
+			put_be64(b + (plain ? plain : comp),
+				 (hs_align_up(len, 4096) + (UINT64_C(1) << 30)) | (UINT64_C(1) << 63));
+			break;
+		case 16: {
+			uint64_t coff, csize;
+			qcow2_parse_compressed_test(12, be64(b + comp), &coff, &csize);
+			memset(b + coff, 0xa5, (size_t)HS_MIN_U64(csize, len - coff));
+			break;
+		}
+		case 17: blen = (size_t)l2_off + 100; put_be64(b + 40, 4096); break;
+		}
+		snprintf(bad, sizeof(bad), "%s/bad-%zu.qcow2", dir, i);
+		spit(bad, b, blen);
+		int stage;
+		const char *err = try_image(bad, &stage);
+		if (stage == 2 && cases[i].words[0]) {
+			fprintf(stderr, "%s: read without an error\n", cases[i].what);
+			CHECK(0);
+		}
+		if (cases[i].words[0] && (stage != cases[i].stage || !strstr(err, cases[i].words))) {
+			fprintf(stderr, "%s: stage %d, '%s' (expected stage %d, '%s')\n", cases[i].what,
+				stage, err, cases[i].stage, cases[i].words);
+			CHECK(0);
+		}
+		if (stage < 2)
+			CHECK(strstr(err, bad) != NULL); /* the file is named */
+		free(b);
+	}
+	free(orig);
+	free(p);
+	free(view);
+}
+
 int main(void)
 {
 	uint64_t seed = test_seed("test_image"), rs = seed;
@@ -308,6 +489,7 @@ int main(void)
 	test_chain(&rs, IMAGE_COMPRESS_ZSTD);
 	test_chain(&rs, IMAGE_COMPRESS_NONE);
 	test_hostile_chain();
+	test_hostile(&rs);
 
 	char cmd[160];
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
