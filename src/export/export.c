@@ -8,7 +8,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/compiler.h"
 #include "common/names.h"
+#include "engine/tracker.h"
 
 struct export_ops {
 	int (*pread)(struct export *e, void *buf, size_t len, uint64_t off);
@@ -341,6 +343,83 @@ int export_changed(struct export *e, uint64_t off, uint64_t len, extent_fn fn, v
 {
 	int r = in_range(e, off, len);
 	return r ? r : e->ops->changed(e, off, len, fn, arg);
+}
+
+/* --- changes since a bookmark -------------------------------------------------- */
+
+struct export_changes {
+	struct bitmap map; /* per chunk */
+	unsigned chunk_shift;
+	uint64_t size;
+};
+
+void export_bookmarks(struct export *e, void (*fn)(void *arg, const char *name), void *arg)
+{
+	struct tracker_bookmark b[TRACKER_MAX_BOOKMARKS];
+	struct tracker *t = e->snap ? volume_tracker(e->vol) : NULL;
+	uint64_t gen = e->snap ? snapshot_generation(e->snap) : 0;
+	size_t n = t && gen ? tracker_bookmarks(t, b, TRACKER_MAX_BOOKMARKS) : 0;
+
+	for (size_t i = 0; i < n && i < TRACKER_MAX_BOOKMARKS; i++)
+		if (b[i].gen < gen)
+			fn(arg, b[i].name);
+}
+
+int export_changes_since(struct export *e, const char *bookmark, struct export_changes **out)
+{
+	struct tracker *t = e->snap ? volume_tracker(e->vol) : NULL;
+	uint64_t gen = e->snap ? snapshot_generation(e->snap) : 0;
+	struct tracker_bookmark b;
+	struct export_changes *ch;
+	bool exact;
+	int r;
+
+	if (!t || !gen)
+		return -ENOTSUP;
+	if (tracker_bookmark_find(t, bookmark, &b) < 0 || b.gen >= gen)
+		return -ENOENT;
+	ch = calloc(1, sizeof(*ch));
+	if (!ch)
+		return -ENOMEM;
+	ch->chunk_shift = volume_chunk_shift(e->vol);
+	ch->size = volume_size(e->vol);
+	r = bitmap_init(&ch->map, volume_nchunks(e->vol), false);
+	if (r == 0)
+		r = tracker_changed(t, b.gen, gen, &ch->map, &exact);
+	if (r < 0) {
+		bitmap_destroy(&ch->map); /* a zeroed map frees nothing */
+		free(ch);
+		return r;
+	}
+	*out = ch;
+	return 0;
+}
+
+int export_changes_walk(const struct export_changes *ch, uint64_t off, uint64_t len,
+			extent_fn fn, void *arg)
+{
+	uint64_t end = off + len, nbits = ch->map.nbits;
+
+	while (off < end) {
+		uint64_t c = off >> ch->chunk_shift;
+		bool set = bitmap_test(&ch->map, c);
+		uint64_t next = set ? bitmap_next_clear(&ch->map, c, nbits)
+				    : bitmap_next_set(&ch->map, c, nbits);
+		uint64_t stop = HS_MIN_U64(next << ch->chunk_shift, end);
+		int r = fn(arg, off, stop - off, set ? EXTENT_DATA : EXTENT_ZERO);
+		if (r)
+			return r;
+		off = stop;
+	}
+	return 0;
+}
+
+void export_changes_free(struct export_changes *ch)
+{
+	if (!ch)
+		return;
+	bitmap_destroy(&ch->map);
+	free(ch);
 }
 
 const char *export_failure_reason(struct export *e, char *buf, size_t len)

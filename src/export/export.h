@@ -64,6 +64,20 @@ int export_extents(struct export *e, uint64_t off, uint64_t len, extent_fn fn, v
 /* Snapshot only: chunks written on the volume since the snapshot. */
 int export_changed(struct export *e, uint64_t off, uint64_t len, extent_fn fn, void *arg);
 
+/* Snapshot only: the bookmarks of its volume an incremental could start
+ * from (older than the snapshot); fn gets each NAME. */
+void export_bookmarks(struct export *e, void (*fn)(void *arg, const char *name), void *arg);
+/* Snapshot only: what changed between bookmark NAME of its volume and the
+ * snapshot's instant, kept for walks.  -ENOENT: no such bookmark (or not
+ * older than the snapshot); -ESTALE: the change map no longer reaches it;
+ * -ENOTSUP: not a snapshot, or no change tracking. */
+struct export_changes;
+int export_changes_since(struct export *e, const char *bookmark, struct export_changes **out);
+/* Runs of changed (EXTENT_DATA) and unchanged (EXTENT_ZERO) bytes. */
+int export_changes_walk(const struct export_changes *ch, uint64_t off, uint64_t len,
+			extent_fn fn, void *arg);
+void export_changes_free(struct export_changes *ch);
+
 /* Why a failed snapshot failed ("" otherwise); copied into buf. */
 const char *export_failure_reason(struct export *e, char *buf, size_t len);
 

@@ -247,7 +247,7 @@ static void cmd_block_status(struct nbd_conn *c, struct nbd_req *r)
 			break;
 		}
 		ext[i] = w.ext;
-		err = nbd_meta_ctx[i].walk(c->exp, r->offset, r->length, bs_cb, &w);
+		err = nbd_meta_ctx[i].walk(c, r->offset, r->length, bs_cb, &w);
 		if (err > 0)
 			err = 0; /* stopped at the cap */
 		if (err == 0 && w.n == 0)

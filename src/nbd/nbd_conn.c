@@ -328,6 +328,7 @@ void nbd_conn_free(struct nbd_conn *c)
 	if (!c)
 		return;
 	export_close(c->exp);
+	export_changes_free(c->changes);
 	c->t->ops->close(c->t);
 	pthread_cond_destroy(&c->room);
 	pthread_cond_destroy(&c->work);

@@ -17,6 +17,7 @@
 #include <endian.h>
 #include <errno.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "common/compiler.h"
@@ -185,8 +186,11 @@ static void enter_transmission(struct nbd_conn *c, struct export *e, const char 
 	c->size = export_size(e);
 	c->tflags = tflags_of(c, e);
 	c->max_block = export_max_block(e);
-	if (c->meta && strcmp(c->meta_export, name) != 0)
+	if (c->meta && strcmp(c->meta_export, name) != 0) {
 		c->meta = 0; /* contexts were chosen for another export */
+		export_changes_free(c->changes);
+		c->changes = NULL;
+	}
 }
 
 /* --- options ------------------------------------------------------------------ */
@@ -306,11 +310,33 @@ static int opt_list(struct nbd_conn *c, uint32_t opt, struct cursor *cur)
 	return r ? r : opt_reply(c, opt, NBD_REP_ACK, NULL, 0);
 }
 
+struct list_bookmarks {
+	struct nbd_conn *c;
+	uint32_t opt;
+	unsigned ctx;
+	const char *volume;
+	int r;
+};
+
+static void reply_bookmark(void *arg, const char *bookmark)
+{
+	struct list_bookmarks *lb = arg;
+	char full[NBD_MAX_STRING + 1];
+	uint32_t id = 0; /* the id of a listed context is reserved: zero */
+
+	if (lb->r == 0) {
+		nbd_meta_name(lb->ctx, lb->volume, bookmark, full, sizeof(full));
+		lb->r = opt_reply2(lb->c, lb->opt, NBD_REP_META_CONTEXT, &id, 4, full, strlen(full));
+	}
+}
+
 static int opt_meta_context(struct nbd_conn *c, uint32_t opt, struct cursor *cur)
 {
 	bool list = opt == NBD_OPT_LIST_META_CONTEXT;
 	uint32_t nlen, nq;
-	unsigned mask = 0;
+	unsigned mask = 0, wild = 0, named = 0;
+	char volume[NBD_MAX_STRING + 1], bookmark[NBD_MAX_STRING + 1] = "";
+	struct export_changes *ch = NULL;
 	const char *why;
 	struct export *e;
 	char *name;
@@ -321,6 +347,9 @@ static int opt_meta_context(struct nbd_conn *c, uint32_t opt, struct cursor *cur
 		/* replaces the previous choice, even when this one fails */
 		c->meta = 0;
 		c->meta_export[0] = '\0';
+		c->meta_bookmark[0] = '\0';
+		export_changes_free(c->changes);
+		c->changes = NULL;
 		if (!c->structured)
 			return opt_error(c, opt, NBD_REP_ERR_INVALID,
 					 "negotiate structured replies first");
@@ -340,35 +369,69 @@ static int opt_meta_context(struct nbd_conn *c, uint32_t opt, struct cursor *cur
 		return opt_error(c, opt, NBD_REP_ERR_UNKNOWN, why);
 	}
 	snapshot = export_kind(e) == EXPORT_SNAPSHOT;
-	export_close(e);
+	snprintf(volume, sizeof(volume), "%s", export_name(e));
+	volume[strcspn(volume, "@")] = '\0';
 
-	if (nq == 0)
-		mask = list ? nbd_meta_all(snapshot) : 0;
+	if (nq == 0 && list)
+		wild = mask = nbd_meta_all(snapshot); /* every context, every bookmark */
 	for (uint32_t i = 0; i < nq; i++) {
 		uint32_t qlen;
 		const uint8_t *q;
+		char qbm[NBD_MAX_STRING + 1] = "";
 		if (!get_u32(cur, &qlen) || qlen > NBD_MAX_STRING || !get_bytes(cur, &q, qlen)) {
+			export_close(e);
 			free(name);
 			return opt_error(c, opt, NBD_REP_ERR_INVALID, "query past the option");
 		}
-		mask |= nbd_meta_match((const char *)q, qlen, list, snapshot);
+		unsigned m = nbd_meta_match((const char *)q, qlen, list, snapshot, volume, qbm,
+					    sizeof(qbm));
+		for (unsigned k = 0; k < NBD_META_NCTX; k++) {
+			if (!(m & (1u << k)) || !nbd_meta_ctx[k].per_bookmark)
+				continue;
+			if (!qbm[0]) {
+				wild |= 1u << k;
+			} else if (!bookmark[0] || strcmp(bookmark, qbm) == 0) {
+				/* one bookmark per connection: the first named */
+				snprintf(bookmark, sizeof(bookmark), "%s", qbm);
+				named |= 1u << k;
+			} else {
+				m &= ~(1u << k);
+			}
+		}
+		mask |= m;
 	}
 	if (cur->left) {
+		export_close(e);
 		free(name);
 		return opt_error(c, opt, NBD_REP_ERR_INVALID, "trailing bytes after the queries");
 	}
+	/* a named bookmark must exist and be older than the snapshot */
+	if (named && export_changes_since(e, bookmark, &ch) < 0)
+		mask &= ~(named & ~wild);
 	for (unsigned i = 0; i < NBD_META_NCTX && r == 0; i++) {
+		char full[NBD_MAX_STRING + 1];
 		if (!(mask & (1u << i)))
 			continue;
+		if (nbd_meta_ctx[i].per_bookmark && (wild & (1u << i))) {
+			struct list_bookmarks lb = { c, opt, i, volume, 0 };
+			export_bookmarks(e, reply_bookmark, &lb);
+			r = lb.r;
+			continue;
+		}
 		/* the id of a listed context is reserved: zero */
 		uint32_t id = htobe32(list ? 0 : nbd_meta_ctx[i].id);
-		r = opt_reply2(c, opt, NBD_REP_META_CONTEXT, &id, 4, nbd_meta_ctx[i].name,
-			       strlen(nbd_meta_ctx[i].name));
+		nbd_meta_name(i, volume, bookmark, full, sizeof(full));
+		r = opt_reply2(c, opt, NBD_REP_META_CONTEXT, &id, 4, full, strlen(full));
 	}
+	export_close(e);
 	if (r == 0 && !list) {
 		c->meta = mask;
 		memcpy(c->meta_export, name, (size_t)nlen + 1);
+		snprintf(c->meta_bookmark, sizeof(c->meta_bookmark), "%s", bookmark);
+		c->changes = ch;
+		ch = NULL;
 	}
+	export_changes_free(ch);
 	free(name);
 	return r ? r : opt_reply(c, opt, NBD_REP_ACK, NULL, 0);
 }

@@ -33,23 +33,33 @@
 
 /* --- metadata contexts (nbd_meta.c) ------------------------------------------ */
 
+struct nbd_conn;
+
 struct nbd_meta_ctx {
-	const char *name;  /* "base:allocation" */
+	const char *name;  /* "base:allocation", or the prefix of a per-bookmark one */
 	uint32_t id;       /* sent in NBD_REP_META_CONTEXT and block status */
 	bool snapshot_only;
-	int (*walk)(struct export *e, uint64_t off, uint64_t len, extent_fn fn, void *arg);
+	bool per_bookmark; /* name + a bookmark: "hotsnap:changed-since:VOL#NAME" */
+	int (*walk)(struct nbd_conn *c, uint64_t off, uint64_t len, extent_fn fn, void *arg);
 	uint32_t (*flags)(enum extent_type type);
 };
 
-#define NBD_META_NCTX 2
+#define NBD_META_NCTX 4
 extern const struct nbd_meta_ctx nbd_meta_ctx[NBD_META_NCTX];
 
 /* Contexts (a bit per index of nbd_meta_ctx) that the query selects on an
  * export of this kind.  list: a query for NBD_OPT_LIST_META_CONTEXT, where
- * "NAMESPACE:" is a wildcard.  Unknown namespaces and leaves select none. */
-unsigned nbd_meta_match(const char *query, size_t len, bool list, bool snapshot);
+ * "NAMESPACE:" (and a per-bookmark prefix) is a wildcard.  A query naming
+ * a bookmark copies its name (NAME, without the volume) into bookmark,
+ * which the caller then checks; volume is the export's volume, which a
+ * "VOL#NAME" must name.  Unknown namespaces and leaves select none. */
+unsigned nbd_meta_match(const char *query, size_t len, bool list, bool snapshot,
+			const char *volume, char *bookmark, size_t bmlen);
 /* Every context available on an export of this kind. */
 unsigned nbd_meta_all(bool snapshot);
+/* The full name of context i for a bookmark (NAME alone) into buf. */
+const char *nbd_meta_name(unsigned i, const char *volume, const char *bookmark, char *buf,
+			  size_t len);
 
 /* --- errors (nbd_errno.c) --------------------------------------------------- */
 
@@ -80,6 +90,8 @@ struct nbd_conn {
 	bool no_zeroes;
 	unsigned meta;      /* selected contexts, for meta_export only */
 	char meta_export[NBD_MAX_STRING + 1];
+	char meta_bookmark[NBD_MAX_STRING + 1]; /* of the per-bookmark contexts */
+	struct export_changes *changes;         /* what they report, made at selection */
 	struct export *exp; /* NULL until NBD_OPT_GO / NBD_OPT_EXPORT_NAME */
 	uint64_t size;
 	uint16_t tflags;

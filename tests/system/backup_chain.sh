@@ -14,7 +14,10 @@
 #  4. the backing file changed while no daemon served it: status says the
 #     tracking was lost and why, the next incremental is refused with one
 #     line asking for a full backup, a full one works and the chain goes on;
-#  5. a deleted bookmark refuses the incremental that needs it.
+#  5. over NBD a snapshot offers the changes since a bookmark, as
+#     hotsnap:changed-since:VOLUME#NAME and qemu:dirty-bitmap:NAME: both
+#     total what an incremental from that bookmark reads;
+#  6. a deleted bookmark refuses the incremental that needs it.
 . "$(dirname "$0")/lib.sh"
 require_block
 require mkfs.ext4 fio qemu-img qemu-nbd nbdcopy sha256sum
@@ -169,11 +172,30 @@ chain_step inc2 True
     fail "tracking is not active again after a full backup"
 log "a backing changed while down: tracking lost and said why, incremental refused, full + incremental work again"
 
-# --- 5. a bookmark deleted
-hs bookmark delete vol0#inc2
-hs snapshot list | grep -q "vol0#inc2" && fail "snapshot list still shows the deleted bookmark"
+# --- 5. the changes since a bookmark, over NBD
+head -c 700000 /dev/urandom >"$VOL_MNT/data/pulled"
+sync
+hs snapshot create vol0 --name pull --all-blocks >/dev/null
+uri="nbd+unix:///vol0@pull?socket=$STATE/nbd.sock"
+nbdinfo --json "$uri" | grep -q '"qemu:dirty-bitmap:inc2"' || fail "the snapshot export lists no qemu:dirty-bitmap:inc2"
+nbdinfo --json "$uri" | grep -q '"hotsnap:changed-since:vol0#inc2"' || fail "no hotsnap:changed-since:vol0#inc2"
+dirty() { nbdinfo --map="$1" --json "$uri" | json_eval 'sum(e["length"] for e in v if e["type"] & 1)'; }
+q=$(dirty qemu:dirty-bitmap:inc2)
+h=$(dirty "hotsnap:changed-since:vol0#inc2")
+hs --json backup vol0@pull -o "$T/pull.qcow2" --incremental "$LAST" --no-progress >"$T/out"
+c=$(json_get '["changed_bytes"]' <"$T/out")
+[ "$q" -gt 0 ] && [ "$q" = "$h" ] && [ "$h" = "$c" ] ||
+    fail "changes since vol0#inc2: qemu:dirty-bitmap $q, hotsnap:changed-since $h, the backup $c"
+nbdinfo --map=qemu:dirty-bitmap:nosuch "$uri" >/dev/null 2>&1 && fail "an unknown bookmark's map was served"
+hs snapshot delete vol0@pull
+LAST=$T/pull.qcow2
+log "over NBD the changes since a bookmark ($q bytes) match what the incremental read"
+
+# --- 6. a bookmark deleted
+hs bookmark delete vol0#pull
+hs snapshot list | grep -q "vol0#pull" && fail "snapshot list still shows the deleted bookmark"
 hs snapshot create vol0 --name nb --all-blocks >/dev/null
-expect_fail 1 "bookmark vol0#inc2.*is gone.*full backup is needed" \
+expect_fail 1 "bookmark vol0#pull.*is gone.*full backup is needed" \
     hs backup vol0@nb -o "$T/nb.qcow2" --incremental "$LAST" --no-progress
 expect_fail 1 "is an image of volume|not a qcow2 image hotsnap wrote" \
     hs backup vol0@nb -o "$T/nb.qcow2" --incremental "$T/vol0.img" --no-progress
