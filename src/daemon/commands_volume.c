@@ -163,6 +163,12 @@ static enum cmd_status cmd_volume_create(struct daemon *d, const struct ctl_requ
 		snprintf(c.cache, sizeof(c.cache), "%s", cache);
 
 	c.diff_limit = ctl_u64(req, "diff_limit", 0);
+	if (ctl_has(req, "diff_limit") && c.diff_limit < c.chunk_size) {
+		char buf[32];
+		snprintf(err, errlen, "--diff-limit must hold at least one chunk (%s)",
+			 units_format_size(c.chunk_size, buf, sizeof(buf)));
+		return CMD_USAGE;
+	}
 	c.size = ctl_u64(req, "size", 0);
 	struct vol_entry *ve;
 	st = volume_create_locked(d, &c, ctl_has(req, "size"), &ve, NULL, err, errlen);
