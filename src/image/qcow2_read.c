@@ -135,10 +135,14 @@ static int read_file(struct qcow2_reader *q, void *buf, size_t len, uint64_t off
 /* The L2 entry of virtual cluster cl (0: unallocated). */
 static int get_entry(struct qcow2_reader *q, uint64_t cl, uint64_t *entry)
 {
-	uint64_t t = cl / q->l2_entries, l1e = q->l1[t], l2off;
+	uint64_t t = cl / q->l2_entries, l1e, l2off;
 	struct l2_slot *slot = NULL, *victim = &q->cache[0];
 	int r = 0;
 
+	if (t >= q->l1_size) /* the open checked the size against l1_size: cannot happen */
+		return image_fail(-EIO, "%s: cluster %llu is past its L1 table", q->r.path,
+				  (unsigned long long)cl);
+	l1e = q->l1[t];
 	if (l1e & QCOW2_L1E_RESERVED_MASK)
 		return image_fail(-EIO, "%s is damaged: L1 entry %llu has reserved bits set",
 				  q->r.path, (unsigned long long)t);
@@ -430,6 +434,11 @@ static int parse_header(struct qcow2_reader *q, const uint8_t *h, char *backing_
 		return BAD("%s is damaged: its compression type and feature bits disagree", path);
 	if (qcow2_get32(h + QH_REFCOUNT_ORDER) > 6 && version != 2)
 		return BAD("%s is damaged: refcount order %u", path, qcow2_get32(h + QH_REFCOUNT_ORDER));
+	/* QEMU's own bound (a view whose L1 would pass INT_MAX entries), and
+	 * one that keeps the arithmetic below from wrapping */
+	if (size > (UINT64_C(1) << 62))
+		return BAD("%s is damaged: its size %llu is beyond any image", path,
+			   (unsigned long long)size);
 	/* the L1 table: big enough, not too big, aligned, inside the file */
 	nclusters = (size + q->cs - 1) >> q->cb;
 	need = (nclusters + q->l2_entries - 1) / q->l2_entries;
