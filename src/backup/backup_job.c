@@ -40,6 +40,7 @@
 #define BUFFERS 4
 #define EXTENT_WINDOW (UINT64_C(256) << 20)
 #define TICK_NS (200 * 1000000ull)
+#define PREFETCH_AHEAD (UINT64_C(8) << 20)
 
 /* --- extents ---------------------------------------------------------------- */
 
@@ -197,6 +198,7 @@ struct run {
 	struct bitmap taken;
 	bool have_taken;
 	uint64_t frontier; /* consumed up to here */
+	uint64_t prefetched; /* origin reads asked for up to here */
 	uint64_t last_tick;
 	void (*tick)(void *arg, struct backup_job *job);
 	void *tick_arg;
@@ -341,6 +343,14 @@ static int pass_data(struct run *ru, uint64_t off, uint64_t len)
 		if (r)
 			return r;
 		pace(ru, n);
+		/* keep the origin's queue deep: ask for what comes next */
+		uint64_t ahead = HS_MIN_U64(p + n + PREFETCH_AHEAD, off + len);
+		if (ru->prefetched < p + n)
+			ru->prefetched = p + n;
+		if (ahead > ru->prefetched) {
+			snapshot_prefetch(job->snap, ru->prefetched, ahead - ru->prefetched);
+			ru->prefetched = ahead;
+		}
 		it = output_slot(&ru->out);
 		if (!it)
 			return -EPIPE; /* the output failed; job->error says how */

@@ -559,6 +559,14 @@ int snapshot_read_except(struct snapshot *s, void *buf, size_t len, uint64_t off
 	return 0;
 }
 
+void snapshot_prefetch(struct snapshot *s, uint64_t off, uint64_t len)
+{
+	struct dev *o = s->vol->origin;
+
+	if (o->ops->prefetch && off < s->vol->size)
+		o->ops->prefetch(o, off, HS_MIN_U64(len, s->vol->size - off));
+}
+
 /* --- consuming and the used map ------------------------------------------- */
 
 /* Drops s's hold on versions of chunks in [first, first+count). */

@@ -17,6 +17,12 @@
 int snapshot_read_except(struct snapshot *s, void *buf, size_t len, uint64_t off,
 			 const struct bitmap *skip);
 
+/* The reader will read [off, off + len) soon: the origin starts fetching
+ * it (a hint; for an origin in the page cache, readahead).  A backup keeps
+ * a few MiB of these in flight ahead of its position, so the device sees a
+ * deep queue instead of one read at a time. */
+void snapshot_prefetch(struct snapshot *s, uint64_t off, uint64_t len);
+
 /* Foreground requests served so far and their summed service time: a backup
  * samples both to see how its own reading affects the applications. */
 struct volume_fg_sample {
