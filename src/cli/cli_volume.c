@@ -35,6 +35,7 @@ static const struct cmd_spec create_spec = {
 		{ "diff-limit", OPT_SIZE, 0, "SIZE", "most the diff file may hold (default: 10% of the volume, at least 1G)" },
 		{ "cache", OPT_STRING, 0, "MODE", "auto (default: writeback for files, none for devices), writeback or none" },
 		{ "track-granularity", OPT_SIZE, 0, "SIZE", "change map unit kept across crashes (default 64K)" },
+		{ "no-tracking", OPT_FLAG, 0, "", "no change tracking: no bookmarks, no incrementals" },
 	},
 };
 
@@ -76,6 +77,14 @@ static int volume_create(const struct cli *cli, int argc, char **argv)
 	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++)
 		if ((v = args_get(&create_spec, &p, sizes[i][0]))->set)
 			add_u64(args, sizes[i][1], v->num);
+	if (args_get(&create_spec, &p, "no-tracking")->set) {
+		if (args_get(&create_spec, &p, "track-granularity")->set) {
+			json_object_put(args);
+			return cli_usage_error(create_spec.cmd,
+					       "--no-tracking and --track-granularity contradict each other");
+		}
+		json_object_object_add(args, "no_tracking", json_object_new_boolean(true));
+	}
 	if ((v = args_get(&create_spec, &p, "diff-dir"))->set)
 		json_object_object_add(args, "diff_dir", json_object_new_string(v->str));
 	if ((v = args_get(&create_spec, &p, "cache"))->set) {

@@ -23,7 +23,7 @@ static const struct ctl_arg volume_create_args[] = {
 	{ "size", CTL_U64, false },         { "chunk_size", CTL_U64, false },
 	{ "cow_buffer", CTL_U64, false },   { "diff_dir", CTL_STRING, false },
 	{ "diff_limit", CTL_U64, false },   { "cache", CTL_STRING, false },
-	{ "track_granularity", CTL_U64, false },
+	{ "track_granularity", CTL_U64, false }, { "no_tracking", CTL_BOOL, false },
 	{ NULL, CTL_STRING, false },
 };
 

@@ -78,6 +78,8 @@ static enum cmd_status cmd_restore(struct daemon *d, const struct ctl_request *r
 	add_u64(o, "bytes_checked", out.checked);
 	json_object_object_add(o, "equal", json_object_new_boolean(out.mismatched == 0));
 	json_object_object_add(o, "seconds", json_object_new_double(out.seconds));
+	json_object_object_add(o, "write_seconds", json_object_new_double(out.write_seconds));
+	json_object_object_add(o, "verify_seconds", json_object_new_double(out.verify_seconds));
 	json_object_object_add(o, "mb_per_s",
 			       json_object_new_double(out.seconds > 0
 							      ? (double)out.size / out.seconds / 1e6

@@ -71,8 +71,9 @@ static enum cmd_status check_config(struct daemon *d, struct vol_config *c, char
 			 (unsigned long long)c->chunk_size);
 		return CMD_USAGE;
 	}
-	if (!hs_is_pow2(c->track_granularity) || c->track_granularity < c->chunk_size ||
-	    c->track_granularity > (UINT64_C(1) << 30)) {
+	if (c->track_granularity != 0 &&
+	    (!hs_is_pow2(c->track_granularity) || c->track_granularity < c->chunk_size ||
+	     c->track_granularity > (UINT64_C(1) << 30))) {
 		snprintf(err, errlen,
 			 "--track-granularity %llu is not a power of two from the chunk size (%s) "
 			 "to 1 GiB",
@@ -153,6 +154,14 @@ static enum cmd_status cmd_volume_create(struct daemon *d, const struct ctl_requ
 		snprintf(c.diff_dir, sizeof(c.diff_dir), "%s", dd);
 	c.track_granularity = ctl_u64(req, "track_granularity",
 				      HS_MAX(c.chunk_size, UINT64_C(1) << TRACKER_DEFAULT_REGION_SHIFT));
+	if (ctl_has(req, "track_granularity") && c.track_granularity == 0 &&
+	    !ctl_bool(req, "no_tracking", false)) {
+		snprintf(err, errlen, "--track-granularity must be at least the chunk size "
+				      "(--no-tracking turns tracking off)");
+		return CMD_USAGE;
+	}
+	if (ctl_bool(req, "no_tracking", false))
+		c.track_granularity = 0;
 	const char *cache = ctl_str(req, "cache");
 	if (cache && strcmp(cache, "none") != 0 && strcmp(cache, "writeback") != 0 &&
 	    strcmp(cache, "auto") != 0) {

@@ -53,7 +53,7 @@ struct vol_config {
 	uint64_t diff_limit;
 	uint64_t next_snapshot; /* for default names: snap1, snap2, ... */
 	char cache[12];         /* auto, writeback or none (see registry.c) */
-	uint64_t track_granularity; /* bytes per bit of the change map file */
+	uint64_t track_granularity; /* bytes per bit of the change map file; 0: no tracking */
 };
 
 struct snap_entry {

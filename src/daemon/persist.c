@@ -218,8 +218,8 @@ static int load_volumes(struct daemon *d, char *err, size_t errlen)
 			strcpy(ve->cfg.cache, "auto");
 		/* volumes from before change tracking: the default */
 		if (!get_u64(o, "track_granularity", &ve->cfg.track_granularity) ||
-		    !hs_is_pow2(ve->cfg.track_granularity) ||
-		    ve->cfg.track_granularity < ve->cfg.chunk_size)
+		    (ve->cfg.track_granularity != 0 && (!hs_is_pow2(ve->cfg.track_granularity) ||
+							ve->cfg.track_granularity < ve->cfg.chunk_size)))
 			ve->cfg.track_granularity =
 				HS_MAX(ve->cfg.chunk_size, UINT64_C(1) << TRACKER_DEFAULT_REGION_SHIFT);
 		*tail = ve;

@@ -102,6 +102,8 @@ enum cmd_status restore_service_run(struct daemon *d, const struct restore_reque
 	out->mismatched = atomic_load(&job.mismatched);
 	out->first_mismatch = atomic_load(&job.first_mismatch);
 	out->seconds = restore_job_seconds(&job);
+	out->write_seconds = job.write_seconds;
+	out->verify_seconds = job.verify_seconds;
 	if (r < 0) {
 		snprintf(err, errlen, "%s", job.error);
 		hs_error("%s of %s into volume %s: %s", rq->verify_only ? "comparison" : "restore",

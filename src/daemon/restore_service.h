@@ -19,7 +19,7 @@ struct restore_request {
 
 struct restore_outcome {
 	uint64_t size, written, zeroed, checked, mismatched, first_mismatch;
-	double seconds;
+	double seconds, write_seconds, verify_seconds;
 	unsigned depth;          /* images in the chain */
 	bool created;            /* the volume was made for this restore */
 };

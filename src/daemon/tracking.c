@@ -33,6 +33,11 @@ struct tracker *tracking_open(struct daemon *d, struct vol_entry *ve, struct dev
 	int r;
 
 	ve->tracking_error[0] = '\0';
+	if (ve->cfg.track_granularity == 0) {
+		snprintf(ve->tracking_error, sizeof(ve->tracking_error),
+			 "the volume was created with --no-tracking");
+		return NULL;
+	}
 	snprintf(dir, sizeof(dir), "%s/tracking", d->state_dir);
 	(void)mkdir(dir, 0700);
 	map_path(d, ve->cfg.name, path, sizeof(path));

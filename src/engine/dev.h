@@ -26,11 +26,19 @@ struct dev_stamp {
 	uint64_t ctime_ns;
 };
 
+/* preadv and pwritev flags */
+#define DEV_WRITE_FUA 0x1     /* durable on return */
+#define DEV_NOCACHE 0x2       /* a hint: nobody reads these bytes again soon (a
+			       * restore's stream, its check): past the page
+			       * cache when aligned */
+#define DEV_WRITE_NOCACHE DEV_NOCACHE
+
 struct dev_ops {
 	const char *kind;
-	int (*preadv)(struct dev *d, const struct iovec *iov, int iovcnt, uint64_t off);
+	int (*preadv)(struct dev *d, const struct iovec *iov, int iovcnt, uint64_t off,
+		      unsigned flags);
 	int (*pwritev)(struct dev *d, const struct iovec *iov, int iovcnt, uint64_t off,
-		       bool fua);
+		       unsigned flags);
 	int (*flush)(struct dev *d);
 	/* Deallocate; the range reads as zeros afterwards. */
 	int (*discard)(struct dev *d, uint64_t off, uint64_t len);
@@ -59,14 +67,14 @@ struct dev {
 static inline int dev_pread(struct dev *d, void *buf, size_t len, uint64_t off)
 {
 	struct iovec iov = { .iov_base = buf, .iov_len = len };
-	return d->ops->preadv(d, &iov, 1, off);
+	return d->ops->preadv(d, &iov, 1, off, 0);
 }
 
 static inline int dev_pwrite(struct dev *d, const void *buf, size_t len, uint64_t off,
-			     bool fua)
+			     unsigned flags)
 {
 	struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
-	return d->ops->pwritev(d, &iov, 1, off, fua);
+	return d->ops->pwritev(d, &iov, 1, off, flags);
 }
 
 static inline void dev_destroy(struct dev *d)
@@ -79,7 +87,8 @@ static inline void dev_destroy(struct dev *d)
  * system allows it, with a second buffered descriptor for unaligned I/O.
  * flags: DEV_FILE_* below.  0 or -errno. */
 #define DEV_FILE_READONLY 0x1
-#define DEV_FILE_BUFFERED 0x2 /* no O_DIRECT (diff files, and tests) */
+#define DEV_FILE_BUFFERED 0x2 /* through the page cache (O_DIRECT only for
+			       * DEV_WRITE_NOCACHE writes) */
 #define DEV_FILE_TMPFILE 0x4  /* path is a directory: an unnamed file in it */
 #define DEV_FILE_CREATE 0x8   /* create the file (mode 0600) when it is missing */
 int dev_file_open(struct dev **out, const char *path, unsigned flags);

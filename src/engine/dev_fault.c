@@ -80,12 +80,13 @@ static uint64_t iov_len(const struct iovec *iov, int n)
 	return t;
 }
 
-static int fault_preadv(struct dev *d, const struct iovec *iov, int iovcnt, uint64_t off)
+static int fault_preadv(struct dev *d, const struct iovec *iov, int iovcnt, uint64_t off,
+			unsigned flags)
 {
 	struct dev_fault *f = to_fault(d);
 	if (should_fail(f, false))
 		return -f->fail_errno;
-	return f->inner->ops->preadv(f->inner, iov, iovcnt, off);
+	return f->inner->ops->preadv(f->inner, iov, iovcnt, off, flags);
 }
 
 /* Remembers a write that is not durable yet (crash mode). */
@@ -128,7 +129,7 @@ static void make_durable_locked(struct dev_fault *f)
 }
 
 static int fault_pwritev(struct dev *d, const struct iovec *iov, int iovcnt, uint64_t off,
-			 bool fua)
+			 unsigned flags)
 {
 	struct dev_fault *f = to_fault(d);
 	int r;
@@ -144,8 +145,9 @@ static int fault_pwritev(struct dev *d, const struct iovec *iov, int iovcnt, uin
 		f->waiting--;
 	}
 	pthread_mutex_unlock(&f->mu);
-	r = f->inner->ops->pwritev(f->inner, iov, iovcnt, off, fua);
+	r = f->inner->ops->pwritev(f->inner, iov, iovcnt, off, flags);
 	if (r == 0 && f->crash_mode) {
+		bool fua = flags & DEV_WRITE_FUA;
 		r = log_write(f, iov, iovcnt, off, fua);
 		if (r == 0 && fua) {
 			/* FUA: this write is durable now (earlier ones need not be) */
@@ -182,7 +184,7 @@ static int zero_through_write(struct dev_fault *f, uint64_t off, uint64_t len)
 
 	if (!z)
 		return -ENOMEM;
-	r = fault_pwritev(&f->dev, &iov, 1, off, false);
+	r = fault_pwritev(&f->dev, &iov, 1, off, 0);
 	free(z);
 	return r;
 }

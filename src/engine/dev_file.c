@@ -25,6 +25,7 @@ struct dev_file {
 	struct dev dev;
 	int fd_direct; /* -1 when O_DIRECT is not available */
 	int fd;        /* buffered */
+	bool buffered; /* fd_direct only for DEV_WRITE_NOCACHE */
 	bool is_blockdev;
 	bool readonly;
 };
@@ -44,9 +45,11 @@ static bool iov_aligned(const struct iovec *iov, int iovcnt, uint64_t off, uint3
 	return true;
 }
 
-static int pick_fd(struct dev_file *f, const struct iovec *iov, int iovcnt, uint64_t off)
+static int pick_fd(struct dev_file *f, const struct iovec *iov, int iovcnt, uint64_t off,
+		   bool nocache)
 {
-	if (f->fd_direct >= 0 && iov_aligned(iov, iovcnt, off, f->dev.align))
+	if (f->fd_direct >= 0 && (!f->buffered || nocache) &&
+	    iov_aligned(iov, iovcnt, off, f->dev.align))
 		return f->fd_direct;
 	return f->fd;
 }
@@ -55,11 +58,12 @@ static int pick_fd(struct dev_file *f, const struct iovec *iov, int iovcnt, uint
  * a regular file yields zeros (the file may be shorter than the volume when
  * its tail is sparse and was never extended). */
 static int rw_full(struct dev_file *f, const struct iovec *iov_in, int iovcnt, uint64_t off,
-		   bool write, bool fua)
+		   bool write, unsigned flags)
 {
 	struct iovec stack[16];
 	struct iovec *iov = stack;
-	int fd = pick_fd(f, iov_in, iovcnt, off);
+	bool fua = flags & DEV_WRITE_FUA;
+	int fd = pick_fd(f, iov_in, iovcnt, off, flags & DEV_WRITE_NOCACHE);
 	int r = 0;
 
 	if (iovcnt > (int)(sizeof(stack) / sizeof(stack[0]))) {
@@ -118,17 +122,18 @@ static int rw_full(struct dev_file *f, const struct iovec *iov_in, int iovcnt, u
 	return r;
 }
 
-static int file_preadv(struct dev *d, const struct iovec *iov, int iovcnt, uint64_t off)
+static int file_preadv(struct dev *d, const struct iovec *iov, int iovcnt, uint64_t off,
+		       unsigned flags)
 {
-	return rw_full(to_file(d), iov, iovcnt, off, false, false);
+	return rw_full(to_file(d), iov, iovcnt, off, false, flags);
 }
 
 static int file_pwritev(struct dev *d, const struct iovec *iov, int iovcnt, uint64_t off,
-			bool fua)
+			unsigned flags)
 {
 	if (to_file(d)->readonly)
 		return -EROFS;
-	return rw_full(to_file(d), iov, iovcnt, off, true, fua);
+	return rw_full(to_file(d), iov, iovcnt, off, true, flags);
 }
 
 static int file_flush(struct dev *d)
@@ -152,7 +157,7 @@ static int write_zero_buffers(struct dev_file *f, uint64_t off, uint64_t len)
 	while (len > 0 && r == 0) {
 		size_t n = len < bufsize ? (size_t)len : bufsize;
 		struct iovec iov = { .iov_base = zeros, .iov_len = n };
-		r = rw_full(f, &iov, 1, off, true, false);
+		r = rw_full(f, &iov, 1, off, true, 0);
 		off += n;
 		len -= n;
 	}
@@ -346,11 +351,10 @@ int dev_file_open(struct dev **out, const char *path, unsigned flags)
 		goto err_close;
 	}
 	f->dev.align = direct_alignment(f->fd, f->is_blockdev);
-	if (!(flags & DEV_FILE_BUFFERED)) {
-		f->fd_direct = open(path, oflags | O_DIRECT);
-		if (f->fd_direct < 0)
-			hs_debug("%s: no O_DIRECT (%s), using buffered I/O", path, strerror(errno));
-	}
+	f->buffered = flags & DEV_FILE_BUFFERED;
+	f->fd_direct = open(path, oflags | O_DIRECT);
+	if (f->fd_direct < 0)
+		hs_debug("%s: no O_DIRECT (%s), using buffered I/O", path, strerror(errno));
 	*out = &f->dev;
 	return 0;
 

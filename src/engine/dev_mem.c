@@ -40,7 +40,8 @@ static uint64_t iov_total(const struct iovec *iov, int iovcnt)
 	return n;
 }
 
-static int mem_preadv(struct dev *d, const struct iovec *iov, int iovcnt, uint64_t off)
+static int mem_preadv(struct dev *d, const struct iovec *iov, int iovcnt, uint64_t off,
+		      unsigned flags)
 {
 	int r = mem_check(d, off, iov_total(iov, iovcnt));
 	if (r)
@@ -53,9 +54,9 @@ static int mem_preadv(struct dev *d, const struct iovec *iov, int iovcnt, uint64
 }
 
 static int mem_pwritev(struct dev *d, const struct iovec *iov, int iovcnt, uint64_t off,
-		       bool fua)
+		       unsigned flags)
 {
-	(void)fua;
+	(void)flags;
 	int r = mem_check(d, off, iov_total(iov, iovcnt));
 	if (r)
 		return r;

@@ -131,8 +131,7 @@ int diffstore_write_run(struct diffstore *ds, uint32_t first_file_slot,
 			iov[i].iov_len = ds->chunk_size;
 		}
 		r = ds->file->ops->pwritev(ds->file, iov, (int)n,
-					   (uint64_t)(first_file_slot + done) * ds->chunk_size,
-					   false);
+					   (uint64_t)(first_file_slot + done) * ds->chunk_size, 0);
 		if (r < 0)
 			return r;
 		done += n;

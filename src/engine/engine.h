@@ -68,8 +68,12 @@ const char *volume_name(const struct volume *v);
 /* Ranges past the end give -EINVAL; any other error is the device's. */
 #define VOLUME_FUA 0x1        /* write: durable on return */
 #define VOLUME_MAY_UNMAP 0x2  /* write_zeroes: may deallocate */
+#define VOLUME_NOCACHE 0x4    /* nobody reads it again soon (a restore): past the page cache */
 
 int volume_read(struct volume *v, void *buf, size_t len, uint64_t off);
+/* With VOLUME_NOCACHE: read past the page cache (a restore's check reads
+ * what is on the disk, and leaves nothing cached behind). */
+int volume_read_flags(struct volume *v, void *buf, size_t len, uint64_t off, unsigned flags);
 int volume_write(struct volume *v, const void *buf, size_t len, uint64_t off, unsigned flags);
 int volume_discard(struct volume *v, uint64_t off, uint64_t len);
 int volume_write_zeroes(struct volume *v, uint64_t off, uint64_t len, unsigned flags);

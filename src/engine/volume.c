@@ -324,7 +324,8 @@ static void read_originals(struct volume *v, struct copy_job *jobs, unsigned n,
 			cnt++;
 			j++;
 		}
-		int r = v->origin->ops->preadv(v->origin, iov, cnt, jobs[i].chunk << v->chunk_shift);
+		int r = v->origin->ops->preadv(v->origin, iov, cnt, jobs[i].chunk << v->chunk_shift,
+					       0);
 		for (unsigned k = i; k < j; k++)
 			jobs[k].err = r;
 		i = j;
@@ -517,7 +518,9 @@ int volume_write(struct volume *v, const void *buf, size_t len, uint64_t off, un
 	if (r || len == 0)
 		return r;
 	modify_begin(v, off, len, &m);
-	r = dev_pwrite(v->origin, buf, len, off, flags & VOLUME_FUA);
+	r = dev_pwrite(v->origin, buf, len, off,
+		       ((flags & VOLUME_FUA) ? DEV_WRITE_FUA : 0) |
+			       ((flags & VOLUME_NOCACHE) ? DEV_WRITE_NOCACHE : 0));
 	modify_end(v, &m);
 	atomic_fetch_add_explicit(&v->writes, 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&v->bytes_written, len, memory_order_relaxed);
@@ -552,12 +555,19 @@ int volume_write_zeroes(struct volume *v, uint64_t off, uint64_t len, unsigned f
 
 int volume_read(struct volume *v, void *buf, size_t len, uint64_t off)
 {
+	return volume_read_flags(v, buf, len, off, 0);
+}
+
+int volume_read_flags(struct volume *v, void *buf, size_t len, uint64_t off, unsigned flags)
+{
+	struct iovec iov = { .iov_base = buf, .iov_len = len };
 	int r;
 
 	if (off > v->size || len > v->size - off)
 		return -EINVAL;
 	uint64_t t = io_begin(v);
-	r = dev_pread(v->origin, buf, len, off);
+	r = v->origin->ops->preadv(v->origin, &iov, 1, off,
+				   (flags & VOLUME_NOCACHE) ? DEV_NOCACHE : 0);
 	io_end(v, t);
 	atomic_fetch_add_explicit(&v->reads, 1, memory_order_relaxed);
 	atomic_fetch_add_explicit(&v->bytes_read, len, memory_order_relaxed);

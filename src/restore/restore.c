@@ -19,7 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include <zlib.h>
+#include <xxhash.h>
 
 #include "common/clock.h"
 #include "common/compiler.h"
@@ -35,8 +35,8 @@ struct shared {
 	enum phase phase;
 	pthread_mutex_t mu; /* the cursor and the first error */
 	uint64_t next, nblocks;
-	uint32_t *crc;      /* per block: the image's content as written */
-	uint32_t zero_crc;  /* of a whole block of zeros */
+	uint64_t *crc;      /* per block: a hash of the image's content as written */
+	uint64_t zero_crc;  /* of a whole block of zeros */
 	int err;
 };
 
@@ -103,7 +103,7 @@ static int put(struct shared *sh, const uint8_t *buf, size_t len, uint64_t off)
 		}
 		int r = 0;
 		if (!zero) {
-			r = volume_write(job->dst, buf + i, j - i, off + i, 0);
+			r = volume_write(job->dst, buf + i, j - i, off + i, VOLUME_NOCACHE);
 			atomic_fetch_add(&job->bytes_written, j - i);
 		} else {
 			if (!job->fresh)
@@ -135,7 +135,7 @@ static void write_block(struct shared *sh, uint64_t b, uint8_t *buf)
 	}
 	if (z.data == 0) { /* zeros throughout: nothing to read */
 		memset(buf, 0, len);
-		sh->crc[b] = len == BLOCK ? sh->zero_crc : (uint32_t)crc32(0, buf, (uInt)len);
+		sh->crc[b] = len == BLOCK ? sh->zero_crc : XXH3_64bits(buf, len);
 		(void)put(sh, buf, len, off);
 		return;
 	}
@@ -144,7 +144,7 @@ static void write_block(struct shared *sh, uint64_t b, uint8_t *buf)
 		fail(sh, r, "%s", image_error());
 		return;
 	}
-	sh->crc[b] = (uint32_t)crc32(0, buf, (uInt)len);
+	sh->crc[b] = XXH3_64bits(buf, len);
 	(void)put(sh, buf, len, off);
 }
 
@@ -161,14 +161,14 @@ static void verify_block(struct shared *sh, uint64_t b, uint8_t *buf)
 	struct restore_job *job = sh->job;
 	uint64_t off = b * BLOCK;
 	size_t len = (size_t)HS_MIN_U64(BLOCK, job->size - off);
-	int r = volume_read(job->dst, buf, len, off);
+	int r = volume_read_flags(job->dst, buf, len, off, VOLUME_NOCACHE);
 
 	if (r < 0) {
 		fail(sh, r, "reading the volume back at offset %llu failed: %s",
 		     (unsigned long long)off, strerror(-r));
 		return;
 	}
-	if ((uint32_t)crc32(0, buf, (uInt)len) != sh->crc[b])
+	if (XXH3_64bits(buf, len) != sh->crc[b])
 		note_mismatch(job, off, len);
 	atomic_fetch_add(&job->bytes_checked, len);
 }
@@ -275,7 +275,8 @@ int restore_job_run(struct restore_job *job, void (*tick)(void *arg, struct rest
 {
 	struct shared sh = { .job = job };
 	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-	unsigned threads = job->threads ? job->threads : (unsigned)HS_MAX(cpus, 2);
+	/* twice the CPUs: while some decompress, others wait for the disk */
+	unsigned threads = job->threads ? job->threads : (unsigned)HS_MAX(2 * cpus, 2);
 	int r;
 
 	job->size = image_get_info(job->src)->size;
@@ -302,9 +303,10 @@ int restore_job_run(struct restore_job *job, void (*tick)(void *arg, struct rest
 		r = -ENOMEM;
 		goto out;
 	}
-	sh.zero_crc = (uint32_t)crc32(0, zeros, BLOCK);
+	sh.zero_crc = XXH3_64bits(zeros, BLOCK);
 	free(zeros);
 	r = run_phase(&sh, PHASE_WRITE, threads, tick, arg);
+	job->write_seconds = restore_job_seconds(job);
 	if (r == 0) {
 		r = volume_flush(job->dst);
 		if (r < 0)
@@ -313,6 +315,7 @@ int restore_job_run(struct restore_job *job, void (*tick)(void *arg, struct rest
 	}
 	if (r == 0 && !job->no_verify)
 		r = run_phase(&sh, PHASE_VERIFY, threads, tick, arg);
+	job->verify_seconds = restore_job_seconds(job) - job->write_seconds;
 out:
 	if (r == 0 && atomic_load(&job->mismatched)) {
 		snprintf(job->error, sizeof(job->error),

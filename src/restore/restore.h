@@ -7,7 +7,7 @@
  * blocks of zeros) are not written as data: a fresh volume reads zeros
  * already, an old one gets them as write-zeroes that deallocate.
  *
- * Then the check: a checksum of every block as it was written, the volume
+ * Then the check: a hash (XXH3) of every block as it was written, the volume
  * flushed, read back and checksummed again, so a restore says "the volume
  * reads as the image" only when it does.  verify_only compares the volume
  * with the image without writing anything.
@@ -43,6 +43,7 @@ struct restore_job {
 	atomic_uint_fast64_t mismatched;    /* bytes that differ */
 	atomic_uint_fast64_t first_mismatch; /* offset of the first, or UINT64_MAX */
 	atomic_bool cancel;
+	double write_seconds, verify_seconds; /* of the two phases */
 	char error[512];
 };
 
