@@ -16,6 +16,13 @@
 #               writer rewrites random blocks: consuming vs not consuming
 #   latency     p99 of 4k random writes right after a snapshot, default
 #               buffer vs 1 MiB buffer with a slow diff store
+#   chains      backup chains: an incremental after 1% random 4k rewrites of
+#               a 4 GiB volume (daemon up throughout, then after a kill -9):
+#               bytes read against bytes changed, time against the full;
+#               a full qcow2+zstd backup against qemu-img convert -c of the
+#               same snapshot over NBD (speed, size); restore of the chain
+#               against qemu-img convert onto a raw backing; 4k random
+#               writes with change tracking against a volume without
 #   peers       ../shared/peers/bench.sh -b raw,qsd,hotsnap (the harness)
 #
 # BENCH_ONLY="engine frontend ..." runs a subset; BENCH_SECONDS sets fio
@@ -27,7 +34,7 @@ ROOT=$PWD
 HOTSNAP=$ROOT/build/hotsnap
 PY=/usr/bin/python3
 SECS=${BENCH_SECONDS:-10}
-ONLY=${BENCH_ONLY:-engine frontend backup memory diffpeak latency peers}
+ONLY=${BENCH_ONLY:-engine frontend backup memory diffpeak latency chains peers}
 RUN=$(date +%Y%m%dT%H%M%S)
 OUTDIR=$ROOT/bench/results
 mkdir -p "$OUTDIR"
@@ -230,6 +237,105 @@ bench_latency() {
     rm -f "$W/lat.img" "$W/slow.img"
 }
 
+median() { $PY -c 'import sys,statistics; print(statistics.median(float(x) for x in sys.argv[1:]))' "$@"; }
+secs() { $PY -c "import sys; print(($2 - $1) / 1e9)" ; }
+
+bench_chains() {
+    log "chains: incrementals, qcow2+zstd against qemu-img, restore, tracking cost"
+    start_daemon "$W/state-ch"
+    # 1. a 4 GiB volume of data, a full qcow2, 1% random 4k rewrites, an incremental
+    head -c $((64 << 20)) /dev/urandom >"$W/seed"
+    for _ in $(seq 64); do cat "$W/seed"; done >"$W/inc.img"
+    rm -f "$W/seed"
+    hs volume create inc --backing "$W/inc.img" >/dev/null
+    local dev res full_s inc_read inc_changed inc_s crash_read crash_changed crash_s n
+    n=$(( (4 << 30) / 4096 / 100 ))   # 1% of the 4 KiB blocks
+    hs snapshot create inc --name c0 --no-freeze >/dev/null
+    res=$(hs --json backup inc@c0 -o "$W/c0.qcow2" --format qcow2 --no-progress)
+    full_s=$(echo "$res" | jget '["seconds"]')
+    hs snapshot delete inc@c0
+    dev=$(hs volume attach inc)
+    fio --name=w --filename="$dev" --rw=randwrite --bs=4k --direct=1 --ioengine=libaio \
+        --iodepth=16 --number_ios=$n --size=4G --randseed=1 >/dev/null 2>&1
+    hs snapshot create inc --name c1 --no-freeze >/dev/null
+    res=$(hs --json backup inc@c1 -o "$W/c1.qcow2" --incremental "$W/c0.qcow2" --no-progress)
+    inc_read=$(echo "$res" | jget '["bytes_read"]')
+    inc_changed=$(echo "$res" | jget '["changed_bytes"]')
+    inc_s=$(echo "$res" | jget '["seconds"]')
+    hs snapshot delete inc@c1
+    # the same after a kill -9: the changes come from the region map on disk
+    fio --name=w --filename="$dev" --rw=randwrite --bs=4k --direct=1 --ioengine=libaio \
+        --iodepth=16 --number_ios=$n --size=4G --randseed=2 >/dev/null 2>&1
+    kill -KILL "$DAEMON"; wait "$DAEMON" 2>/dev/null; DAEMON=""
+    start_daemon "$W/state-ch"
+    hs snapshot create inc --name c2 --no-freeze >/dev/null
+    res=$(hs --json backup inc@c2 -o "$W/c2.qcow2" --incremental "$W/c1.qcow2" --no-progress)
+    crash_read=$(echo "$res" | jget '["bytes_read"]')
+    crash_changed=$(echo "$res" | jget '["changed_bytes"]')
+    crash_s=$(echo "$res" | jget '["seconds"]')
+    hs snapshot delete inc@c2
+    # 2. restore of the chain against qemu-img convert onto a raw file
+    local rs=() qs=() t0 t1 i
+    for i in 1 2 3; do
+        drop_caches
+        res=$(hs --json restore "$W/c2.qcow2" --new r$i --backing "$W/r.img" --no-progress)
+        rs+=("$(echo "$res" | jget '["seconds"]')")
+        hs volume remove r$i >/dev/null; rm -f "$W/r.img"
+        truncate -s 4G "$W/q.img"
+        drop_caches
+        t0=$(date +%s%N); qemu-img convert -n -O raw "$W/c2.qcow2" "$W/q.img"; sync; t1=$(date +%s%N)
+        qs+=("$(secs "$t0" "$t1")")
+        rm -f "$W/q.img"
+    done
+    local restore_s qemu_restore_s
+    restore_s=$(median "${rs[@]}"); qemu_restore_s=$(median "${qs[@]}")
+    hs volume remove inc >/dev/null; rm -f "$W/inc.img" "$W"/c[0-2].qcow2
+    # 3. compressible data: qcow2+zstd against qemu-img convert -c over NBD
+    hs volume create cz --backing "$W/cz.img" --size 1G >/dev/null
+    dev=$(hs volume attach cz)
+    mkfs.ext4 -q -F -E nodiscard "$dev"
+    mkdir -p "$W/czm"; mount "$dev" "$W/czm"
+    cp -a /usr/share "$W/czm/" 2>/dev/null; cp -a /usr/lib "$W/czm/" 2>/dev/null
+    umount "$W/czm"; hs volume detach cz >/dev/null
+    hs snapshot create cz --name z --no-freeze --all-blocks >/dev/null
+    local hz=() qz=() hz_size qz_size
+    for i in 1 2 3; do
+        drop_caches
+        res=$(hs --json backup cz@z -o "$W/hz.qcow2" --format qcow2 --no-progress)
+        hz+=("$(echo "$res" | jget '["seconds"]')")
+        hz_size=$(stat -c %s "$W/hz.qcow2"); rm -f "$W/hz.qcow2"
+        drop_caches
+        t0=$(date +%s%N)
+        qemu-img convert -c -O qcow2 -o compression_type=zstd \
+            "nbd+unix:///cz@z?socket=$W/state-ch/nbd.sock" "$W/qz.qcow2"
+        sync; t1=$(date +%s%N)
+        qz+=("$(secs "$t0" "$t1")")
+        qz_size=$(stat -c %s "$W/qz.qcow2"); rm -f "$W/qz.qcow2"
+    done
+    hs snapshot delete cz@z; hs volume remove cz >/dev/null; rm -f "$W/cz.img"
+    # 4. 4k random writes with change tracking, against a volume without
+    truncate -s 2G "$W/t1.img" "$W/t2.img"
+    dd if=/dev/zero of="$W/t1.img" bs=4M count=512 oflag=direct conv=notrunc status=none
+    dd if=/dev/zero of="$W/t2.img" bs=4M count=512 oflag=direct conv=notrunc status=none
+    hs volume create tr --backing "$W/t1.img" >/dev/null
+    hs volume create nt --backing "$W/t2.img" --no-tracking >/dev/null
+    local d1 d2 on=() off=() io p
+    d1=$(hs volume attach tr); d2=$(hs volume attach nt)
+    for i in 1 2 3 4; do   # alternating which goes first: this machine drifts
+        if [ $((i % 2)) = 1 ]; then
+            read -r io p _ < <(fio_json on "$d1" --rw=randwrite --bs=4k --iodepth=16 --size=1G); on+=("$io")
+            read -r io p _ < <(fio_json off "$d2" --rw=randwrite --bs=4k --iodepth=16 --size=1G); off+=("$io")
+        else
+            read -r io p _ < <(fio_json off "$d2" --rw=randwrite --bs=4k --iodepth=16 --size=1G); off+=("$io")
+            read -r io p _ < <(fio_json on "$d1" --rw=randwrite --bs=4k --iodepth=16 --size=1G); on+=("$io")
+        fi
+    done
+    hs volume detach tr >/dev/null; hs volume detach nt >/dev/null
+    stop_daemon
+    rm -f "$W/t1.img" "$W/t2.img"
+    emit "{\"test\":\"chains\",\"volume_bytes\":$((4 << 30)),\"written_bytes\":$((n * 4096)),\"full_seconds\":$full_s,\"inc_read_bytes\":$inc_read,\"inc_changed_bytes\":$inc_changed,\"inc_seconds\":$inc_s,\"crash_read_bytes\":$crash_read,\"crash_changed_bytes\":$crash_changed,\"crash_seconds\":$crash_s,\"restore_seconds\":$restore_s,\"qemu_convert_restore_seconds\":$qemu_restore_s,\"restore_runs\":[$(IFS=,; echo "${rs[*]}")],\"qemu_restore_runs\":[$(IFS=,; echo "${qs[*]}")],\"zstd_seconds\":$(median "${hz[@]}"),\"qemu_zstd_seconds\":$(median "${qz[@]}"),\"zstd_runs\":[$(IFS=,; echo "${hz[*]}")],\"qemu_zstd_runs\":[$(IFS=,; echo "${qz[*]}")],\"zstd_image_bytes\":$hz_size,\"qemu_zstd_image_bytes\":$qz_size,\"tracking_on_iops\":$(median "${on[@]}"),\"tracking_off_iops\":$(median "${off[@]}"),\"tracking_on_runs\":[$(IFS=,; echo "${on[*]}")],\"tracking_off_runs\":[$(IFS=,; echo "${off[*]}")]}"
+}
+
 bench_peers() {
     log "peers: ../shared/peers/bench.sh -b raw,qsd,hotsnap"
     local out=$W/peers.jsonl
@@ -256,6 +362,8 @@ if "engine" in rows:
     e = rows["engine"]["result"]
     out.append(("engine: ns per 4k write, no snapshot / first write after snapshot / rewrite",
                 "%d / %d / %d" % (e["ns_per_write_nosnap"], e["ns_per_write_cow"], e["ns_per_write_rewrite"]), ""))
+    out.append(("engine: ns per 4k write, no snapshot: untracked | tracked",
+                "%d | %d" % (e["ns_per_write_nosnap"], e["ns_per_write_tracked"]), ""))
     out.append(("engine: snapshot of 100 GiB: create / map memory",
                 "%.1f us / %d KiB" % (e["snapshot_create_us_100g"], e["map_bytes_100g_snapshot"] // 1024), ""))
 if "frontend" in rows:
@@ -290,6 +398,27 @@ if "diffpeak" in rows:
     d = rows["diffpeak"]
     out.append(("diff store peak, 1 GiB, writer during backup: not consuming | consuming",
                 "%.1f | %.1f MiB" % (d["not_consuming_peak_bytes"] / 2**20, d["consuming_peak_bytes"] / 2**20), ""))
+if "chains" in rows:
+    c = rows["chains"]
+    w = c["written_bytes"]
+    out.append(("incremental after 1%% 4k rewrites of 4 GiB: read / written (%.0f MiB), s | full s" % (w / 2**20),
+                "%.2fx, %.2f s | %.2f s" % (c["inc_read_bytes"] / w, c["inc_seconds"], c["full_seconds"]),
+                ratio(c["inc_read_bytes"], w)))
+    out.append(("the same after a kill -9 (the 64K region map): read / written, s",
+                "%.2fx, %.2f s" % (c["crash_read_bytes"] / w, c["crash_seconds"]),
+                ratio(c["crash_read_bytes"], w)))
+    out.append(("full qcow2+zstd of 1 GiB ext4 (/usr): s, qemu-img convert -c | hotsnap (speed)",
+                "%.2f | %.2f" % (c["qemu_zstd_seconds"], c["zstd_seconds"]),
+                ratio(c["qemu_zstd_seconds"], c["zstd_seconds"])))
+    out.append(("  image size: qemu-img | hotsnap (size ratio)",
+                "%.1f | %.1f MiB" % (c["qemu_zstd_image_bytes"] / 2**20, c["zstd_image_bytes"] / 2**20),
+                ratio(c["zstd_image_bytes"], c["qemu_zstd_image_bytes"])))
+    out.append(("restore of the 3-image chain (4 GiB), s: qemu-img convert | hotsnap restore (speed)",
+                "%.2f | %.2f (with its check)" % (c["qemu_convert_restore_seconds"], c["restore_seconds"]),
+                ratio(c["qemu_convert_restore_seconds"], c["restore_seconds"])))
+    out.append(("4k randwrite QD16 IOPS: no tracking | tracking",
+                "%d | %d" % (c["tracking_off_iops"], c["tracking_on_iops"]),
+                ratio(c["tracking_on_iops"], c["tracking_off_iops"])))
 if "latency" in rows:
     l = rows["latency"]
     out.append(("4k randwrite p99 us, default buffer: no snapshot | after snapshot",
