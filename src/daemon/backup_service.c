@@ -243,6 +243,11 @@ static struct snap_entry *resolve_source(struct daemon *d, const struct backup_r
 	struct vol_entry *ve = commands_usable_volume(d, rq->source, err, errlen, st);
 	if (!ve)
 		return NULL;
+	if (ve->busy) {
+		snprintf(err, errlen, "volume '%s' is busy: %s is running", rq->source, ve->busy);
+		*st = CMD_ERROR;
+		return NULL;
+	}
 	*vep = ve;
 	struct snapshot_set_request sr = { .n = 1, .freeze = true, .temporary = true };
 	struct snapshot_set_result made;

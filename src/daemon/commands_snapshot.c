@@ -247,6 +247,11 @@ static enum cmd_status cmd_snapshot_create(struct daemon *d, const struct ctl_re
 		rq.vols[i] = commands_usable_volume(d, names[i], err, errlen, &st);
 		if (!rq.vols[i])
 			return st;
+		if (rq.vols[i]->busy) {
+			snprintf(err, errlen, "volume '%s' is busy: %s is running", names[i],
+				 rq.vols[i]->busy);
+			return CMD_ERROR;
+		}
 		for (size_t j = 0; j < i; j++)
 			if (rq.vols[j] == rq.vols[i]) {
 				snprintf(err, errlen, "volume '%s' is named twice", names[i]);

@@ -238,6 +238,30 @@ bad 2 "--all-blocks needs a snapshot taken with --all-blocks" \
     hs backup v2@s1 -o "$T/out.raw" --all-blocks --no-progress
 # an image over a volume's backing file would replace the volume's data
 bad '[12]' "backing.*volume 'v1'|volume 'v1'.*backing" hs backup v2@s1 -o "$T/v1.img" --no-progress
+bad 2 "--incremental writes qcow2" hs backup v2@s1 -o "$T/out.raw" --format raw --incremental "$T/other.raw"
+bad 1 "--incremental .*nofile.qcow2.*No such file" hs backup v2@s1 -o "$T/out.q" --incremental "$T/nofile.qcow2" --no-progress
+bad 1 "not a qcow2 image hotsnap wrote.*full backup is needed" \
+    hs backup v2@s1 -o "$T/out.q" --incremental "$T/other.raw" --no-progress
+
+# --- restore, bookmarks, images
+bad 2 "either --to VOLUME or --new NAME --backing PATH" hs restore "$T/other.raw"
+bad 2 "--new NAME needs --backing PATH" hs restore "$T/other.raw" --new n
+bad 2 "--backing goes with --new" hs restore "$T/other.raw" --to v2 --backing "$T/x.img"
+bad 2 "--verify-only compares with an existing volume" hs restore "$T/other.raw" --new n --backing "$T/x.img" --verify-only
+bad 1 "cannot restore from .*nofile.img.*No such file" hs restore "$T/nofile.img" --to v2 --no-progress
+bad 1 "is attached as $d1" hs restore "$T/other.raw" --to v1 --no-progress
+bad 1 "has snapshots: delete them first" hs restore "$T/other.raw" --to v2 --no-progress
+bad 1 "volume 'nope' does not exist" hs restore "$T/other.raw" --to nope --no-progress
+bad 1 "exists already" hs restore "$T/other.raw" --new v2 --backing "$T/x.img" --no-progress
+bad 2 "a bookmark is named VOLUME#NAME" hs bookmark delete v2
+bad 2 "bad bookmark 'v2#a/b'" hs bookmark delete 'v2#a/b'
+bad 1 "bookmark v2#nope does not exist" hs bookmark delete 'v2#nope'
+bad 1 "volume 'nope' does not exist" hs bookmark delete 'nope#x'
+bad 1 "snapshot v2@nope does not exist" hs bookmark create v2@nope
+bad 1 "cannot attach .*nofile.img.*No such file" hs image attach "$T/nofile.img"
+bad 2 "cannot use .*as the image's name.*give --name" hs image attach "$T/dir/.hidden.raw"
+bad 1 "no image named 'nope' is attached" hs image detach nope
+bad 1 "nofile.qcow2.*No such file" hs image info "$T/nofile.qcow2"
 
 # --- a second daemon on the same state dir
 bad 1 "another hotsnap daemon \(pid $DAEMON_PID\) is already running on $STATE" \
