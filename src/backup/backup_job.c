@@ -12,7 +12,9 @@
  * that takes bytes only in order (a pipe) gets them in order.
  *
  * Who writes what, so that no byte reaches the image twice: the copies pass
- * marks what it wrote in `taken`, which the output thread skips; the drain
+ * marks what it wrote in `taken`, which the block pass neither reads nor
+ * writes (an incremental starts with every unchanged chunk taken, so its
+ * block pass reads whole blocks minus what did not change); the drain
  * releases what it wrote, which the block pass finds consumed (and reads
  * around); the block pass announces its reach to the drain before it reads
  * (backup_drain.h).  Once the output thread has written a block, nobody
@@ -41,6 +43,7 @@
 #define EXTENT_WINDOW (UINT64_C(256) << 20)
 #define TICK_NS (200 * 1000000ull)
 #define PREFETCH_AHEAD (UINT64_C(8) << 20)
+#define PACE_MIN_SLEEP_NS 1000000u
 
 /* --- extents ---------------------------------------------------------------- */
 
@@ -94,7 +97,7 @@ struct output {
 	bool done;
 	int err;
 	uint64_t chunk;
-	const struct bitmap *taken; /* chunks the copies pass wrote; not again */
+	const struct bitmap *taken; /* chunks not to write (written, or unchanged) */
 };
 
 static void set_idle_io_priority(void)
@@ -105,17 +108,22 @@ static void set_idle_io_priority(void)
 	(void)syscall(SYS_ioprio_set, who_process, 0, class_idle << class_shift);
 }
 
-/* Writes a block, except the chunks the copies pass wrote already. */
+static int put_item(struct image_writer *w, const struct item *it, uint64_t from, uint64_t len)
+{
+	if (it->zero)
+		return image_writer_zero(w, from, len);
+	return image_writer_data(w, (const uint8_t *)it->p + (from - it->off), len, from);
+}
+
+/* Writes a block (or a zero range), except the taken chunks. */
 static int write_block(struct output *o, const struct item *it)
 {
 	struct image_writer *w = o->job->out;
 	uint64_t end = it->off + it->len;
 	uint64_t c_first = it->off / o->chunk, c_end = (end + o->chunk - 1) / o->chunk;
 
-	if (it->zero)
-		return image_writer_zero(w, it->off, it->len);
 	if (!o->taken || bitmap_next_set(o->taken, c_first, c_end) == c_end)
-		return image_writer_data(w, it->p, it->len, it->off);
+		return put_item(w, it, it->off, it->len);
 	for (uint64_t c = c_first; c < c_end;) {
 		if (bitmap_test(o->taken, c)) {
 			c++;
@@ -123,8 +131,7 @@ static int write_block(struct output *o, const struct item *it)
 		}
 		uint64_t c2 = bitmap_next_set(o->taken, c, c_end);
 		uint64_t from = HS_MAX(c * o->chunk, it->off), to = HS_MIN_U64(c2 * o->chunk, end);
-		int r = image_writer_data(w, (const uint8_t *)it->p + (from - it->off), to - from,
-					  from);
+		int r = put_item(w, it, from, to - from);
 		if (r)
 			return r;
 		c = c2;
@@ -221,7 +228,9 @@ static void pace(struct run *ru, size_t n)
 	until = backup_pacer_step(&ru->pacer, now, n, &fg);
 	atomic_store(&ru->job->current_rate, (uint64_t)ru->pacer.rate);
 	atomic_store(&ru->job->yields, ru->pacer.yields);
-	if (until > now)
+	/* small debts add up and are paid in one sleep: a sleep costs more than
+	 * a small read (timer slack) */
+	if (until > now + PACE_MIN_SLEEP_NS)
 		sleep_until(until);
 }
 
@@ -279,6 +288,10 @@ static int read_around_drained(struct run *ru, void *buf, uint64_t off, size_t n
 
 	for (uint64_t p = off; p < off + n;) {
 		size_t len = (size_t)(HS_MIN_U64(hs_align_down(p, ru->chunk) + ru->chunk, off + n) - p);
+		if (ru->have_taken && bitmap_test(&ru->taken, p / ru->chunk)) {
+			p += len; /* written already, or unchanged since the parent */
+			continue;
+		}
 		int r = snapshot_read(job->snap, buf, len, p);
 		if (r == 0) {
 			atomic_fetch_add(&job->bytes_read, len);
@@ -330,6 +343,37 @@ static int cancelled(struct backup_job *job)
 	return -ECANCELED;
 }
 
+/* Keeps the origin's queue deep: asks for what the pass reads next.  A full
+ * backup asks for the rest of the extent it reads; an incremental for the
+ * chunks it wants ahead, wherever they are (scattered 4 KiB reads one at a
+ * time would each wait for the disk). */
+static void prefetch(struct run *ru, uint64_t pos, uint64_t extent_end)
+{
+	struct backup_job *job = ru->job;
+	uint64_t nchunks = (job->size + ru->chunk - 1) / ru->chunk;
+
+	if (ru->prefetched < pos)
+		ru->prefetched = pos;
+	if (!job->only) {
+		uint64_t ahead = HS_MIN_U64(pos + PREFETCH_AHEAD, extent_end);
+		if (ahead > ru->prefetched) {
+			snapshot_prefetch(job->snap, ru->prefetched, ahead - ru->prefetched);
+			ru->prefetched = ahead;
+		}
+		return;
+	}
+	uint64_t limit = HS_MIN_U64((pos + PREFETCH_AHEAD + ru->chunk - 1) / ru->chunk, nchunks);
+	for (uint64_t c = ru->prefetched / ru->chunk; c < limit;) {
+		uint64_t c0 = bitmap_next_clear(&ru->taken, c, limit);
+		if (c0 >= limit)
+			break;
+		uint64_t c1 = bitmap_next_set(&ru->taken, c0, limit);
+		snapshot_prefetch(job->snap, c0 * ru->chunk, (c1 - c0) * ru->chunk);
+		c = c1;
+	}
+	ru->prefetched = HS_MAX(ru->prefetched, limit * ru->chunk);
+}
+
 /* A data extent [off, off + len): read a block at a time. */
 static int pass_data(struct run *ru, uint64_t off, uint64_t len)
 {
@@ -343,14 +387,7 @@ static int pass_data(struct run *ru, uint64_t off, uint64_t len)
 		if (r)
 			return r;
 		pace(ru, n);
-		/* keep the origin's queue deep: ask for what comes next */
-		uint64_t ahead = HS_MIN_U64(p + n + PREFETCH_AHEAD, off + len);
-		if (ru->prefetched < p + n)
-			ru->prefetched = p + n;
-		if (ahead > ru->prefetched) {
-			snapshot_prefetch(job->snap, ru->prefetched, ahead - ru->prefetched);
-			ru->prefetched = ahead;
-		}
+		prefetch(ru, p + n, off + len);
 		it = output_slot(&ru->out);
 		if (!it)
 			return -EPIPE; /* the output failed; job->error says how */
@@ -409,7 +446,8 @@ static int pass_range(struct run *ru, uint64_t from, uint64_t to)
 					break;
 				}
 				output_submit(&ru->out, it, e->off, e->len, true);
-				atomic_fetch_add(&job->bytes_skipped, e->len);
+				atomic_fetch_add(&job->bytes_skipped,
+						 e->len - taken_bytes(ru, e->off, e->len));
 				progress(ru, e->off + e->len);
 				break;
 			case EXTENT_DATA:
@@ -422,7 +460,8 @@ static int pass_range(struct run *ru, uint64_t from, uint64_t to)
 	return r;
 }
 
-/* The whole volume, or the runs of chunks an incremental wants. */
+/* The whole volume, or for an incremental the blocks holding chunks it
+ * wants (the rest of each block is taken: neither read nor written). */
 static int block_pass(struct run *ru)
 {
 	struct backup_job *job = ru->job;
@@ -432,12 +471,14 @@ static int block_pass(struct run *ru)
 	if (!job->only)
 		return pass_range(ru, 0, job->size);
 	for (uint64_t c = 0; c < nchunks && r == 0;) {
-		uint64_t c0 = bitmap_next_set(job->only, c, nchunks);
+		uint64_t c0 = bitmap_next_clear(&ru->taken, c, nchunks);
 		if (c0 >= nchunks)
 			break;
-		uint64_t c1 = bitmap_next_clear(job->only, c0, nchunks);
-		r = pass_range(ru, c0 * ru->chunk, HS_MIN_U64(c1 * ru->chunk, job->size));
-		c = c1;
+		uint64_t c1 = bitmap_next_set(&ru->taken, c0, nchunks);
+		uint64_t from = hs_align_down(c0 * ru->chunk, BLOCK);
+		uint64_t to = HS_MIN_U64(hs_align_up(c1 * ru->chunk, BLOCK), job->size);
+		r = pass_range(ru, from, to);
+		c = (to + ru->chunk - 1) / ru->chunk;
 	}
 	if (r == 0)
 		progress(ru, job->size);
@@ -453,6 +494,26 @@ static int copies_step(void *arg, size_t n)
 		return 1;
 	pace(ru, n);
 	return 0;
+}
+
+/* Nothing taken yet; for an incremental, everything it does not want. */
+static int init_taken(struct run *ru)
+{
+	struct backup_job *job = ru->job;
+	uint64_t nchunks = (job->size + ru->chunk - 1) / ru->chunk;
+	int r = bitmap_init(&ru->taken, nchunks, job->only != NULL);
+
+	for (uint64_t c = 0; r == 0 && job->only && c < nchunks;) {
+		uint64_t c0 = bitmap_next_set(job->only, c, nchunks);
+		if (c0 >= nchunks)
+			break;
+		uint64_t c1 = bitmap_next_clear(job->only, c0, nchunks);
+		r = bitmap_clear_range(&ru->taken, c0, c1 - c0);
+		c = c1;
+	}
+	if (r < 0)
+		bitmap_destroy(&ru->taken);
+	return r;
 }
 
 static int output_start(struct run *ru)
@@ -525,10 +586,9 @@ int backup_job_run(struct backup_job *job, void (*tick)(void *arg, struct backup
 	/* The copies pass needs an image that takes single chunks out of
 	 * order; a consuming backup has its drain instead, which also releases
 	 * what it takes. */
-	ru->have_taken = !job->consume && !job->out->sequential &&
-			 job->out->granularity <= ru->chunk;
-	if (ru->have_taken &&
-	    bitmap_init(&ru->taken, (job->size + ru->chunk - 1) / ru->chunk, false) < 0) {
+	bool copies = !job->consume && !job->out->sequential && job->out->granularity <= ru->chunk;
+	ru->have_taken = copies || job->only;
+	if (ru->have_taken && init_taken(ru) < 0) {
 		snprintf(job->error, sizeof(job->error), "out of memory for the backup");
 		free(ru);
 		return -ENOMEM;
@@ -539,7 +599,7 @@ int backup_job_run(struct backup_job *job, void (*tick)(void *arg, struct backup
 			 strerror(-r));
 		goto out_free;
 	}
-	if (ru->have_taken) {
+	if (copies) {
 		r = backup_copies_first(job, &ru->taken, copies_step, ru);
 		if (r < 0 && !job->error[0])
 			backup_read_error(job, r, 0);

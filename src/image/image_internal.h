@@ -6,6 +6,7 @@
 #include <limits.h>
 #include <pthread.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 
 #include "common/compiler.h"
 #include "image/image.h"
@@ -61,5 +62,7 @@ void image_writeback_note(struct image_writeback *wb, uint64_t off, uint64_t len
  * ends early: the file is shorter than its metadata says). */
 int image_pread_full(int fd, void *buf, size_t len, uint64_t off);
 int image_pwrite_full(int fd, const void *buf, size_t len, uint64_t off);
+/* The same for an iovec (at most IOV_MAX entries); iov is used up. */
+int image_pwritev_full(int fd, struct iovec *iov, int iovcnt, uint64_t off);
 
 #endif

@@ -2,11 +2,16 @@
  *
  * Notes on the design
  * -------------------
- * Clusters arrive from several threads in any order.  A whole cluster with
- * data is copied into a job and compressed by one of a few worker threads
- * (zstd or deflate, as QEMU writes them); the worker then reserves its bytes
- * at the end of the file under the lock and writes them outside it, so
- * compressed clusters end up packed back to back in the order they finish.
+ * Clusters arrive from several threads in any order.  Whole clusters with
+ * data are copied into the open job, up to JOB_BYTES of them, wherever they
+ * lie (an incremental's are scattered); a full job goes to one of a few
+ * worker threads that compress it (zstd or deflate, as QEMU
+ * writes them, one frame per cluster); the worker then reserves the job's
+ * bytes at the end of the file under the lock and writes them outside it,
+ * in one write for the compressed clusters, packed back to back, and one
+ * for those stored plain.  Jobs, not clusters, cost the locking and the
+ * system calls: small clusters (an incremental's 4 KiB) come in hundreds
+ * per job.
  * A piece of a cluster (a chunk the drain took early, say) cannot be
  * compressed alone: its cluster is allocated whole and uncompressed, and
  * the cluster's other pieces are written into it when they come.  A cluster
@@ -21,7 +26,7 @@
  * host cluster a compressed cluster's sectors touch gets one reference per
  * compressed cluster.
  *
- * Memory: the job buffers (two clusters each, 3 per thread), the L2 tables
+ * Memory: the job buffers (two of JOB_BYTES each, 3 per thread), the L2 tables
  * of the part of the image not yet passed, and two bytes per host cluster.
  */
 #include <errno.h>
@@ -37,10 +42,14 @@
 #include "image/image_internal.h"
 #include "image/qcow2_format.h"
 
+#define JOB_BYTES (256u << 10)
+
 struct cjob {
-	uint64_t cl;   /* virtual cluster */
-	uint8_t *in;   /* cs bytes of the view */
-	uint8_t *out;  /* its compressed form */
+	uint64_t *cls;   /* the virtual clusters, in the order they came */
+	unsigned n;      /* how many */
+	uint8_t *in;     /* n clusters of the view */
+	uint8_t *out;    /* the compressed ones, packed */
+	uint32_t *clen;  /* per cluster: compressed length; 0: stored plain */
 	struct cjob *next;
 };
 
@@ -62,8 +71,11 @@ struct qcow2_writer {
 	size_t meta_len;
 	struct image_writeback wb;
 
+	unsigned job_clusters; /* per job */
+
 	pthread_mutex_t mu;  /* guards everything below */
-	pthread_cond_t cv;   /* a job was freed or queued, or the workers must stop */
+	pthread_cond_t cv;   /* a job was freed, or a failure: for producers */
+	pthread_cond_t work; /* a job was queued, or the workers must stop */
 	atomic_int err;      /* the first failure; w.error says it (read without mu) */
 	uint64_t end;        /* the next free byte of the file */
 	uint64_t *l1;        /* [l1_size] host offset of each written L2 table */
@@ -75,6 +87,7 @@ struct qcow2_writer {
 	uint64_t rc_cap;
 	struct cjob *jobs;   /* all of them, for freeing */
 	struct cjob *free_jobs, *queue, *queue_tail;
+	struct cjob *open;   /* filling, not yet queued */
 	unsigned njobs, busy_jobs;
 	pthread_t *threads;
 	unsigned nthreads;
@@ -98,6 +111,7 @@ static int fail_locked(struct qcow2_writer *q, int err, const char *fmt, ...)
 		vsnprintf(q->w.error, sizeof(q->w.error), fmt, ap);
 		va_end(ap);
 		pthread_cond_broadcast(&q->cv);
+		pthread_cond_broadcast(&q->work);
 	}
 	return image_fail(q->err, "%s", q->w.error);
 }
@@ -229,33 +243,67 @@ static size_t compress_cluster(struct qcow2_writer *q, ZSTD_CCtx *zc, z_stream *
 	return room - zs->avail_out;
 }
 
-/* Stores a compressed (clen > 0) or plain cluster and sets its entry. */
-static void store_cluster(struct qcow2_writer *q, struct cjob *j, size_t clen)
+/* Stores a job: its plain clusters first (aligned, next to each other),
+ * then its compressed ones packed after them; sets their entries.  One
+ * write for each kind. */
+static void store_job(struct qcow2_writer *q, struct cjob *j)
 {
-	uint64_t off = 0, entry = 0;
-	const uint8_t *data = clen ? j->out : j->in;
-	size_t len = clen ? clen : q->cs;
+	struct iovec iov[JOB_BYTES / 512];
+	uint64_t plain_off = 0, packed_off = 0, packed = 0;
+	unsigned nplain = 0;
+	int r = 0;
 
-	pthread_mutex_lock(&q->mu);
-	uint64_t *e = table_locked(q, j->cl);
-	if (e && clen) {
-		off = q->end;
-		/* QEMU reads, and counts, whole sectors from off */
-		if (rc_add_locked(q, off, hs_align_up(off + clen, 512) - off) == 0) {
-			q->end = off + clen;
-			entry = qcow2_compressed_entry(q->cb, off, clen);
-		} else {
-			off = 0;
-		}
-	} else if (e) {
-		off = alloc_cluster_locked(q);
-		entry = off | QCOW2_OFLAG_COPIED;
+	for (unsigned i = 0; i < j->n; i++) {
+		if (j->clen[i])
+			packed += j->clen[i];
+		else
+			iov[nplain++] = (struct iovec){ j->in + (uint64_t)i * q->cs, q->cs };
 	}
-	if (off)
-		*e = entry;
+	pthread_mutex_lock(&q->mu);
+	for (unsigned i = 0; i < j->n && r == 0; i++) {
+		uint64_t *e = table_locked(q, j->cls[i]);
+		if (!e) {
+			r = q->err;
+		} else if (!j->clen[i]) {
+			uint64_t off = alloc_cluster_locked(q);
+			if (!off)
+				r = q->err;
+			else if (!plain_off)
+				plain_off = off;
+			*e = off | QCOW2_OFLAG_COPIED;
+		}
+	}
+	packed_off = q->end;
+	for (unsigned i = 0, pos = 0; i < j->n && r == 0; i++) {
+		if (!j->clen[i])
+			continue;
+		uint64_t off = packed_off + pos;
+		/* QEMU reads, and counts, whole sectors from off */
+		r = rc_add_locked(q, off, hs_align_up(off + j->clen[i], 512) - off);
+		if (r == 0)
+			q->l2[j->cls[i] / q->l2_entries][j->cls[i] % q->l2_entries] =
+				qcow2_compressed_entry(q->cb, off, j->clen[i]);
+		pos += j->clen[i];
+	}
+	if (r == 0)
+		q->end = packed_off + packed;
 	pthread_mutex_unlock(&q->mu);
-	if (off)
-		(void)write_at(q, data, len, off);
+	if (r < 0)
+		return;
+	if (nplain) {
+		r = image_pwritev_full(q->fd, iov, (int)nplain, plain_off);
+		if (r < 0) {
+			pthread_mutex_lock(&q->mu);
+			fail_locked(q, r, "writing %s at offset %llu failed: %s", q->name,
+				    (unsigned long long)plain_off, strerror(-r));
+			pthread_mutex_unlock(&q->mu);
+			return;
+		}
+		atomic_fetch_add(&q->w.bytes_written, (uint64_t)nplain * q->cs);
+		image_writeback_note(&q->wb, plain_off, (uint64_t)nplain * q->cs);
+	}
+	if (packed)
+		(void)write_at(q, j->out, packed, packed_off);
 }
 
 static void *worker_main(void *arg)
@@ -273,7 +321,7 @@ static void *worker_main(void *arg)
 	pthread_mutex_lock(&q->mu);
 	for (;;) {
 		while (!q->queue && !q->stop)
-			pthread_cond_wait(&q->cv, &q->mu);
+			pthread_cond_wait(&q->work, &q->mu);
 		if (!q->queue)
 			break;
 		struct cjob *j = q->queue;
@@ -282,14 +330,20 @@ static void *worker_main(void *arg)
 			q->queue_tail = NULL;
 		pthread_mutex_unlock(&q->mu);
 
-		size_t clen = 0;
-		if ((zc || zs_ok) && !q->err)
-			clen = compress_cluster(q, zc, &zs, j->in, j->out);
+		size_t packed = 0;
+		for (unsigned i = 0; i < j->n; i++) {
+			j->clen[i] = 0;
+			if ((zc || zs_ok) && !q->err)
+				j->clen[i] = (uint32_t)compress_cluster(q, zc, &zs, j->in + (uint64_t)i * q->cs,
+									j->out + packed);
+			packed += j->clen[i];
+		}
 		if (!q->err)
-			store_cluster(q, j, clen);
+			store_job(q, j);
 
 		pthread_mutex_lock(&q->mu);
-		q->l2_busy[j->cl / q->l2_entries]--;
+		for (unsigned i = 0; i < j->n; i++)
+			q->l2_busy[j->cls[i] / q->l2_entries]--;
 		j->next = q->free_jobs;
 		q->free_jobs = j;
 		q->busy_jobs--;
@@ -303,40 +357,56 @@ static void *worker_main(void *arg)
 	return NULL;
 }
 
-/* Queues a whole cluster for compression; the caller's buffer is free on
- * return.  len < cs only for the last cluster of the view. */
-static int queue_cluster(struct qcow2_writer *q, uint64_t cl, const uint8_t *p, size_t len)
+/* The open job to the workers.  Under mu. */
+static void submit_open_locked(struct qcow2_writer *q)
 {
-	struct cjob *j;
+	struct cjob *j = q->open;
 
-	pthread_mutex_lock(&q->mu);
-	while (!q->free_jobs && !q->err)
-		pthread_cond_wait(&q->cv, &q->mu);
-	if (q->err || !table_locked(q, cl)) {
-		int r = image_fail(q->err, "%s", q->w.error);
-		pthread_mutex_unlock(&q->mu);
-		return r;
-	}
-	j = q->free_jobs;
-	q->free_jobs = j->next;
-	q->busy_jobs++;
-	q->l2_busy[cl / q->l2_entries]++;
-	pthread_mutex_unlock(&q->mu);
-
-	memcpy(j->in, p, len);
-	memset(j->in + len, 0, q->cs - len); /* QEMU compresses the last cluster padded */
-	j->cl = cl;
+	if (!j || !j->n)
+		return;
+	q->open = NULL;
 	j->next = NULL;
-
-	pthread_mutex_lock(&q->mu);
 	if (q->queue_tail)
 		q->queue_tail->next = j;
 	else
 		q->queue = j;
 	q->queue_tail = j;
-	pthread_cond_broadcast(&q->cv);
+	pthread_cond_signal(&q->work);
+}
+
+/* Adds a whole cluster to the open job (len < cs only for the last cluster
+ * of the view: padded with zeros, as QEMU compresses it); the caller's
+ * buffer is free on return. */
+static int add_cluster(struct qcow2_writer *q, uint64_t cl, const uint8_t *p, size_t len)
+{
+	int r = 0;
+
+	pthread_mutex_lock(&q->mu);
+	while (!q->open && !q->free_jobs && !q->err)
+		pthread_cond_wait(&q->cv, &q->mu);
+	if (!q->err && !table_locked(q, cl))
+		r = q->err;
+	if (q->err) {
+		r = image_fail(q->err, "%s", q->w.error);
+		pthread_mutex_unlock(&q->mu);
+		return r;
+	}
+	if (!q->open) {
+		q->open = q->free_jobs;
+		q->free_jobs = q->open->next;
+		q->open->n = 0;
+		q->busy_jobs++;
+	}
+	struct cjob *j = q->open;
+	uint8_t *dst = j->in + (uint64_t)j->n * q->cs;
+	memcpy(dst, p, len); /* 4 KiB to 256 KiB under the lock: cheaper than a handshake */
+	memset(dst + len, 0, q->cs - len);
+	j->cls[j->n++] = cl;
+	q->l2_busy[cl / q->l2_entries]++;
+	if (j->n == q->job_clusters)
+		submit_open_locked(q);
 	pthread_mutex_unlock(&q->mu);
-	return 0;
+	return r;
 }
 
 /* --- data and zeros ------------------------------------------------------------------- */
@@ -420,16 +490,16 @@ static int q_data(struct image_writer *w, const void *buf, size_t len, uint64_t 
 		uint64_t cl = off >> q->cb, in = off & (q->cs - 1);
 		size_t n = (size_t)HS_MIN_U64(q->cs - in, len);
 		bool whole = in == 0 && (n == q->cs || off + n == w->size);
-		if (image_all_zero(p, n)) {
-			r = zero_piece(q, cl, in, n, whole);
-		} else {
+		bool zero = image_all_zero(p, n);
+		if (!zero && whole && q->compress != IMAGE_COMPRESS_NONE) {
+			r = add_cluster(q, cl, p, n);
 			atomic_fetch_add(&w->data_bytes, n);
-			if (whole && q->compress != IMAGE_COMPRESS_NONE) {
-				r = queue_cluster(q, cl, p, n);
-			} else {
-				uint64_t host = plain_cluster(q, cl);
-				r = host ? write_at(q, p, n, host + in) : q->err;
-			}
+		} else if (zero) {
+			r = zero_piece(q, cl, in, n, whole);
+		} else if (r == 0) {
+			atomic_fetch_add(&w->data_bytes, n);
+			uint64_t host = plain_cluster(q, cl);
+			r = host ? write_at(q, p, n, host + in) : q->err;
 		}
 		p += n;
 		off += n;
@@ -454,8 +524,9 @@ static void q_position(struct image_writer *w, uint64_t off)
 static void stop_workers(struct qcow2_writer *q)
 {
 	pthread_mutex_lock(&q->mu);
+	submit_open_locked(q); /* what is left is stored before they stop */
 	q->stop = true;
-	pthread_cond_broadcast(&q->cv);
+	pthread_cond_broadcast(&q->work);
 	pthread_mutex_unlock(&q->mu);
 	for (unsigned i = 0; i < q->nthreads; i++)
 		pthread_join(q->threads[i], NULL);
@@ -471,6 +542,8 @@ static void q_free(struct qcow2_writer *q)
 	for (unsigned i = 0; q->jobs && i < q->njobs; i++) {
 		free(q->jobs[i].in);
 		free(q->jobs[i].out);
+		free(q->jobs[i].clen);
+		free(q->jobs[i].cls);
 	}
 	free(q->jobs);
 	free(q->threads);
@@ -480,6 +553,7 @@ static void q_free(struct qcow2_writer *q)
 	free(q->rc);
 	free(q->meta);
 	image_writeback_destroy(&q->wb);
+	pthread_cond_destroy(&q->work);
 	pthread_cond_destroy(&q->cv);
 	pthread_mutex_destroy(&q->mu);
 	free(q);
@@ -662,6 +736,7 @@ int qcow2_writer_begin(struct image_writer **out, int fd, const struct image_par
 	}
 	pthread_mutex_init(&q->mu, NULL);
 	pthread_cond_init(&q->cv, NULL);
+	pthread_cond_init(&q->work, NULL);
 	image_writeback_init(&q->wb, fd, true);
 	q->w.ops = &qcow2_writer_ops;
 	q->w.format = IMAGE_QCOW2;
@@ -706,10 +781,14 @@ int qcow2_writer_begin(struct image_writer **out, int fd, const struct image_par
 		q->threads = calloc(nt, sizeof(*q->threads));
 		if (!q->jobs || !q->threads)
 			goto nomem;
+		q->job_clusters = (unsigned)HS_MAX(UINT64_C(1), JOB_BYTES / cs);
 		for (unsigned i = 0; i < q->njobs; i++) {
-			q->jobs[i].in = malloc(cs);
-			q->jobs[i].out = malloc(cs);
-			if (!q->jobs[i].in || !q->jobs[i].out)
+			uint64_t bytes = (uint64_t)q->job_clusters * cs;
+			q->jobs[i].in = malloc(bytes);
+			q->jobs[i].out = malloc(bytes);
+			q->jobs[i].clen = calloc(q->job_clusters, sizeof(uint32_t));
+			q->jobs[i].cls = calloc(q->job_clusters, sizeof(uint64_t));
+			if (!q->jobs[i].in || !q->jobs[i].out || !q->jobs[i].clen || !q->jobs[i].cls)
 				goto nomem;
 			q->jobs[i].next = q->free_jobs;
 			q->free_jobs = &q->jobs[i];
