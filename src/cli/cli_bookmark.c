@@ -131,23 +131,11 @@ int cli_bookmark(const struct cli *cli, int argc, char **argv)
 		"  create VOLUME@SNAPSHOT [--name NAME]\n"
 		"  delete VOLUME#NAME...\n";
 
-	if (argc < 2) {
-		fprintf(stderr, "%s", help);
-		return EXIT_USAGE;
-	}
-	const char *sub = argv[1];
-	argc--;
-	argv++;
-	if (strcmp(sub, "list") == 0)
-		return bookmark_list(cli, argc, argv);
-	if (strcmp(sub, "create") == 0)
-		return bookmark_create(cli, argc, argv);
-	if (strcmp(sub, "delete") == 0)
-		return bookmark_delete(cli, argc, argv);
-	if (strcmp(sub, "--help") == 0 || strcmp(sub, "-h") == 0 || strcmp(sub, "help") == 0) {
-		printf("%s", help);
-		return EXIT_OK;
-	}
-	fprintf(stderr, "hotsnap bookmark: unknown subcommand '%s'\n%s", sub, help);
-	return EXIT_USAGE;
+	static const struct cli_sub subs[] = {
+		{ "list", bookmark_list },
+		{ "create", bookmark_create },
+		{ "delete", bookmark_delete },
+		{ NULL, NULL },
+	};
+	return cli_group(cli, "bookmark", help, subs, argc, argv);
 }

@@ -197,25 +197,12 @@ int cli_image(const struct cli *cli, int argc, char **argv)
 		"  list\n"
 		"  info IMAGE                   the image and its chain (no daemon needed)\n";
 
-	if (argc < 2) {
-		fprintf(stderr, "%s", help);
-		return EXIT_USAGE;
-	}
-	const char *sub = argv[1];
-	argc--;
-	argv++;
-	if (strcmp(sub, "attach") == 0)
-		return image_attach(cli, argc, argv);
-	if (strcmp(sub, "detach") == 0)
-		return image_detach(cli, argc, argv);
-	if (strcmp(sub, "list") == 0)
-		return image_list(cli, argc, argv);
-	if (strcmp(sub, "info") == 0)
-		return image_info(cli, argc, argv);
-	if (strcmp(sub, "--help") == 0 || strcmp(sub, "-h") == 0 || strcmp(sub, "help") == 0) {
-		printf("%s", help);
-		return EXIT_OK;
-	}
-	fprintf(stderr, "hotsnap image: unknown subcommand '%s'\n%s", sub, help);
-	return EXIT_USAGE;
+	static const struct cli_sub subs[] = {
+		{ "attach", image_attach },
+		{ "detach", image_detach },
+		{ "list", image_list },
+		{ "info", image_info },
+		{ NULL, NULL },
+	};
+	return cli_group(cli, "image", help, subs, argc, argv);
 }

@@ -146,6 +146,20 @@ static int snapshot_delete(const struct cli *cli, int argc, char **argv)
 	return worst;
 }
 
+static int snapshot_attach(const struct cli *cli, int argc, char **argv)
+{
+	return snapshot_simple(cli, "snapshot attach", "snapshot.attach",
+			       "Attaches a read-only loop device to the snapshot and prints it.", argc,
+			       argv);
+}
+
+static int snapshot_detach(const struct cli *cli, int argc, char **argv)
+{
+	return snapshot_simple(cli, "snapshot detach", "snapshot.detach",
+			       "Detaches the snapshot's loop device (refused while mounted).", argc,
+			       argv);
+}
+
 int cli_snapshot(const struct cli *cli, int argc, char **argv)
 {
 	static const char help[] =
@@ -156,31 +170,13 @@ int cli_snapshot(const struct cli *cli, int argc, char **argv)
 		"  detach VOLUME@NAME\n"
 		"  delete VOLUME@NAME...\n";
 
-	if (argc < 2) {
-		fprintf(stderr, "%s", help);
-		return EXIT_USAGE;
-	}
-	const char *sub = argv[1];
-	argc--;
-	argv++;
-	if (strcmp(sub, "create") == 0)
-		return snapshot_create(cli, argc, argv);
-	if (strcmp(sub, "list") == 0)
-		return snapshot_list(cli, argc, argv);
-	if (strcmp(sub, "attach") == 0)
-		return snapshot_simple(cli, "snapshot attach", "snapshot.attach",
-				       "Attaches a read-only loop device to the snapshot and prints it.",
-				       argc, argv);
-	if (strcmp(sub, "detach") == 0)
-		return snapshot_simple(cli, "snapshot detach", "snapshot.detach",
-				       "Detaches the snapshot's loop device (refused while mounted).",
-				       argc, argv);
-	if (strcmp(sub, "delete") == 0)
-		return snapshot_delete(cli, argc, argv);
-	if (strcmp(sub, "--help") == 0 || strcmp(sub, "-h") == 0 || strcmp(sub, "help") == 0) {
-		printf("%s", help);
-		return EXIT_OK;
-	}
-	fprintf(stderr, "hotsnap snapshot: unknown subcommand '%s'\n%s", sub, help);
-	return EXIT_USAGE;
+	static const struct cli_sub subs[] = {
+		{ "create", snapshot_create },
+		{ "list", snapshot_list },
+		{ "attach", snapshot_attach },
+		{ "detach", snapshot_detach },
+		{ "delete", snapshot_delete },
+		{ NULL, NULL },
+	};
+	return cli_group(cli, "snapshot", help, subs, argc, argv);
 }

@@ -161,49 +161,46 @@ static int volume_list(const struct cli *cli, int argc, char **argv)
 	return EXIT_OK;
 }
 
+static int volume_attach(const struct cli *cli, int argc, char **argv)
+{
+	struct cmd_spec s = name_spec("volume attach", "Attaches a loop device (direct I/O) to the "
+						       "volume's FUSE file and prints it.");
+	return volume_simple(cli, &s, "volume.attach", argc, argv);
+}
+
+static int volume_detach(const struct cli *cli, int argc, char **argv)
+{
+	struct cmd_spec s = name_spec("volume detach",
+				      "Detaches the volume's loop device (refused while mounted).");
+	return volume_simple(cli, &s, "volume.detach", argc, argv);
+}
+
+static int volume_remove(const struct cli *cli, int argc, char **argv)
+{
+	struct cmd_spec s = name_spec("volume remove",
+				      "Forgets the volume; its backing file is left as it is.");
+	return volume_simple(cli, &s, "volume.remove", argc, argv);
+}
+
 int cli_volume(const struct cli *cli, int argc, char **argv)
 {
 	static const char help[] =
 		"usage: hotsnap volume create|attach|detach|list|remove ...\n"
 		"  create NAME --backing PATH [--size SIZE] [--chunk-size SIZE] [--cow-buffer SIZE]\n"
-		"              [--diff-dir DIR] [--diff-limit SIZE]\n"
+		"              [--diff-dir DIR] [--diff-limit SIZE] [--cache MODE]\n"
+		"              [--track-granularity SIZE | --no-tracking]\n"
 		"  attach NAME     attach a loop device (prints /dev/loopN)\n"
 		"  detach NAME     detach its loop device\n"
 		"  list            list the volumes\n"
 		"  remove NAME     forget the volume (its backing file stays)\n";
 
-	if (argc < 2) {
-		fprintf(stderr, "%s", help);
-		return EXIT_USAGE;
-	}
-	const char *sub = argv[1];
-	argc--;
-	argv++;
-	if (strcmp(sub, "create") == 0)
-		return volume_create(cli, argc, argv);
-	if (strcmp(sub, "list") == 0)
-		return volume_list(cli, argc, argv);
-	if (strcmp(sub, "attach") == 0) {
-		struct cmd_spec s = name_spec("volume attach",
-					      "Attaches a loop device (direct I/O) to the volume's "
-					      "FUSE file and prints it.");
-		return volume_simple(cli, &s, "volume.attach", argc, argv);
-	}
-	if (strcmp(sub, "detach") == 0) {
-		struct cmd_spec s = name_spec("volume detach",
-					      "Detaches the volume's loop device (refused while "
-					      "mounted).");
-		return volume_simple(cli, &s, "volume.detach", argc, argv);
-	}
-	if (strcmp(sub, "remove") == 0) {
-		struct cmd_spec s = name_spec("volume remove",
-					      "Forgets the volume; its backing file is left as it is.");
-		return volume_simple(cli, &s, "volume.remove", argc, argv);
-	}
-	if (strcmp(sub, "--help") == 0 || strcmp(sub, "-h") == 0 || strcmp(sub, "help") == 0) {
-		printf("%s", help);
-		return EXIT_OK;
-	}
-	fprintf(stderr, "hotsnap volume: unknown subcommand '%s'\n%s", sub, help);
-	return EXIT_USAGE;
+	static const struct cli_sub subs[] = {
+		{ "create", volume_create },
+		{ "list", volume_list },
+		{ "attach", volume_attach },
+		{ "detach", volume_detach },
+		{ "remove", volume_remove },
+		{ NULL, NULL },
+	};
+	return cli_group(cli, "volume", help, subs, argc, argv);
 }

@@ -15,6 +15,17 @@ void cli_print_bookmarks(json_object *res);
 int cli_status(const struct cli *cli, int argc, char **argv);
 int cli_shutdown(const struct cli *cli, int argc, char **argv);
 
+/* A command group's subcommands, for cli_group. */
+struct cli_sub {
+	const char *name;
+	int (*run)(const struct cli *cli, int argc, char **argv); /* argv[0]: the name */
+};
+/* Runs the subcommand argv[1] of group from subs (ended by a NULL name);
+ * help is printed for "help" and with a usage error when none is given;
+ * an unknown word is refused (exit 2). */
+int cli_group(const struct cli *cli, const char *group, const char *help,
+	      const struct cli_sub *subs, int argc, char **argv);
+
 /* Checks a VOLUME or VOLUME@SNAPSHOT word; prints a usage error if bad. */
 int cli_check_volume_name(const char *cmd, const char *name);
 int cli_check_snapshot_name(const char *cmd, const char *name);

@@ -27,6 +27,11 @@ enum cmd_status volume_create_locked(struct daemon *d, struct vol_config *c, boo
 void volume_config_defaults(struct daemon *d, struct vol_config *c, const char *name,
 			    const char *backing);
 
+/* Sends a long command's progress to its client (when show); returns true
+ * when the client has gone away, and the command should stop. */
+bool commands_progress(struct ctl_session *sess, bool show, const char *phase,
+		       uint64_t position, uint64_t size, uint64_t bytes_read, double seconds);
+
 struct vol_entry *commands_usable_volume(struct daemon *d, const char *name, char *err,
 					 size_t errlen, enum cmd_status *st);
 enum cmd_status commands_detach_loop(struct daemon *d, struct loop_attachment *loop,

@@ -25,22 +25,9 @@ static void backup_tick(void *arg, struct backup_job *job)
 {
 	struct tick_ctx *t = arg;
 
-	if (ctl_session_gone(t->sess)) {
+	if (commands_progress(t->sess, t->progress, NULL, atomic_load(&job->position), job->size,
+			      atomic_load(&job->bytes_read), backup_job_seconds(job)))
 		atomic_store(&job->cancel, true);
-		return;
-	}
-	if (!t->progress)
-		return;
-	json_object *ev = json_object_new_object();
-	json_object_object_add(ev, "event", json_object_new_string("progress"));
-	json_object_object_add(ev, "position",
-			       json_object_new_int64((int64_t)atomic_load(&job->position)));
-	json_object_object_add(ev, "size", json_object_new_int64((int64_t)job->size));
-	json_object_object_add(ev, "bytes_read",
-			       json_object_new_int64((int64_t)atomic_load(&job->bytes_read)));
-	json_object_object_add(ev, "seconds", json_object_new_double(backup_job_seconds(job)));
-	ctl_session_event(t->sess, ev);
-	json_object_put(ev);
 }
 
 static enum cmd_status check_output(int fd, char *err, size_t errlen)

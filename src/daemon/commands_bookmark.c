@@ -6,21 +6,9 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
-#include <time.h>
 
 #include "daemon/commands.h"
 #include "engine/tracker.h"
-
-static void add_time(json_object *o, const char *key, uint64_t ns)
-{
-	char when[64];
-	time_t t = (time_t)(ns / 1000000000u);
-	struct tm tm;
-
-	localtime_r(&t, &tm);
-	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S%z", &tm);
-	json_object_object_add(o, key, json_object_new_string(when));
-}
 
 static json_object *bookmark_json(struct vol_entry *ve, const struct tracker_bookmark *b)
 {
@@ -31,8 +19,8 @@ static json_object *bookmark_json(struct vol_entry *ve, const struct tracker_boo
 	json_object_object_add(o, "bookmark", json_object_new_string(full));
 	json_object_object_add(o, "volume", json_object_new_string(ve->cfg.name));
 	json_object_object_add(o, "name", json_object_new_string(b->name));
-	add_time(o, "instant", b->instant_ns);
-	add_time(o, "created", b->created_ns);
+	json_add_time(o, "instant", b->instant_ns);
+	json_add_time(o, "created", b->created_ns);
 	json_object_object_add(o, "generation", json_object_new_int64((int64_t)b->gen));
 	return o;
 }

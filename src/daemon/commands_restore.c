@@ -17,21 +17,9 @@ static void restore_tick(void *arg, struct restore_job *job)
 {
 	struct tick_ctx *t = arg;
 
-	if (ctl_session_gone(t->sess)) {
+	if (commands_progress(t->sess, t->progress, job->phase, atomic_load(&job->position),
+			      job->size, atomic_load(&job->bytes_checked), restore_job_seconds(job)))
 		atomic_store(&job->cancel, true);
-		return;
-	}
-	if (!t->progress)
-		return;
-	json_object *ev = json_object_new_object();
-	json_object_object_add(ev, "event", json_object_new_string("progress"));
-	json_object_object_add(ev, "phase", json_object_new_string(job->phase));
-	json_object_object_add(ev, "position",
-			       json_object_new_int64((int64_t)atomic_load(&job->position)));
-	json_object_object_add(ev, "size", json_object_new_int64((int64_t)job->size));
-	json_object_object_add(ev, "seconds", json_object_new_double(restore_job_seconds(job)));
-	ctl_session_event(t->sess, ev);
-	json_object_put(ev);
 }
 
 static void add_u64(json_object *o, const char *key, uint64_t v)

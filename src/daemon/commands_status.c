@@ -21,6 +21,37 @@ static void add_str(json_object *o, const char *key, const char *v)
 	json_object_object_add(o, key, json_object_new_string(v));
 }
 
+void json_add_time(json_object *o, const char *key, uint64_t wall_ns)
+{
+	char when[64];
+	time_t t = (time_t)(wall_ns / 1000000000u);
+	struct tm tm;
+
+	localtime_r(&t, &tm);
+	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S%z", &tm);
+	json_object_object_add(o, key, json_object_new_string(when));
+}
+
+bool commands_progress(struct ctl_session *sess, bool show, const char *phase,
+		       uint64_t position, uint64_t size, uint64_t bytes_read, double seconds)
+{
+	if (ctl_session_gone(sess))
+		return true;
+	if (!show)
+		return false;
+	json_object *ev = json_object_new_object();
+	json_object_object_add(ev, "event", json_object_new_string("progress"));
+	if (phase)
+		json_object_object_add(ev, "phase", json_object_new_string(phase));
+	add_u64(ev, "position", position);
+	add_u64(ev, "size", size);
+	add_u64(ev, "bytes_read", bytes_read);
+	json_object_object_add(ev, "seconds", json_object_new_double(seconds));
+	ctl_session_event(sess, ev);
+	json_object_put(ev);
+	return false;
+}
+
 /* The diff store's fill rate over the sampled window (bytes/s, may be
  * negative while a backup releases copies). */
 static double fill_rate(const struct vol_entry *ve)
@@ -65,10 +96,8 @@ json_object *status_snapshot_json(struct daemon *d, struct vol_entry *ve, struct
 {
 	json_object *o = json_object_new_object();
 	struct snapshot_stats ss;
-	char full[2 * HS_NAME_MAX + 2], buf[512], when[64];
+	char full[2 * HS_NAME_MAX + 2], buf[512];
 	uint64_t chunk = ve->cfg.chunk_size;
-	time_t t;
-	struct tm tm;
 
 	snapshot_get_stats(se->snap, &ss);
 	snprintf(full, sizeof(full), "%s@%s", ve->cfg.name, se->name);
@@ -78,10 +107,7 @@ json_object *status_snapshot_json(struct daemon *d, struct vol_entry *ve, struct
 	add_str(o, "state", snapshot_state_name(ss.state));
 	if (ss.state == SNAPSHOT_FAILED)
 		add_str(o, "reason", ss.reason);
-	t = (time_t)(ss.created_ns / 1000000000u);
-	localtime_r(&t, &tm);
-	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S%z", &tm);
-	add_str(o, "created", when);
+	json_add_time(o, "created", ss.created_ns);
 	add_u64(o, "cow_bytes", ss.cow_bytes);
 	add_u64(o, "held_bytes", ss.held_bytes);
 	add_u64(o, "protected_bytes", ss.protected_chunks * chunk);

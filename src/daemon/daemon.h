@@ -184,6 +184,8 @@ void ctl_session_event(struct ctl_session *sess, json_object *event);
 bool ctl_session_gone(struct ctl_session *sess);
 
 /* --- status pieces (commands_status.c) ------------------------------------ */
+/* key: the wall-clock time ns as "2026-11-30T01:12:35+0000". */
+void json_add_time(json_object *o, const char *key, uint64_t wall_ns);
 json_object *status_volume_json(struct daemon *d, struct vol_entry *ve);
 json_object *status_snapshot_json(struct daemon *d, struct vol_entry *ve,
 				  struct snap_entry *se);

@@ -8,7 +8,6 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "common/log.h"
@@ -62,17 +61,6 @@ void tracking_forget(struct daemon *d, const char *name)
 		hs_warn("cannot remove %s: %s", path, strerror(errno));
 }
 
-static void add_time(json_object *o, const char *key, uint64_t ns)
-{
-	char when[64];
-	time_t t = (time_t)(ns / 1000000000u);
-	struct tm tm;
-
-	localtime_r(&t, &tm);
-	strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%S%z", &tm);
-	json_object_object_add(o, key, json_object_new_string(when));
-}
-
 json_object *tracking_json(struct daemon *d, struct vol_entry *ve)
 {
 	json_object *o = json_object_new_object();
@@ -103,7 +91,7 @@ json_object *tracking_json(struct daemon *d, struct vol_entry *ve)
 	json_object_object_add(o, "map_file", json_object_new_string(path));
 	json_object_object_add(o, "map_bytes", json_object_new_int64((int64_t)st.map_bytes));
 	json_object_object_add(o, "epoch", json_object_new_string(epoch));
-	add_time(o, "since", st.epoch_ns);
+	json_add_time(o, "since", st.epoch_ns);
 	json_object_object_add(o, "generation", json_object_new_int64((int64_t)st.gen));
 	json_object_object_add(o, "exact_since_generation",
 			       json_object_new_int64((int64_t)st.exact_since));
@@ -112,7 +100,7 @@ json_object *tracking_json(struct daemon *d, struct vol_entry *ve)
 	if (!st.broken && st.lost_reason[0]) {
 		json_object_object_add(o, "started_over_because",
 				       json_object_new_string(st.lost_reason));
-		add_time(o, "started_over", st.lost_ns);
+		json_add_time(o, "started_over", st.lost_ns);
 	}
 	json_object_object_add(o, "needs_full_backup",
 			       json_object_new_boolean(st.broken || st.bookmarks == 0));

@@ -82,10 +82,10 @@ bool image_all_zero(const void *p, size_t len)
 	return len <= 16 || memcmp(b, b + 16, len - 16) == 0;
 }
 
-int image_pread_full(int fd, void *buf, size_t len, uint64_t off)
+static int rw_full(int fd, void *buf, size_t len, uint64_t off, bool write)
 {
 	while (len > 0) {
-		ssize_t n = pread(fd, buf, len, (off_t)off);
+		ssize_t n = write ? pwrite(fd, buf, len, (off_t)off) : pread(fd, buf, len, (off_t)off);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -100,22 +100,14 @@ int image_pread_full(int fd, void *buf, size_t len, uint64_t off)
 	return 0;
 }
 
+int image_pread_full(int fd, void *buf, size_t len, uint64_t off)
+{
+	return rw_full(fd, buf, len, off, false);
+}
+
 int image_pwrite_full(int fd, const void *buf, size_t len, uint64_t off)
 {
-	while (len > 0) {
-		ssize_t n = pwrite(fd, buf, len, (off_t)off);
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			return -errno;
-		}
-		if (n == 0)
-			return -EIO;
-		buf = (const char *)buf + n;
-		len -= (size_t)n;
-		off += (uint64_t)n;
-	}
-	return 0;
+	return rw_full(fd, (void *)buf, len, off, true);
 }
 
 int image_pwritev_full(int fd, struct iovec *iov, int iovcnt, uint64_t off)
