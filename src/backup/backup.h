@@ -55,6 +55,8 @@ struct backup_job {
 	atomic_uint_fast64_t diff_peak;     /* of the volume, during the job */
 	atomic_uint_fast64_t yields;        /* pauses for foreground I/O */
 	atomic_uint_fast64_t current_rate;  /* the pacer's rate, bytes/s */
+	uint64_t copies_bytes;              /* taken by the copies pass ... */
+	double copies_seconds;              /* ... in this time */
 	atomic_bool cancel;                 /* set by anyone: the job stops soon */
 	char error[512];
 	struct backup_job *next;     /* free for the caller (a list of running jobs) */

@@ -600,9 +600,12 @@ int backup_job_run(struct backup_job *job, void (*tick)(void *arg, struct backup
 		goto out_free;
 	}
 	if (copies) {
+		uint64_t t0 = clock_mono_ns(), b0 = atomic_load(&job->bytes_read);
 		r = backup_copies_first(job, &ru->taken, copies_step, ru);
 		if (r < 0 && !job->error[0])
 			backup_read_error(job, r, 0);
+		job->copies_seconds = (double)(clock_mono_ns() - t0) / 1e9;
+		job->copies_bytes = atomic_load(&job->bytes_read) - b0;
 	}
 	if (r == 0 && job->consume && !job->out->sequential &&
 	    backup_drain_start(&ru->drain, job) < 0) {

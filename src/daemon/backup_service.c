@@ -442,6 +442,8 @@ enum cmd_status backup_service_run(struct daemon *d, const struct backup_request
 	out->diff_peak = atomic_load(&job->diff_peak);
 	out->yields = atomic_load(&job->yields);
 	out->seconds = backup_job_seconds(job);
+	out->copies_seconds = job->copies_seconds;
+	out->copies_bytes = job->copies_bytes;
 	out->all_blocks = ss.all_blocks;
 	hs_info("backup of %s done: %.1f MB read in %.2f s%s%s", job->source,
 		(double)out->bytes_read / 1e6, out->seconds, out->bookmark[0] ? ", bookmark " : "",

@@ -34,7 +34,8 @@ struct backup_outcome {
 	uint64_t changed_bytes;  /* an incremental's changed set */
 	bool changed_exact;      /* ... from the exact (per chunk) map */
 	uint32_t cluster_size;
-	double seconds, freeze_ms;
+	double seconds, freeze_ms, copies_seconds;
+	uint64_t copies_bytes;
 	bool consumed, all_blocks, temporary;
 	const char *consume_refused;
 	char bookmark[2 * HS_NAME_MAX + 2]; /* VOLUME#NAME left for the next incremental */

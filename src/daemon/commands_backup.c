@@ -115,6 +115,8 @@ static json_object *render(const struct backup_request *rq, const struct backup_
 			       json_object_new_double(out->seconds > 0
 							      ? (double)out->bytes_read / out->seconds / 1e6
 							      : 0));
+	add_u64(o, "copies_first_bytes", out->copies_bytes);
+	json_object_object_add(o, "copies_first_seconds", json_object_new_double(out->copies_seconds));
 	add_u64(o, "cow_bytes", out->cow_bytes);
 	add_u64(o, "diff_peak_bytes", out->diff_peak);
 	json_object_object_add(o, "consumed", json_object_new_boolean(out->consumed));

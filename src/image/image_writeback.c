@@ -10,6 +10,7 @@
 #include "image/image_internal.h"
 
 #define WRITEBACK_LAG (UINT64_C(4) << 20)
+#define WRITEBACK_MIN (UINT64_C(64) << 10)
 
 void image_writeback_init(struct image_writeback *wb, int fd, bool on)
 {
@@ -28,7 +29,11 @@ void image_writeback_note(struct image_writeback *wb, uint64_t off, uint64_t len
 
 	if (!wb->on)
 		return;
-	(void)sync_file_range(wb->fd, (off_t)off, (off_t)len, SYNC_FILE_RANGE_WRITE);
+	/* a small piece (a backup's scattered copies) waits for the rolling
+	 * wait below or the final flush: a system call each would cost more
+	 * than the write */
+	if (len >= WRITEBACK_MIN)
+		(void)sync_file_range(wb->fd, (off_t)off, (off_t)len, SYNC_FILE_RANGE_WRITE);
 	pthread_mutex_lock(&wb->mu);
 	wb->unflushed += len;
 	wb->high = HS_MAX(wb->high, off + len);
