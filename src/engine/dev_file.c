@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <linux/falloc.h>
 #include <linux/fs.h>
 #include <stdlib.h>
@@ -28,6 +29,15 @@ struct dev_file {
 	bool buffered; /* fd_direct only for DEV_WRITE_NOCACHE */
 	bool is_blockdev;
 	bool readonly;
+	/* The last data extent lseek found, [data_from, data_to): a reader
+	 * walking a snapshot asks once per piece of its maps, and on tmpfs each
+	 * SEEK_HOLE walks the pages up to the hole (a 1 GiB file of data cost a
+	 * backup minutes).  Only data is remembered: should a hole appear in it
+	 * since, the answer "data" is still true enough (reading a hole gives
+	 * zeros); an answer "hole" that went stale would not be.  Discards
+	 * through this device forget it so as not to hide the holes they make. */
+	pthread_mutex_t extent_mu;
+	uint64_t data_from, data_to;
 };
 
 static struct dev_file *to_file(struct dev *d)
@@ -171,6 +181,9 @@ static int file_zero_or_discard(struct dev *d, uint64_t off, uint64_t len, bool 
 
 	if (f->readonly)
 		return -EROFS;
+	pthread_mutex_lock(&f->extent_mu);
+	f->data_from = f->data_to = 0;
+	pthread_mutex_unlock(&f->extent_mu);
 	if (len == 0)
 		return 0;
 	if (f->is_blockdev) {
@@ -212,6 +225,14 @@ static int file_extent(struct dev *d, uint64_t off, uint64_t max_len, enum dev_e
 		*len = max_len;
 		return 0;
 	}
+	pthread_mutex_lock(&f->extent_mu);
+	if (off >= f->data_from && off < f->data_to) {
+		*type = DEV_EXTENT_DATA;
+		*len = HS_MIN_U64(f->data_to - off, max_len);
+		pthread_mutex_unlock(&f->extent_mu);
+		return 0;
+	}
+	pthread_mutex_unlock(&f->extent_mu);
 	data = lseek(f->fd, (off_t)off, SEEK_DATA);
 	if (data < 0) {
 		if (errno == ENXIO) { /* no data after off: all hole */
@@ -233,6 +254,12 @@ static int file_extent(struct dev *d, uint64_t off, uint64_t max_len, enum dev_e
 	*len = hole < 0 ? max_len : HS_MIN_U64((uint64_t)hole - off, max_len);
 	if (*len == 0)
 		*len = max_len;
+	if (hole > 0 && (uint64_t)hole > off) {
+		pthread_mutex_lock(&f->extent_mu);
+		f->data_from = off;
+		f->data_to = (uint64_t)hole;
+		pthread_mutex_unlock(&f->extent_mu);
+	}
 	return 0;
 }
 
@@ -263,6 +290,7 @@ static void file_destroy(struct dev *d)
 		close(f->fd_direct);
 	if (f->fd >= 0)
 		close(f->fd);
+	pthread_mutex_destroy(&f->extent_mu);
 	free(f);
 }
 
@@ -315,6 +343,7 @@ int dev_file_open(struct dev **out, const char *path, unsigned flags)
 		return -ENOMEM;
 	f->dev.ops = &dev_file_ops;
 	f->fd_direct = -1;
+	pthread_mutex_init(&f->extent_mu, NULL);
 	f->readonly = ro;
 	if (flags & DEV_FILE_TMPFILE) {
 		f->fd = open(path, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
@@ -361,6 +390,7 @@ int dev_file_open(struct dev **out, const char *path, unsigned flags)
 err_close:
 	close(f->fd);
 err_free:
+	pthread_mutex_destroy(&f->extent_mu);
 	free(f);
 	return r;
 }
