@@ -46,15 +46,23 @@ int qcow2_reader_open(struct image_reader **out, int fd, const char *path, char 
 bool qcow2_probe(const void *head, size_t len);
 
 /* Rolling writeback of an output file (image_writeback.c); thread safe. */
+enum image_writeback_mode {
+	WRITEBACK_APPEND,     /* the file grows at its end (qcow2) */
+	WRITEBACK_POSITIONED, /* written at the view's offsets; the front is the position hint */
+};
 struct image_writeback {
 	int fd;
 	bool on; /* only for regular files */
+	enum image_writeback_mode mode;
 	pthread_mutex_t mu;
-	uint64_t unflushed, high;
+	uint64_t unflushed, front, ahead;
 	bool busy;
 };
-void image_writeback_init(struct image_writeback *wb, int fd, bool on);
+void image_writeback_init(struct image_writeback *wb, int fd, bool on,
+			  enum image_writeback_mode mode);
 void image_writeback_destroy(struct image_writeback *wb);
+/* Nothing before off will be written any more (WRITEBACK_POSITIONED). */
+void image_writeback_position(struct image_writeback *wb, uint64_t off);
 /* [off, off + len) was just written. */
 void image_writeback_note(struct image_writeback *wb, uint64_t off, uint64_t len);
 

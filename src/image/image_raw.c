@@ -198,9 +198,15 @@ static void raw_abort(struct image_writer *w)
 	raw_free(to_raw(w));
 }
 
+static void raw_position(struct image_writer *w, uint64_t off)
+{
+	image_writeback_position(&to_raw(w)->wb, off);
+}
+
 static const struct image_writer_ops raw_writer_ops = {
 	.data = raw_data,
 	.zero = raw_zero,
+	.position = raw_position,
 	.finish = raw_finish,
 	.abort = raw_abort,
 };
@@ -226,7 +232,7 @@ int raw_writer_begin(struct image_writer **out, int fd, const struct image_param
 	rw->w.granularity = 512;
 	rw->fd = fd;
 	rw->name = p->name ? p->name : "the image";
-	image_writeback_init(&rw->wb, fd, S_ISREG(st.st_mode));
+	image_writeback_init(&rw->wb, fd, S_ISREG(st.st_mode), WRITEBACK_POSITIONED);
 	if (S_ISREG(st.st_mode)) {
 		rw->kind = RAW_FILE;
 		rw->initial_size = (uint64_t)st.st_size;

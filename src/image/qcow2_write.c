@@ -737,7 +737,7 @@ int qcow2_writer_begin(struct image_writer **out, int fd, const struct image_par
 	pthread_mutex_init(&q->mu, NULL);
 	pthread_cond_init(&q->cv, NULL);
 	pthread_cond_init(&q->work, NULL);
-	image_writeback_init(&q->wb, fd, true);
+	image_writeback_init(&q->wb, fd, true, WRITEBACK_APPEND);
 	q->w.ops = &qcow2_writer_ops;
 	q->w.format = IMAGE_QCOW2;
 	q->w.size = p->size;
