@@ -89,7 +89,7 @@ restore_check() {
 # --- 1. ten images under fio with verify
 for i in $(seq 10); do
     fio --name=w --filename="$VOL_MNT/fio.dat" --size=24M --io_size=6M --rw=randwrite --bs=4k \
-        --ioengine=psync --verify=crc32c --verify_backlog=256 --randseed=$i \
+        --ioengine=psync --verify=crc32c --verify_backlog=256 --verify_state_save=0 --randseed=$i \
         --output="$T/fio.log" >/dev/null &
     fio_pid=$!
     BG_PIDS+=("$fio_pid")
