@@ -82,6 +82,22 @@ bool image_all_zero(const void *p, size_t len)
 	return len <= 16 || memcmp(b, b + 16, len - 16) == 0;
 }
 
+size_t image_zero_run(const void *buf, size_t len, uint64_t off, size_t unit, bool *zero)
+{
+	const uint8_t *p = buf;
+	size_t n = (size_t)HS_MIN_U64(unit - off % unit, len);
+	size_t j = n;
+
+	*zero = image_all_zero(p, n);
+	while (j < len) {
+		size_t m = HS_MIN(unit, len - j);
+		if (image_all_zero(p + j, m) != *zero)
+			break;
+		j += m;
+	}
+	return j;
+}
+
 static int rw_full(int fd, void *buf, size_t len, uint64_t off, bool write)
 {
 	while (len > 0) {

@@ -110,6 +110,10 @@ void image_writer_abort(struct image_writer *w);
 
 /* True when all len bytes are zero. */
 bool image_all_zero(const void *p, size_t len);
+/* The run at the start of buf (len > 0 bytes, at offset off of the view)
+ * that is all zeros or all not, in pieces that end on multiples of unit:
+ * its length, and *zero says which.  Writers store zeros as holes with it. */
+size_t image_zero_run(const void *buf, size_t len, uint64_t off, size_t unit, bool *zero);
 
 /* --- reading --------------------------------------------------------------- */
 

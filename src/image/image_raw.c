@@ -148,18 +148,10 @@ static int raw_data(struct image_writer *w, const void *buf, size_t len, uint64_
 		return r;
 	}
 	for (size_t i = 0; i < len && r == 0;) {
-		/* pieces end on ZERO_SCAN boundaries of the image */
-		size_t n = (size_t)HS_MIN_U64(ZERO_SCAN - (off + i) % ZERO_SCAN, len - i);
-		bool zero = image_all_zero(p + i, n);
-		size_t j = i + n;
-		while (j < len) {
-			size_t m = HS_MIN(ZERO_SCAN, len - j);
-			if (image_all_zero(p + j, m) != zero)
-				break;
-			j += m;
-		}
-		r = zero ? raw_zero(w, off + i, j - i) : put_data(rw, p + i, j - i, off + i);
-		i = j;
+		bool zero;
+		size_t n = image_zero_run(p + i, len - i, off + i, ZERO_SCAN, &zero);
+		r = zero ? raw_zero(w, off + i, n) : put_data(rw, p + i, n, off + i);
+		i += n;
 	}
 	return r;
 }

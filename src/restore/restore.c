@@ -92,15 +92,8 @@ static int put(struct shared *sh, const uint8_t *buf, size_t len, uint64_t off)
 	struct restore_job *job = sh->job;
 
 	for (size_t i = 0; i < len;) {
-		size_t n = HS_MIN(ZERO_UNIT, len - i);
-		bool zero = image_all_zero(buf + i, n);
-		size_t j = i + n;
-		while (j < len) {
-			size_t m = HS_MIN(ZERO_UNIT, len - j);
-			if (image_all_zero(buf + j, m) != zero)
-				break;
-			j += m;
-		}
+		bool zero;
+		size_t j = i + image_zero_run(buf + i, len - i, off + i, ZERO_UNIT, &zero);
 		int r = 0;
 		if (!zero) {
 			r = volume_write(job->dst, buf + i, j - i, off + i, VOLUME_NOCACHE);
