@@ -98,17 +98,17 @@ size_t image_zero_run(const void *buf, size_t len, uint64_t off, size_t unit, bo
 	return j;
 }
 
-static int rw_full(int fd, void *buf, size_t len, uint64_t off, bool write)
+int image_pread_full(int fd, void *buf, size_t len, uint64_t off)
 {
 	while (len > 0) {
-		ssize_t n = write ? pwrite(fd, buf, len, (off_t)off) : pread(fd, buf, len, (off_t)off);
+		ssize_t n = pread(fd, buf, len, (off_t)off);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
 			return -errno;
 		}
 		if (n == 0)
-			return -EIO;
+			return -EIO; /* past the end of the file */
 		buf = (char *)buf + n;
 		len -= (size_t)n;
 		off += (uint64_t)n;
@@ -116,14 +116,11 @@ static int rw_full(int fd, void *buf, size_t len, uint64_t off, bool write)
 	return 0;
 }
 
-int image_pread_full(int fd, void *buf, size_t len, uint64_t off)
-{
-	return rw_full(fd, buf, len, off, false);
-}
-
 int image_pwrite_full(int fd, const void *buf, size_t len, uint64_t off)
 {
-	return rw_full(fd, (void *)buf, len, off, true);
+	struct iovec iov = { .iov_base = (void *)buf, .iov_len = len };
+
+	return len ? image_pwritev_full(fd, &iov, 1, off) : 0;
 }
 
 int image_pwritev_full(int fd, struct iovec *iov, int iovcnt, uint64_t off)
