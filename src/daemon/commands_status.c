@@ -110,6 +110,8 @@ json_object *status_snapshot_json(struct daemon *d, struct vol_entry *ve, struct
 	json_add_time(o, "created", ss.created_ns);
 	add_u64(o, "cow_bytes", ss.cow_bytes);
 	add_u64(o, "held_bytes", ss.held_bytes);
+	/* originals that read zeros: recorded, neither copied nor stored */
+	add_u64(o, "zero_bytes", ss.zero_chunks * chunk);
 	add_u64(o, "protected_bytes", ss.protected_chunks * chunk);
 	add_u64(o, "used_bytes", ss.used_chunks * chunk);
 	add_u64(o, "consumed_bytes", ss.consumed_chunks * chunk);
@@ -167,6 +169,7 @@ json_object *status_volume_json(struct daemon *d, struct vol_entry *ve)
 		add_u64(o, "diff_file_bytes", vs.diff_file_bytes);
 		add_u64(o, "ram_bytes", vs.ram_bytes);
 		add_u64(o, "cow_bytes", vs.cow_bytes);
+		add_u64(o, "zero_bytes", vs.zero_chunks * ve->cfg.chunk_size);
 		add_u64(o, "writer_waits", vs.writer_waits);
 		json_object_object_add(o, "writer_wait_ms",
 				       json_object_new_double((double)vs.writer_wait_ns / 1e6));

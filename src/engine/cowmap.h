@@ -5,7 +5,10 @@
  * one copy serves them all: a version record with a bit mask of those
  * snapshots.  Versions of one chunk form a short chain (usually one), found
  * through an open-addressing hash keyed by chunk.  Only copied chunks cost
- * memory: a record is 32 bytes, plus about 6 bytes of table.
+ * memory: a record is 32 bytes, plus about 6 bytes of table.  An original
+ * that reads all zeros (a never-written or trimmed chunk) is a zero record:
+ * the 32 bytes and nothing else, neither a RAM slot nor diff-file space, so
+ * a discard of free space (the weekly fstrim) costs a snapshot nothing.
  *
  * Records are addressed by a 32-bit id that stays valid while the record is
  * alive; pointers do not survive cowmap_alloc (the pool may move).
@@ -24,6 +27,7 @@ enum version_state {
 	VERSION_RAM,      /* in the RAM buffer only, waiting to be flushed */
 	VERSION_FLUSHING, /* being written to the diff file */
 	VERSION_FILE,     /* in the diff file (and maybe still in RAM) */
+	VERSION_ZERO,     /* the original read all zeros: no RAM, no file slot */
 };
 
 struct version {

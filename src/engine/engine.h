@@ -16,6 +16,9 @@
  *     room, the snapshots that needed the copy become failed and the write
  *     goes on.  Origin errors go back to the writer.
  *  5. The RAM buffer for copies is bounded; writers wait for room, never fail.
+ *  6. Zeros cost nothing: an original that reads all zeros (or lies in a
+ *     hole of the origin, for a discard or write-zeroes) is held as a zero
+ *     record, with neither RAM nor diff-file space, and cannot overflow.
  */
 #ifndef HS_ENGINE_H
 #define HS_ENGINE_H
@@ -98,6 +101,7 @@ struct volume_stats {
 	uint64_t ram_limit;
 	uint64_t cow_bytes;          /* bytes copied on write, all time */
 	uint64_t cow_chunks;
+	uint64_t zero_chunks;        /* originals that read zeros: no copy, no space */
 	uint64_t writer_waits;       /* times a writer waited for buffer room */
 	uint64_t writer_wait_ns;
 	uint64_t reads, writes, bytes_read, bytes_written;
@@ -178,7 +182,8 @@ struct snapshot_stats {
 	uint64_t created_ns;            /* CLOCK_REALTIME */
 	uint64_t create_cost_ns;        /* writers were held for this long */
 	uint64_t cow_bytes;             /* copied on write for this snapshot */
-	uint64_t held_bytes;            /* copies it holds now */
+	uint64_t held_bytes;            /* copies it holds now (zero records take none) */
+	uint64_t zero_chunks;           /* originals that read zeros: recorded, not copied */
 	uint64_t protected_chunks;      /* still to be copied before a write */
 	uint64_t used_chunks;           /* in use at the snapshot instant */
 	uint64_t consumed_chunks;

@@ -449,7 +449,7 @@ static int read_window(struct snapshot *s, uint8_t *buf, uint64_t off, uint64_t 
 			continue;
 		}
 		uint32_t id = cowmap_lookup(&v->map, c, s->bit);
-		if (id == COW_NONE) {
+		if (id == COW_NONE || cowmap_get(&v->map, id)->state == VERSION_ZERO) {
 			plan[i].src = SRC_ZERO;
 			continue;
 		}
@@ -723,7 +723,8 @@ size_t snapshot_held_by_slot(struct snapshot *s, uint64_t *out, size_t max, uint
 	for (uint32_t id = 0; id < v->map.cap; id++) {
 		struct version *ver = cowmap_get(&v->map, id);
 		if (ver->state != VERSION_FREE && ver->state != VERSION_COPYING &&
-		    (ver->mask & s->bit) && ver->file_slot >= lo && ver->file_slot < hi)
+		    ver->state != VERSION_ZERO && (ver->mask & s->bit) && ver->file_slot >= lo &&
+		    ver->file_slot < hi)
 			out[ver->file_slot - lo] = ver->chunk + 1;
 	}
 	for (uint64_t i = 0; i < hi - lo; i++)
@@ -758,11 +759,14 @@ int snapshot_read_held_batch(struct snapshot *s, const uint64_t *chunks, size_t 
 		    bitmap_test(&s->consumed, c))
 			continue;
 		struct version *ver = cowmap_get(&v->map, id);
+		got[i] = true;
+		ram[i] = file[i] = COW_NONE; /* a zero record: nothing to read */
+		if (ver->state == VERSION_ZERO)
+			continue;
 		ver->pins++; /* stays where it is until unpinned */
 		ids[i] = id;
 		ram[i] = ver->ram_slot;
 		file[i] = ver->file_slot;
-		got[i] = true;
 	}
 	pthread_mutex_unlock(&v->mu);
 
@@ -778,10 +782,15 @@ int snapshot_read_held_batch(struct snapshot *s, const uint64_t *chunks, size_t 
 			i = j;
 			continue;
 		}
+		if (file[i] == COW_NONE) {
+			memset(dst, 0, chunk_len(v, chunks[i]));
+			i = j;
+			continue;
+		}
 		/* neighbouring full slots in the file: one read */
 		uint32_t first = file[i];
 		while (j < n && got[j] && chunk_len(v, chunks[j - 1]) == v->chunk_size &&
-		       ram[j] == COW_NONE && file[j] == first + (j - i))
+		       ram[j] == COW_NONE && file[j] != COW_NONE && file[j] == first + (j - i))
 			j++;
 		uint64_t len = (uint64_t)(j - i - 1) * v->chunk_size + chunk_len(v, chunks[j - 1]);
 		r = diffstore_read(&v->ds, first, dst, len, 0);
@@ -832,6 +841,13 @@ static int emit(extent_fn fn, void *arg, struct volume *v, uint64_t off, uint64_
 	return a < b ? fn(arg, a, b - a, type) : 0;
 }
 
+/* The snapshot reads a copy with data at chunk c (not a zero record). */
+static bool held_data_locked(struct volume *v, uint64_t c, uint64_t bit)
+{
+	uint32_t id = cowmap_lookup(&v->map, c, bit);
+	return id != COW_NONE && cowmap_get(&v->map, id)->state != VERSION_ZERO;
+}
+
 int snapshot_extents(struct snapshot *s, uint64_t off, uint64_t len, extent_fn fn, void *arg)
 {
 	struct volume *v = s->vol;
@@ -873,12 +889,12 @@ int snapshot_extents(struct snapshot *s, uint64_t off, uint64_t len, extent_fn f
 				next = HS_MIN_U64(bitmap_next_set(&s->pending, c, wlast + 1),
 						  bitmap_next_set(&s->consumed, c, wlast + 1));
 			} else {
-				bool held = cowmap_lookup(&v->map, c, s->bit) != COW_NONE;
+				bool held = held_data_locked(v, c, s->bit);
 				ru->type = held ? EXTENT_DATA : EXTENT_ZERO;
 				next = c + 1;
 				while (next <= wlast && !bitmap_test(&s->pending, next) &&
 				       !bitmap_test(&s->consumed, next) &&
-				       (cowmap_lookup(&v->map, next, s->bit) != COW_NONE) == held)
+				       held_data_locked(v, next, s->bit) == held)
 					next++;
 			}
 			ru->c1 = next - 1;
@@ -962,7 +978,8 @@ void snapshot_get_stats(struct snapshot *s, struct snapshot_stats *st)
 	st->created_ns = s->created_ns;
 	st->create_cost_ns = s->create_cost_ns;
 	st->cow_bytes = s->cow_bytes;
-	st->held_bytes = s->held_chunks * v->chunk_size;
+	st->held_bytes = (s->held_chunks - s->held_zero) * v->chunk_size;
+	st->zero_chunks = s->zero_chunks;
 	st->protected_chunks = bitmap_count(&s->pending);
 	st->used_chunks = s->used_chunks;
 	st->consumed_chunks = bitmap_count(&s->consumed);

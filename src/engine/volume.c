@@ -20,6 +20,14 @@
  * sees either the origin before the write or the copy, never new data.
  * Chunks are processed in windows of COPY_WINDOW so a long write with little
  * buffer room makes progress piece by piece.
+ *
+ * Zeros cost nothing.  An original that reads all zeros gives its RAM and
+ * file slots back at once and stays as a zero record; a discard or
+ * write-zeroes (fstrim sends gigabytes of them over free space, week after
+ * week) first asks the origin for its holes and records those chunks
+ * without reading them.  And because most of what a full diff file would
+ * refuse is such zeros, a chunk that finds no file slot is read anyway:
+ * only data overflows.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -216,6 +224,8 @@ void version_drop_snapshot_locked(struct volume *v, uint32_t id, struct snapshot
 		return;
 	ver->mask &= ~s->bit;
 	s->held_chunks--;
+	if (ver->state == VERSION_ZERO)
+		s->held_zero--;
 	version_release_if_unused_locked(v, id);
 }
 
@@ -241,6 +251,8 @@ struct copy_job {
 	uint32_t id;
 	uint64_t chunk;
 	int err;
+	bool no_room; /* the diff file had no slot: fatal only if not zeros */
+	bool zero;    /* the original read all zeros */
 };
 
 /* Snapshots (as a mask) that still need chunk c copied. */
@@ -303,8 +315,15 @@ static void overflow_reason(struct volume *v, uint64_t c, char *buf, size_t len)
 		 lim, (unsigned long long)c, (unsigned long long)(c << v->chunk_shift), v->name);
 }
 
+/* Zeros are the common case for freed and never-written space; the first
+ * byte rules out nearly every data chunk at once. */
+static bool all_zero(const uint8_t *p, size_t n)
+{
+	return n == 0 || (p[0] == 0 && memcmp(p, p + 1, n - 1) == 0);
+}
+
 /* Reads originals for jobs (ascending chunks) into their RAM slots, one
- * preadv per run of neighbouring chunks.  Sets each job's err. */
+ * preadv per run of neighbouring chunks.  Sets each job's err and zero. */
 static void read_originals(struct volume *v, struct copy_job *jobs, unsigned n,
 			   const uint32_t *ram_slots)
 {
@@ -326,10 +345,47 @@ static void read_originals(struct volume *v, struct copy_job *jobs, unsigned n,
 		}
 		int r = v->origin->ops->preadv(v->origin, iov, cnt, jobs[i].chunk << v->chunk_shift,
 					       0);
-		for (unsigned k = i; k < j; k++)
+		for (unsigned k = i; k < j; k++) {
 			jobs[k].err = r;
+			jobs[k].zero = r == 0 && all_zero(iov[k - i].iov_base, iov[k - i].iov_len);
+		}
 		i = j;
 	}
+}
+
+/* What a copy of chunk c means to the snapshots in mask: bytes copied, or
+ * one more zero record. */
+static void count_copy_locked(struct volume *v, uint64_t mask, uint64_t c, bool zero)
+{
+	for (unsigned i = 0; i < v->nactive_list; i++) {
+		struct snapshot *s = v->active[i];
+		if (!(mask & s->bit))
+			continue;
+		if (zero) {
+			s->held_zero++;
+			s->zero_chunks++;
+		} else {
+			s->cow_bytes += chunk_len(v, c);
+		}
+	}
+	if (zero) {
+		v->zero_chunks++;
+	} else {
+		v->cow_bytes += chunk_len(v, c);
+		v->cow_chunks++;
+	}
+}
+
+/* A copy that turned out to be zeros gives its RAM and file slots back. */
+static void make_zero_record_locked(struct volume *v, struct version *ver)
+{
+	diffstore_ram_give_locked(&v->ds, ver->ram_slot);
+	ver->ram_slot = COW_NONE;
+	if (ver->file_slot != COW_NONE)
+		diffstore_unreserve_locked(&v->ds, ver->file_slot);
+	ver->file_slot = COW_NONE;
+	ver->state = VERSION_ZERO;
+	pthread_cond_broadcast(&v->room);
 }
 
 static void finish_copies_locked(struct volume *v, struct copy_job *jobs, unsigned n)
@@ -346,15 +402,22 @@ static void finish_copies_locked(struct volume *v, struct copy_job *jobs, unsign
 				 "failed: %s",
 				 (unsigned long long)jobs[i].chunk, v->name, strerror(-jobs[i].err));
 			volume_fail_mask_locked(v, ver->mask, reason);
-			/* failing released the version unless it was dead already */
-			ver = cowmap_get(&v->map, jobs[i].id);
-			if (ver->state != VERSION_FREE && ver->dead)
-				version_free_locked(v, jobs[i].id);
-		} else if (ver->dead) {
-			version_free_locked(v, jobs[i].id);
-		} else if (ver->mask & v->drain_mask) {
-			for_drain = true;
+		} else if (jobs[i].zero) {
+			make_zero_record_locked(v, ver);
+			count_copy_locked(v, ver->mask, jobs[i].chunk, true);
+		} else if (jobs[i].no_room) {
+			/* data after all, and no room for it: the overflow is real */
+			overflow_reason(v, jobs[i].chunk, reason, sizeof(reason));
+			volume_fail_mask_locked(v, ver->mask, reason);
+		} else {
+			count_copy_locked(v, ver->mask, jobs[i].chunk, false);
+			if (ver->mask & v->drain_mask)
+				for_drain = true;
 		}
+		/* failing released the version unless it was dead already */
+		ver = cowmap_get(&v->map, jobs[i].id);
+		if (ver->state != VERSION_FREE && ver->dead)
+			version_free_locked(v, jobs[i].id);
 	}
 	if (for_drain)
 		pthread_cond_broadcast(&v->held);
@@ -362,51 +425,91 @@ static void finish_copies_locked(struct volume *v, struct copy_job *jobs, unsign
 		flusher_kick_locked(v);
 }
 
+/* Sets bit i of holes for each chunk first + i (up to last) that lies
+ * wholly in a hole of the origin: its original reads zeros without being
+ * read.  Called without mu; the caller's WRITE range keeps those chunks of
+ * the origin still.  false when the origin cannot tell or has none. */
+static bool origin_holes(struct volume *v, uint64_t first, uint64_t last, uint64_t *holes)
+{
+	uint64_t off = first << v->chunk_shift;
+	uint64_t end = (last << v->chunk_shift) + chunk_len(v, last);
+	bool any = false;
+
+	memset(holes, 0, COPY_WINDOW / 8);
+	if (!v->origin->ops->extent)
+		return false;
+	while (off < end) {
+		enum dev_extent_type t = DEV_EXTENT_DATA;
+		uint64_t n = end - off;
+		if (v->origin->ops->extent(v->origin, off, end - off, &t, &n) < 0 || n == 0)
+			return any;
+		if (t == DEV_EXTENT_HOLE) {
+			uint64_t c = (off + v->chunk_size - 1) >> v->chunk_shift;
+			for (; c <= last && (c << v->chunk_shift) + chunk_len(v, c) <= off + n; c++) {
+				holes[(c - first) / 64] |= UINT64_C(1) << ((c - first) % 64);
+				any = true;
+			}
+		}
+		off += n;
+	}
+	return any;
+}
+
+static bool hole_at(const uint64_t *holes, uint64_t i)
+{
+	return holes[i / 64] >> (i % 64) & 1;
+}
+
 /* Copies out every chunk in [c0, c1] that a snapshot still needs.  Called
- * with mu and the WRITE range held; drops mu around I/O and waits. */
-static void copy_out_locked(struct volume *v, uint64_t c0, uint64_t c1)
+ * with mu and the WRITE range held; drops mu around I/O and waits.  With
+ * ask_holes (a discard or write-zeroes, which come in big runs over free
+ * space), chunks in holes of the origin become zero records unread.
+ *
+ * The diff-file slot is reserved before the read (prepare), but a chunk
+ * that finds the file full is read anyway: only if it holds data does the
+ * overflow fail its snapshots. */
+static void copy_out_locked(struct volume *v, uint64_t c0, uint64_t c1, bool ask_holes)
 {
 	struct copy_job jobs[COPY_WINDOW];
 	uint32_t ram_slots[COPY_WINDOW];
-	char reason[ENGINE_REASON_MAX];
+	uint64_t holes[COPY_WINDOW / 64];
 	uint64_t c = c0;
 
 	while (c <= c1) {
+		uint64_t wstart = c;
 		uint64_t wend = c1 - c < COPY_WINDOW - 1 ? c1 : c + COPY_WINDOW - 1;
+		bool have_holes = false;
 		unsigned n = 0;
 
+		if (ask_holes && next_pending_locked(v, c, wend + 1) <= wend) {
+			pthread_mutex_unlock(&v->mu);
+			have_holes = origin_holes(v, wstart, wend, holes);
+			pthread_mutex_lock(&v->mu);
+		}
 		while (c <= wend) {
 			uint64_t mask;
-			uint32_t fslot, id;
+			uint32_t fslot = COW_NONE, id;
+			bool zero;
 
 			c = next_pending_locked(v, c, wend + 1);
 			if (c > wend)
 				break;
 			mask = pending_mask_locked(v, c);
-			if (v->ds.ram_free_count == 0) {
+			zero = have_holes && hole_at(holes, c - wstart);
+			if (!zero && v->ds.ram_free_count == 0) {
 				if (n > 0)
 					break; /* copy what we have, then come back */
 				wait_for_room_locked(v);
 				continue; /* snapshots may have changed meanwhile */
 			}
-			if (diffstore_reserve_locked(&v->ds, &fslot) < 0) {
-				overflow_reason(v, c, reason, sizeof(reason));
-				volume_fail_mask_locked(v, mask, reason);
-				c++;
-				continue;
-			}
 			id = cowmap_alloc(&v->map, c);
 			if (id == COW_NONE) {
-				diffstore_unreserve_locked(&v->ds, fslot);
 				volume_fail_mask_locked(v, mask, "out of memory for copy records");
 				c++;
 				continue;
 			}
 			struct version *ver = cowmap_get(&v->map, id);
 			ver->mask = mask;
-			ver->file_slot = fslot;
-			ver->ram_slot = diffstore_ram_take_locked(&v->ds, id);
-			ram_slots[n] = ver->ram_slot;
 			for (unsigned i = v->nactive_list; i-- > 0;) {
 				struct snapshot *s = v->active[i];
 				if (!(mask & s->bit))
@@ -417,14 +520,24 @@ static void copy_out_locked(struct volume *v, uint64_t c0, uint64_t c1)
 					snapshot_fail_locked(s, "out of memory for its map of protected chunks");
 					continue;
 				}
-				s->cow_bytes += chunk_len(v, c);
 				s->held_chunks++;
 			}
-			v->cow_bytes += chunk_len(v, c);
-			v->cow_chunks++;
+			if (zero) {
+				ver->state = VERSION_ZERO;
+				count_copy_locked(v, ver->mask, c, true);
+				version_release_if_unused_locked(v, id);
+				c++;
+				continue;
+			}
+			bool no_room = diffstore_reserve_locked(&v->ds, &fslot) < 0;
+			ver->file_slot = no_room ? COW_NONE : fslot;
+			ver->ram_slot = diffstore_ram_take_locked(&v->ds, id);
+			ram_slots[n] = ver->ram_slot;
 			jobs[n].id = id;
 			jobs[n].chunk = c;
 			jobs[n].err = 0;
+			jobs[n].no_room = no_room;
+			jobs[n].zero = false;
 			n++;
 			c++;
 		}
@@ -465,7 +578,8 @@ void volume_fg_sample(const struct volume *v, struct volume_fg_sample *out)
 
 /* Everything that must happen before bytes of [off, off+len) change on the
  * origin.  Leaves the gate held shared (and maybe a range). */
-static void modify_begin(struct volume *v, uint64_t off, uint64_t len, struct modify *m)
+static void modify_begin(struct volume *v, uint64_t off, uint64_t len, bool zeroing,
+			 struct modify *m)
 {
 	uint64_t c0 = off >> v->chunk_shift;
 	uint64_t c1 = (off + len - 1) >> v->chunk_shift;
@@ -483,7 +597,7 @@ static void modify_begin(struct volume *v, uint64_t off, uint64_t len, struct mo
 	track_changes_locked(v, c0, c1);
 	if (next_pending_locked(v, c0, c1 + 1) <= c1) {
 		rangelock_acquire_locked(&v->rl, &v->mu, &m->range, c0, c1, true);
-		copy_out_locked(v, c0, c1);
+		copy_out_locked(v, c0, c1, zeroing);
 	} else {
 		rangelock_wait_writes_locked(&v->rl, &v->mu, c0, c1);
 	}
@@ -517,7 +631,7 @@ int volume_write(struct volume *v, const void *buf, size_t len, uint64_t off, un
 
 	if (r || len == 0)
 		return r;
-	modify_begin(v, off, len, &m);
+	modify_begin(v, off, len, false, &m);
 	r = dev_pwrite(v->origin, buf, len, off,
 		       ((flags & VOLUME_FUA) ? DEV_WRITE_FUA : 0) |
 			       ((flags & VOLUME_NOCACHE) ? DEV_WRITE_NOCACHE : 0));
@@ -534,7 +648,7 @@ int volume_discard(struct volume *v, uint64_t off, uint64_t len)
 
 	if (r || len == 0)
 		return r;
-	modify_begin(v, off, len, &m);
+	modify_begin(v, off, len, true, &m);
 	r = v->origin->ops->discard(v->origin, off, len);
 	modify_end(v, &m);
 	return r;
@@ -547,7 +661,7 @@ int volume_write_zeroes(struct volume *v, uint64_t off, uint64_t len, unsigned f
 
 	if (r || len == 0)
 		return r;
-	modify_begin(v, off, len, &m);
+	modify_begin(v, off, len, true, &m);
 	r = v->origin->ops->write_zeroes(v->origin, off, len, flags & VOLUME_MAY_UNMAP);
 	modify_end(v, &m);
 	return r;
@@ -651,6 +765,7 @@ void volume_get_stats(struct volume *v, struct volume_stats *st)
 	st->diff_file_bytes = st->diff_bytes - in_ram_only * v->chunk_size;
 	st->cow_bytes = v->cow_bytes;
 	st->cow_chunks = v->cow_chunks;
+	st->zero_chunks = v->zero_chunks;
 	st->writer_waits = v->writer_waits;
 	st->writer_wait_ns = v->writer_wait_ns;
 	st->snapshots = v->nsnaps;

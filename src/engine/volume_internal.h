@@ -40,7 +40,9 @@ struct snapshot {
 	uint64_t used_chunks;
 	bool all_blocks;
 	uint64_t cow_bytes;
-	uint64_t held_chunks;
+	uint64_t held_chunks;    /* versions it reads, zero records included */
+	uint64_t held_zero;      /* of those, zero records (no storage) */
+	uint64_t zero_chunks;    /* originals that read zeros: never copied */
 	uint64_t gen;            /* its generation boundary (tracker.h); 0: none */
 };
 
@@ -78,6 +80,7 @@ struct volume {
 	bool flusher_stop;
 	uint32_t flush_cursor;
 	uint64_t cow_bytes, cow_chunks, writer_waits, writer_wait_ns;
+	uint64_t zero_chunks;      /* originals that read zeros: held as zero records */
 
 	/* Read without mu by the write fast path; changed under gate + mu. */
 	atomic_uint nactive;

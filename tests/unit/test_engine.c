@@ -1,6 +1,8 @@
 /* Engine scenarios on memory devices: each checks one promise of engine.h
  * or snapshot_backup.h. */
 #include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <unistd.h>
@@ -260,6 +262,7 @@ static void test_extents_and_changed(void)
 	CHECK(bitmap_set_range(&used, 0, 16) == 0);
 	struct snapshot_request rq = { .volume = v, .name = "e", .used = &used };
 	struct snapshot *s;
+	CHECK(volume_write(v, a, CH, 8 * CH, 0) == 0); /* chunk 8 holds data */
 	CHECK(snapshot_create_set(&rq, 1, &s) == 0);
 	CHECK(snapshot_consume(s, 0, 4 * CH) == 0);
 	CHECK(volume_write(v, a, CH, 100 * CH, 0) == 0);
@@ -274,6 +277,11 @@ static void test_extents_and_changed(void)
 	struct ext_acc ch = { 0 };
 	CHECK(snapshot_changed(s, 0, size, ext_cb, &ch) == 0);
 	CHECK_EQ(ch.data, 3 * CH);
+	/* an original of zeros is a zero record: read and reported as zeros */
+	CHECK(volume_write(v, a, CH, 9 * CH, 0) == 0);
+	struct ext_acc z = { .next = 9 * CH };
+	CHECK(snapshot_extents(s, 9 * CH, CH, ext_cb, &z) == 0);
+	CHECK_EQ(z.zero, CH);
 	bitmap_destroy(&used);
 	snapshot_put(s);
 	volume_destroy(v);
@@ -560,6 +568,133 @@ static void test_copies_in_slot_order(void)
 	free(batch);
 }
 
+/* Zeros cost nothing (engine.h invariant 6): originals that read zeros are
+ * zero records, with no RAM or diff-file space, even when the diff file is
+ * full; a data chunk that finds it full still fails the snapshot. */
+static void test_zero_records(void)
+{
+	uint64_t size = 4 * MiB, nch = size / CH;
+	/* room for 2 copies only */
+	struct volume *v = mem_volume("zeros", size, 12, 64 * 1024, 2 * CH, NULL);
+	uint8_t *frozen = calloc(1, size), *got = malloc(size), b[CH], batch[4 * CH];
+	struct snapshot_stats ss;
+	struct volume_stats vs;
+	uint64_t held[8];
+	bool ok[4];
+
+	/* chunks 0..3 hold data; the rest never written */
+	for (uint64_t c = 0; c < 4; c++)
+		fill(frozen + c * CH, CH, 10 + c);
+	CHECK(volume_write(v, frozen, 4 * CH, 0, 0) == 0);
+	struct snapshot *s = take(v, "z"); /* every chunk protected */
+	struct snapshot *t = take(v, "z2");
+	/* overwrite every zero chunk, twice over in one big write */
+	uint8_t *junk = malloc(size);
+	fill(junk, size, 77);
+	CHECK(volume_write(v, junk + 4 * CH, size - 4 * CH, 4 * CH, 0) == 0);
+	CHECK(volume_discard(v, 8 * CH, 64 * CH) == 0);
+	CHECK(volume_write_zeroes(v, 100 * CH, 8 * CH, 0) == 0);
+	volume_get_stats(v, &vs);
+	CHECK_EQ(vs.cow_bytes, 0);
+	CHECK_EQ(vs.zero_chunks, nch - 4);
+	CHECK_EQ(vs.diff_bytes, 0);
+	CHECK_EQ(vs.ram_bytes, 0);
+	snapshot_get_stats(s, &ss);
+	CHECK_EQ(ss.state, SNAPSHOT_ACTIVE);
+	CHECK_EQ(ss.held_bytes, 0);
+	CHECK_EQ(ss.zero_chunks, nch - 4);
+	CHECK_EQ(ss.protected_chunks, 4);
+	/* two data chunks fit; the third overflows the 2-chunk limit */
+	fill(b, CH, 5);
+	CHECK(volume_write(v, b, CH, 0, 0) == 0);
+	CHECK(volume_write(v, b, CH, 1 * CH, 0) == 0);
+	snapshot_get_stats(s, &ss);
+	CHECK_EQ(ss.state, SNAPSHOT_ACTIVE);
+	CHECK_EQ(ss.held_bytes, 2 * CH);
+	memset(got, 0xee, size);
+	CHECK(snapshot_read(s, got, size, 0) == 0);
+	CHECK(memcmp(got, frozen, size) == 0);
+	/* a backup's drain sees zero records as held chunks that read zeros */
+	CHECK(snapshot_read_held(s, 50, b) == 0);
+	CHECK(b[0] == 0 && memcmp(b, b + 1, CH - 1) == 0);
+	uint64_t pick[4] = { 1, 60, 0, 61 };
+	memset(batch, 0xee, sizeof(batch));
+	CHECK(snapshot_read_held_batch(s, pick, 4, batch, ok) == 0);
+	CHECK(ok[0] && ok[1] && ok[2] && ok[3]);
+	CHECK(memcmp(batch, frozen + CH, CH) == 0);
+	CHECK(memcmp(batch + CH, frozen + 60 * CH, CH) == 0);
+	CHECK(memcmp(batch + 2 * CH, frozen, CH) == 0);
+	/* the diff-file order lists only copies with data */
+	uint64_t cursor = 0;
+	size_t n = 0;
+	while (cursor != UINT64_MAX)
+		n += snapshot_held_by_slot(s, held + n, 8 - n, &cursor);
+	CHECK_EQ(n, 2);
+	/* consuming releases zero records too */
+	CHECK(snapshot_consume(s, 50 * CH, 10 * CH) == 0);
+	snapshot_get_stats(s, &ss);
+	CHECK_EQ(ss.zero_chunks, nch - 4); /* all time */
+	CHECK(volume_write(v, b, CH, 2 * CH, 0) == 0);
+	snapshot_get_stats(s, &ss);
+	CHECK_EQ(ss.state, SNAPSHOT_FAILED);
+	CHECK(strstr(ss.reason, "diff limit") != NULL);
+	/* consuming and deleting release zero records as well */
+	snapshot_delete(s);
+	snapshot_put(s);
+	snapshot_get_stats(t, &ss); /* it needed the same copy */
+	CHECK_EQ(ss.state, SNAPSHOT_FAILED);
+	snapshot_delete(t);
+	snapshot_put(t);
+	volume_settle(v);
+	volume_get_stats(v, &vs);
+	CHECK_EQ(vs.diff_bytes, 0);
+	free(junk);
+	free(frozen);
+	free(got);
+	volume_destroy(v);
+}
+
+/* A discard over holes of a file origin (the second weekly fstrim) copies
+ * nothing and reads nothing; a discard over data still copies. */
+static void test_discard_over_holes(void)
+{
+	uint64_t size = 8 * MiB;
+	char dir[] = "/tmp/hs-holes-XXXXXX", path[64];
+	struct dev *origin, *diff;
+	struct volume *v;
+	struct volume_stats vs;
+	uint8_t *frozen = calloc(1, size), *got = malloc(size);
+
+	CHECK(mkdtemp(dir) != NULL);
+	snprintf(path, sizeof(path), "%s/origin", dir);
+	int fd = open(path, O_CREAT | O_RDWR, 0600);
+	CHECK(fd >= 0 && ftruncate(fd, (off_t)size) == 0);
+	close(fd);
+	CHECK(dev_file_open(&origin, path, DEV_FILE_BUFFERED) == 0);
+	CHECK(dev_mem_create(&diff, 1 * MiB) == 0);
+	struct volume_config cfg = { .name = "holes", .size = size, .chunk_shift = 16,
+				     .cow_buffer = 256 * 1024, .diff_limit = 512 * 1024 };
+	CHECK(volume_create(&v, &cfg, origin, diff) == 0);
+	fill(frozen + 2 * MiB, 128 * 1024, 9); /* two chunks of data, the rest a hole */
+	CHECK(volume_write(v, frozen + 2 * MiB, 128 * 1024, 2 * MiB, 0) == 0);
+	CHECK(volume_flush(v) == 0);
+	struct snapshot *s = take(v, "h");
+	CHECK(volume_discard(v, 0, size) == 0);
+	CHECK(volume_discard(v, 0, size) == 0);
+	volume_get_stats(v, &vs);
+	CHECK_EQ(vs.cow_bytes, 128 * 1024);
+	CHECK_EQ(vs.zero_chunks, size / (64 * 1024) - 2);
+	CHECK(snapshot_read(s, got, size, 0) == 0);
+	CHECK(memcmp(got, frozen, size) == 0);
+	snapshot_delete(s);
+	snapshot_put(s);
+	volume_destroy(v);
+	unlink(path);
+	rmdir(dir);
+	free(frozen);
+	free(got);
+}
+
 int main(void)
 {
 	test_plain_io();
@@ -575,6 +710,8 @@ int main(void)
 	test_concurrent_writers();
 	test_drain_bounds_diff_store();
 	test_copies_in_slot_order();
+	test_zero_records();
+	test_discard_over_holes();
 	printf("test_engine: ok\n");
 	return 0;
 }
