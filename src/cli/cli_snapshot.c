@@ -15,7 +15,9 @@ static const struct cmd_spec create_spec = {
 		   "and prints one VOLUME@NAME line per volume.  File systems mounted on the\n"
 		   "volumes' loop devices are frozen around it (FIFREEZE) and always thawed.\n"
 		   "Blocks free in a frozen ext4 or XFS (or an unmounted, clean ext2/3/4) are\n"
-		   "neither protected nor backed up; --all-blocks protects and reads every block.",
+		   "neither protected nor backed up; --all-blocks protects and reads every block.\n"
+		   "A freezing snapshot runs the application hooks first (the daemon's\n"
+		   "--hooks-dir and each volume's --hook): one that fails aborts the snapshot.",
 	.opts = {
 		{ "name", OPT_STRING, 'n', "NAME", "the snapshot's name (default: snapN)" },
 		{ "no-freeze", OPT_FLAG, 0, "", "do not freeze mounted file systems (then every block is protected)" },
@@ -60,6 +62,10 @@ static int snapshot_create(const struct cli *cli, int argc, char **argv)
 	} else if (json_object_object_get_ex(res, "snapshots", &snaps)) {
 		for (size_t i = 0; i < json_object_array_length(snaps); i++)
 			printf("%s\n", json_object_get_string(json_object_array_get_idx(snaps, i)));
+		if (cli_get_int(res, "hooks_failed") > 0)
+			fprintf(stderr, "hotsnap: warning: %lld application hook(s) failed after the "
+					"snapshot was taken (it stands); see the daemon's log\n",
+				(long long)cli_get_int(res, "hooks_failed"));
 	}
 	json_object_put(res);
 	return EXIT_OK;

@@ -70,14 +70,34 @@ int cli_status(const struct cli *cli, int argc, char **argv)
 {
 	static const struct cmd_spec spec = {
 		.cmd = "status", .positional = "",
-		.summary = "Shows the daemon, its volumes and snapshots, diff store use and backups."
+		.summary = "Shows the daemon, its volumes and snapshots, diff store use and backups.\n"
+			   "--prometheus prints the figures in the Prometheus text format, for\n"
+			   "node-exporter's textfile collector (hotsnap_up 0 when the daemon\n"
+			   "does not answer, and exit status 0).",
+		.opts = {
+			{ "prometheus", OPT_FLAG, 0, "", "the Prometheus text format" },
+		},
 	};
 	json_object *res, *vols, *snaps;
 	char a[32], b[32];
-	int r = cli_fetch_listing(cli, &spec, argc, argv, "status", &res);
+	struct parsed_args p;
+	int r = args_parse(&spec, argc, argv, &p);
 
-	if (!res)
+	if (r)
+		return r < 0 ? EXIT_OK : r;
+	r = cli_call(cli, "status", NULL, -1, NULL, NULL, &res);
+	if (args_get(&spec, &p, "prometheus")->set) {
+		cli_print_prometheus(r == EXIT_OK ? res : NULL);
+		json_object_put(res);
+		return EXIT_OK;
+	}
+	if (r)
 		return r;
+	if (cli->json) {
+		cli_print_json(res);
+		json_object_put(res);
+		return EXIT_OK;
+	}
 	printf("hotsnap daemon %lld on %s, up %.0f s, RSS %s\n", (long long)cli_get_int(res, "pid"),
 	       cli_get_str(res, "state_dir"), cli_get_double(res, "uptime_s"),
 	       cli_size((uint64_t)cli_get_int(res, "rss_bytes"), a, sizeof(a)));

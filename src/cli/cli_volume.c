@@ -39,6 +39,23 @@ static const struct cmd_spec create_spec = {
 	},
 };
 
+static const struct cmd_spec set_spec = {
+	.cmd = "volume set",
+	.positional = "NAME",
+	.min_pos = 1,
+	.max_pos = 1,
+	.summary = "Changes a volume's settings at once, also while snapshots are live.\n"
+		   "A smaller --diff-limit than the diff store holds now is refused.  A new\n"
+		   "--diff-dir takes the spills from the moment the present diff file is empty.\n"
+		   "--hook runs PATH around every freezing snapshot of the volume (see\n"
+		   "hooks/README.md); --hook '' removes it.",
+	.opts = {
+		{ "diff-limit", OPT_SIZE, 0, "SIZE", "most the diff file may hold" },
+		{ "diff-dir", OPT_PATH, 0, "DIR", "where diff files go from now on" },
+		{ "hook", OPT_STRING, 0, "PATH", "the volume's application hook (absolute path; '' for none)" },
+	},
+};
+
 static struct cmd_spec name_spec(const char *cmd, const char *summary)
 {
 	struct cmd_spec s = { .cmd = cmd, .positional = "NAME", .min_pos = 1, .max_pos = 1,
@@ -105,6 +122,40 @@ static int volume_create(const struct cli *cli, int argc, char **argv)
 		printf("volume %s: %s on %s\n", p.pos[0],
 		       cli_size((uint64_t)cli_get_int(res, "size"), a, sizeof(a)),
 		       cli_get_str(res, "backing"));
+	json_object_put(res);
+	return EXIT_OK;
+}
+
+static int volume_set(const struct cli *cli, int argc, char **argv)
+{
+	struct parsed_args p;
+	json_object *args, *res;
+	const struct opt_value *v;
+	char a[32];
+	int r = args_parse(&set_spec, argc, argv, &p);
+
+	if (r)
+		return r < 0 ? EXIT_OK : r;
+	if ((r = cli_check_volume_name(set_spec.cmd, p.pos[0])))
+		return r;
+	args = json_object_new_object();
+	json_object_object_add(args, "name", json_object_new_string(p.pos[0]));
+	if ((v = args_get(&set_spec, &p, "diff-limit"))->set)
+		add_u64(args, "diff_limit", v->num);
+	if ((v = args_get(&set_spec, &p, "diff-dir"))->set)
+		json_object_object_add(args, "diff_dir", json_object_new_string(v->path));
+	if ((v = args_get(&set_spec, &p, "hook"))->set)
+		json_object_object_add(args, "hook", json_object_new_string(v->str));
+	r = cli_call(cli, "volume.set", args, -1, NULL, NULL, &res);
+	if (r)
+		return r;
+	if (cli->json)
+		cli_print_json(res);
+	else
+		printf("volume %s: diff limit %s, diff dir %s, hook %s\n", p.pos[0],
+		       cli_size((uint64_t)cli_get_int(res, "diff_limit"), a, sizeof(a)),
+		       cli_get_str(res, "diff_dir"),
+		       cli_get_str(res, "hook") ? cli_get_str(res, "hook") : "none");
 	json_object_put(res);
 	return EXIT_OK;
 }
@@ -189,6 +240,8 @@ int cli_volume(const struct cli *cli, int argc, char **argv)
 		"  create NAME --backing PATH [--size SIZE] [--chunk-size SIZE] [--cow-buffer SIZE]\n"
 		"              [--diff-dir DIR] [--diff-limit SIZE] [--cache MODE]\n"
 		"              [--track-granularity SIZE | --no-tracking]\n"
+		"  set NAME [--diff-limit SIZE] [--diff-dir DIR] [--hook PATH]\n"
+		"                  change settings at once, also under live snapshots\n"
 		"  attach NAME     attach a loop device (prints /dev/loopN)\n"
 		"  detach NAME     detach its loop device\n"
 		"  list            list the volumes\n"
@@ -196,6 +249,7 @@ int cli_volume(const struct cli *cli, int argc, char **argv)
 
 	static const struct cli_sub subs[] = {
 		{ "create", volume_create },
+		{ "set", volume_set },
 		{ "list", volume_list },
 		{ "attach", volume_attach },
 		{ "detach", volume_detach },

@@ -14,6 +14,10 @@ int cli_image(const struct cli *cli, int argc, char **argv);
 void cli_print_bookmarks(json_object *res);
 int cli_status(const struct cli *cli, int argc, char **argv);
 int cli_shutdown(const struct cli *cli, int argc, char **argv);
+int cli_events(const struct cli *cli, int argc, char **argv);
+/* The status reply in the Prometheus text format (node-exporter's textfile
+ * collector); res NULL: the daemon did not answer (hotsnap_up 0). */
+void cli_print_prometheus(json_object *res);
 
 /* A command group's subcommands, for cli_group. */
 struct cli_sub {

@@ -9,9 +9,12 @@
 static const char usage[] =
 	"usage: hotsnap [--state-dir DIR] [--json] COMMAND ...\n"
 	"\n"
-	"  daemon [--detach] [--nbd unix:PATH|tcp:HOST:PORT]...   run the daemon\n"
+	"  daemon [--detach] [--nbd unix:PATH|tcp:HOST:PORT]... [--no-nbd]\n"
+	"         [--hooks-dir DIR] [--hook-timeout SECONDS]      run the daemon\n"
 	"  volume create NAME --backing PATH [--size SIZE] [--chunk-size SIZE]\n"
 	"                [--cow-buffer SIZE] [--diff-dir DIR] [--diff-limit SIZE]\n"
+	"                [--cache MODE] [--track-granularity SIZE | --no-tracking]\n"
+	"  volume set NAME [--diff-limit SIZE] [--diff-dir DIR] [--hook PATH]\n"
 	"  volume attach|detach|remove NAME\n"
 	"  volume list\n"
 	"  snapshot create VOLUME... [--name NAME] [--no-freeze] [--all-blocks]\n"
@@ -25,7 +28,8 @@ static const char usage[] =
 	"  bookmark list\n"
 	"  bookmark create VOLUME@SNAPSHOT [--name NAME]\n"
 	"  bookmark delete VOLUME#NAME...\n"
-	"  status\n"
+	"  status [--prometheus]\n"
+	"  events [--recent N] [--no-follow]\n"
 	"  shutdown\n"
 	"\n"
 	"The state dir is $HOTSNAP_STATE_DIR, else /var/lib/hotsnap.  'hotsnap COMMAND --help'\n"
@@ -102,6 +106,8 @@ int main(int argc, char **argv)
 		return cli_status(&cli, argc, argv);
 	if (strcmp(cmd, "shutdown") == 0)
 		return cli_shutdown(&cli, argc, argv);
+	if (strcmp(cmd, "events") == 0)
+		return cli_events(&cli, argc, argv);
 	if (strcmp(cmd, "help") == 0) {
 		printf("%s", usage);
 		return EXIT_OK;

@@ -27,6 +27,17 @@ static const struct ctl_arg volume_create_args[] = {
 	{ NULL, CTL_STRING, false },
 };
 
+static const struct ctl_arg volume_set_args[] = {
+	{ "name", CTL_STRING, true },       { "diff_limit", CTL_U64, false },
+	{ "diff_dir", CTL_STRING, false },  { "hook", CTL_STRING, false },
+	{ NULL, CTL_STRING, false },
+};
+
+static const struct ctl_arg events_args[] = {
+	{ "recent", CTL_U64, false }, { "follow", CTL_BOOL, false },
+	{ NULL, CTL_STRING, false },
+};
+
 static const struct ctl_arg snapshot_create_args[] = {
 	{ "volumes", CTL_STRINGS, true },  { "name", CTL_STRING, false },
 	{ "freeze", CTL_BOOL, false },     { "all_blocks", CTL_BOOL, false },
@@ -69,6 +80,8 @@ static const struct ctl_command commands[] = {
 	{ "status", no_args, false },
 	{ "shutdown", no_args, false },
 	{ "volume.create", volume_create_args, false },
+	{ "volume.set", volume_set_args, false },
+	{ "events", events_args, false, true },
 	{ "volume.attach", name_arg, false },
 	{ "volume.detach", name_arg, false },
 	{ "volume.list", no_args, false },

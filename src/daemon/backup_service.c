@@ -23,6 +23,7 @@
 #include "common/log.h"
 #include "common/paths.h"
 #include "daemon/commands.h"
+#include "daemon/events.h"
 #include "engine/tracker.h"
 
 #define INCREMENTAL_MAX_CLUSTER (UINT64_C(64) << 10)
@@ -195,6 +196,14 @@ static enum cmd_status check_output_place(struct daemon *d, const struct backup_
 		return CMD_USAGE;
 	}
 	return CMD_OK;
+}
+
+static json_object *backup_event_fields(const struct backup_job *job)
+{
+	json_object *o = json_object_new_object();
+	json_object_object_add(o, "source", json_object_new_string(job->source));
+	json_object_object_add(o, "output", json_object_new_string(job->output));
+	return o;
 }
 
 /* The snapshot to read: named, or made now for this backup alone.  Under
@@ -395,9 +404,10 @@ enum cmd_status backup_service_run(struct daemon *d, const struct backup_request
 	ve->backups = job;
 	pthread_mutex_unlock(&d->mu);
 
-	hs_info("backup of %s to %s (%s%s%s) started%s", job->source, job->output,
-		image_format_name(rq->format), rq->incremental ? ", incremental over " : "",
-		rq->incremental ? rq->incremental : "", job->consume ? " (consuming)" : "");
+	events_post("backup.started", backup_event_fields(job),
+		    "backup of %s to %s (%s%s%s) started%s", job->source, job->output,
+		    image_format_name(rq->format), rq->incremental ? ", incremental over " : "",
+		    rq->incremental ? rq->incremental : "", job->consume ? " (consuming)" : "");
 	r = backup_job_run(job, rq->tick, rq->tick_arg);
 
 	pthread_mutex_lock(&d->mu);
@@ -415,7 +425,8 @@ enum cmd_status backup_service_run(struct daemon *d, const struct backup_request
 		image_writer_abort(job->out);
 	job->out = NULL;
 	if (r < 0) {
-		hs_error("backup of %s to %s failed: %s", job->source, job->output, job->error);
+		events_post("backup.failed", backup_event_fields(job), "backup of %s to %s failed: %s",
+			    job->source, job->output, job->error);
 		snprintf(err, errlen, "%s", job->error);
 		st = CMD_ERROR;
 		goto out_release;
@@ -445,9 +456,14 @@ enum cmd_status backup_service_run(struct daemon *d, const struct backup_request
 	out->copies_seconds = job->copies_seconds;
 	out->copies_bytes = job->copies_bytes;
 	out->all_blocks = ss.all_blocks;
-	hs_info("backup of %s done: %.1f MB read in %.2f s%s%s", job->source,
-		(double)out->bytes_read / 1e6, out->seconds, out->bookmark[0] ? ", bookmark " : "",
-		out->bookmark);
+	json_object *ev = backup_event_fields(job);
+	json_object_object_add(ev, "bytes_read", json_object_new_int64((int64_t)out->bytes_read));
+	json_object_object_add(ev, "seconds", json_object_new_double(out->seconds));
+	if (out->bookmark[0])
+		json_object_object_add(ev, "bookmark", json_object_new_string(out->bookmark));
+	events_post("backup.done", ev, "backup of %s done: %.1f MB read in %.2f s%s%s",
+		    job->source, (double)out->bytes_read / 1e6, out->seconds,
+		    out->bookmark[0] ? ", bookmark " : "", out->bookmark);
 
 out_release:
 	pthread_mutex_lock(&d->mu);

@@ -15,11 +15,13 @@
 #include "common/clock.h"
 #include "common/log.h"
 #include "daemon/commands.h"
+#include "daemon/events.h"
 #include "daemon/freeze.h"
 #include "daemon/usedmap.h"
 #include "engine/tracker.h"
 #include "export/export.h"
 #include "fuse/fuse_front.h"
+#include "hooks/hooks.h"
 
 static int read_snapshot(void *ctx, void *buf, size_t len, uint64_t off)
 {
@@ -43,6 +45,83 @@ static void default_name(const struct snapshot_set_request *rq, char *out, size_
 		if (!taken)
 			return;
 	}
+}
+
+static json_object *snapshot_event_fields(const char *volume, const char *full)
+{
+	json_object *o = json_object_new_object();
+	json_object_object_add(o, "volume", json_object_new_string(volume));
+	json_object_object_add(o, "snapshot", json_object_new_string(full));
+	return o;
+}
+
+/* A hook's result, for the event stream. */
+static void hook_event(void *arg, const struct hook_report *r)
+{
+	const struct hooks_run *hr = arg;
+	json_object *o = json_object_new_object();
+	json_object_object_add(o, "hook", json_object_new_string(r->hook));
+	json_object_object_add(o, "phase", json_object_new_string(r->phase));
+	json_object_object_add(o, "snapshot_name", json_object_new_string(hr->snapshot));
+	json_object_object_add(o, "volumes", json_object_new_string(hr->volumes));
+	json_object_object_add(o, "ms", json_object_new_double(r->ms));
+	if (r->ok)
+		events_post("hook.done", o, "hook %s %s for snapshot %s done in %.0f ms", r->hook,
+			    r->phase, hr->snapshot, r->ms);
+	else
+		events_post("hook.failed", o, "%s", r->message ? r->message : "failed");
+}
+
+/* The application hooks of a freezing snapshot: the directory's, then each
+ * volume's own.  0, or -1 with a message. */
+static int plan_hooks(struct daemon *d, const struct snapshot_set_request *rq,
+		      const struct frozen_fs *fs, const bool *has_fs, const char *name,
+		      struct hooks_run *hr, char *err, size_t errlen)
+{
+	hooks_init(hr, d->hook_timeout_s, 0);
+	hr->report = hook_event;
+	hr->report_arg = hr;
+	hooks_set_snapshot(hr, name);
+	for (size_t i = 0; i < rq->n; i++)
+		hooks_add_volume(hr, rq->vols[i]->cfg.name, has_fs[i] ? fs[i].mountpoint : "",
+				 rq->vols[i]->loop.dev);
+	if (hooks_add_dir(hr, d->hooks_dir, err, errlen) < 0)
+		return -1;
+	for (size_t i = 0; i < rq->n; i++)
+		if (rq->vols[i]->cfg.hook[0] &&
+		    hooks_add(hr, rq->vols[i]->cfg.hook, rq->vols[i]->cfg.name,
+			      has_fs[i] ? fs[i].mountpoint : "", err, errlen) < 0)
+			return -1;
+	return 0;
+}
+
+/* Runs prepare and starts the holders, without the registry lock (a
+ * database checkpoint may take a while, and other commands go on); the
+ * volumes are marked busy meanwhile, so none of them goes away.  0, or -1
+ * with a message, everything released. */
+static int hooks_before(struct daemon *d, const struct snapshot_set_request *rq,
+			struct hooks_run *hr, char *err, size_t errlen)
+{
+	int r;
+
+	for (size_t i = 0; i < rq->n; i++)
+		rq->vols[i]->busy = "the snapshot's application hooks";
+	pthread_mutex_unlock(&d->mu);
+	r = hooks_prepare(hr, err, errlen);
+	if (r == 0)
+		r = hooks_freeze(hr, err, errlen);
+	pthread_mutex_lock(&d->mu);
+	for (size_t i = 0; i < rq->n; i++)
+		rq->vols[i]->busy = NULL;
+	if (r == 0 && atomic_load(&d->stopping)) {
+		snprintf(err, errlen, "the daemon is stopping");
+		r = -1;
+	}
+	if (r < 0) {
+		hooks_release(hr, false);
+		hooks_finish(hr, false);
+	}
+	return r;
 }
 
 enum cmd_status snapshots_create_locked(struct daemon *d, const struct snapshot_set_request *rq,
@@ -78,6 +157,25 @@ enum cmd_status snapshots_create_locked(struct daemon *d, const struct snapshot_
 		has_fs[i] = rq->vols[i]->loop.dev[0] &&
 			    freeze_find_mount(rq->vols[i]->loop.dev, &fs[i]);
 		has_map[i] = false;
+	}
+
+	struct hooks_run *hr = NULL;
+	if (rq->freeze) {
+		char why[1024];
+		hr = calloc(1, sizeof(*hr));
+		if (!hr || plan_hooks(d, rq, fs, has_fs, res->name, hr, why, sizeof(why)) < 0) {
+			snprintf(err, errlen, "snapshot not taken: %s", hr ? why : "out of memory");
+			free(hr);
+			free(fs);
+			return CMD_ERROR;
+		}
+		if (hr->n && hooks_before(d, rq, hr, why, sizeof(why)) < 0) {
+			snprintf(err, errlen, "snapshot not taken: %s", why);
+			free(hr);
+			free(fs);
+			return CMD_ERROR;
+		}
+		res->hooks = (unsigned)hr->n;
 	}
 
 	/* the change maps get ready for the boundary now, outside the freeze */
@@ -137,6 +235,13 @@ enum cmd_status snapshots_create_locked(struct daemon *d, const struct snapshot_
 thaw:
 	(void)freezer_thaw(&fz);
 	t_thawed = clock_mono_ns();
+	if (hr) {
+		/* the holders let go at once; then thaw (or abort) */
+		bool taken = st == CMD_OK && r == 0;
+		res->hooks_failed = hooks_release(hr, taken);
+		res->hooks_failed += hooks_finish(hr, taken);
+		free(hr);
+	}
 	if (rq->freeze && any_fs)
 		freeze_journal_clear(d->state_dir);
 	for (size_t i = 0; i < rq->n; i++)
@@ -214,6 +319,16 @@ thaw:
 				free(ls);
 				break;
 			}
+		json_object *ev = json_object_new_object();
+		char full[2 * HS_NAME_MAX + 2];
+		snprintf(full, sizeof(full), "%s@%s", ve->cfg.name, res->name);
+		json_object_object_add(ev, "volume", json_object_new_string(ve->cfg.name));
+		json_object_object_add(ev, "snapshot", json_object_new_string(full));
+		json_object_object_add(ev, "map", json_object_new_string(res->map_source[i]));
+		json_object_object_add(ev, "temporary", json_object_new_boolean(rq->temporary));
+		json_object_object_add(ev, "hooks", json_object_new_int((int)res->hooks));
+		events_post("snapshot.created", ev, "snapshot %s created%s (used-block map: %s)", full,
+			    rq->temporary ? " for a backup" : "", res->map_source[i]);
 		uint64_t num;
 		if (sscanf(res->name, "snap%llu", (unsigned long long *)&num) == 1 &&
 		    num >= ve->cfg.next_snapshot)
@@ -274,7 +389,6 @@ static enum cmd_status cmd_snapshot_create(struct daemon *d, const struct ctl_re
 			m, "used_bytes",
 			json_object_new_int64((int64_t)(res.used_chunks[i] * rq.vols[i]->cfg.chunk_size)));
 		json_object_array_add(maps, m);
-		hs_info("snapshot %s created (used-block map: %s)", full, res.map_source[i]);
 	}
 	*result = json_object_new_object();
 	json_object_object_add(*result, "snapshots", arr);
@@ -283,6 +397,8 @@ static enum cmd_status cmd_snapshot_create(struct daemon *d, const struct ctl_re
 	json_object_object_add(*result, "daemon_us", json_object_new_double(res.daemon_us));
 	json_object_object_add(*result, "engine_us", json_object_new_double(res.engine_us));
 	json_object_object_add(*result, "map_ms", json_object_new_double(res.map_ms));
+	json_object_object_add(*result, "hooks", json_object_new_int((int)res.hooks));
+	json_object_object_add(*result, "hooks_failed", json_object_new_int((int)res.hooks_failed));
 	json_object_object_add(*result, "maps", maps);
 	return CMD_OK;
 }
@@ -439,7 +555,8 @@ static enum cmd_status cmd_snapshot_delete(struct daemon *d, const struct ctl_re
 	}
 	registry_drop_snapshot(d, ve, se);
 	persist_save_snapshots(d);
-	hs_info("snapshot %s deleted", full);
+	events_post("snapshot.deleted", snapshot_event_fields(ve->cfg.name, full),
+		    "snapshot %s deleted", full);
 	*result = json_object_new_object();
 	return CMD_OK;
 }

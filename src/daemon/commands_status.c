@@ -147,6 +147,8 @@ json_object *status_volume_json(struct daemon *d, struct vol_entry *ve)
 	add_str(o, "diff_dir", ve->cfg.diff_dir);
 	add_u64(o, "diff_limit", ve->cfg.diff_limit);
 	add_str(o, "cache", ve->cfg.cache);
+	if (ve->cfg.hook[0])
+		add_str(o, "hook", ve->cfg.hook);
 	add_str(o, "cache_mode", registry_cache_writeback(ve) ? "writeback" : "none");
 	add_str(o, "state", ve->vol ? "ok" : "error");
 	if (!ve->vol)
@@ -299,7 +301,7 @@ cmd_handler commands_find(const char *name)
 	const struct command_entry *groups[] = { commands_volume, commands_snapshot,
 						 commands_backup, commands_bookmark,
 						 commands_restore, commands_image,
-						 commands_status };
+						 commands_status, commands_events };
 	for (size_t g = 0; g < sizeof(groups) / sizeof(groups[0]); g++)
 		for (const struct command_entry *c = groups[g]; c->name; c++)
 			if (strcmp(c->name, name) == 0)

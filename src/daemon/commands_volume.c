@@ -14,6 +14,7 @@
 #include "common/log.h"
 #include "common/units.h"
 #include "daemon/commands.h"
+#include "daemon/events.h"
 #include "daemon/freeze.h"
 #include "engine/tracker.h"
 #include "fuse/fuse_front.h"
@@ -375,7 +376,11 @@ static enum cmd_status cmd_volume_attach(struct daemon *d, const struct ctl_requ
 				 strerror(-r));
 			return CMD_ERROR;
 		}
-		hs_info("volume %s attached as %s", ve->cfg.name, ve->loop.dev);
+		json_object *ev = json_object_new_object();
+		json_object_object_add(ev, "volume", json_object_new_string(ve->cfg.name));
+		json_object_object_add(ev, "device", json_object_new_string(ve->loop.dev));
+		events_post("volume.attached", ev, "volume %s attached as %s", ve->cfg.name,
+			    ve->loop.dev);
 	}
 	*result = json_object_new_object();
 	json_object_object_add(*result, "device", json_object_new_string(ve->loop.dev));
@@ -416,7 +421,10 @@ enum cmd_status commands_detach_loop(struct daemon *d, struct loop_attachment *l
 		snprintf(err, errlen, "cannot detach %s of %s: %s", dev, what, strerror(-r));
 		return CMD_ERROR;
 	}
-	hs_info("%s detached from %s", what, dev);
+	json_object *ev = json_object_new_object();
+	json_object_object_add(ev, "what", json_object_new_string(what));
+	json_object_object_add(ev, "device", json_object_new_string(dev));
+	events_post("volume.detached", ev, "%s detached from %s", what, dev);
 	return CMD_OK;
 }
 
@@ -504,7 +512,134 @@ static enum cmd_status cmd_volume_remove(struct daemon *d, const struct ctl_requ
 	return CMD_OK;
 }
 
+/* --diff-limit: at once, also under live snapshots; never below what is
+ * held. */
+static enum cmd_status set_diff_limit(struct vol_entry *ve, uint64_t lim, char *err,
+				      size_t errlen)
+{
+	char a[32], b[32];
+	int r;
+
+	if (lim < ve->cfg.chunk_size) {
+		snprintf(err, errlen, "--diff-limit must hold at least one chunk (%s)",
+			 units_format_size(ve->cfg.chunk_size, a, sizeof(a)));
+		return CMD_USAGE;
+	}
+	r = ve->vol ? volume_set_diff_limit(ve->vol, lim) : 0;
+	if (r == -EBUSY) {
+		struct volume_stats vs;
+		volume_get_stats(ve->vol, &vs);
+		snprintf(err, errlen,
+			 "the diff store of volume '%s' holds %s now; a limit of %s would be below "
+			 "it: back up (--consume) or delete snapshots first; nothing was changed",
+			 ve->cfg.name, units_format_size(vs.diff_bytes, a, sizeof(a)),
+			 units_format_size(lim, b, sizeof(b)));
+		return CMD_ERROR;
+	}
+	if (r < 0) {
+		snprintf(err, errlen, "cannot change the diff limit: %s", strerror(-r));
+		return CMD_ERROR;
+	}
+	ve->cfg.diff_limit = lim;
+	return CMD_OK;
+}
+
+/* --diff-dir: new spills go there from the moment the present diff file
+ * holds nothing (at once when it is empty). */
+static enum cmd_status set_diff_dir(struct vol_entry *ve, const char *dir, char *err,
+				    size_t errlen)
+{
+	struct dev *diff;
+	int r;
+
+	if (dir[0] != '/' || strlen(dir) >= sizeof(ve->cfg.diff_dir)) {
+		snprintf(err, errlen, "--diff-dir must be an absolute path");
+		return CMD_USAGE;
+	}
+	r = dev_file_open(&diff, dir, DEV_FILE_TMPFILE);
+	if (r < 0) {
+		snprintf(err, errlen, "cannot create diff files in %s: %s; nothing was changed", dir,
+			 strerror(-r));
+		return CMD_ERROR;
+	}
+	if (ve->vol)
+		volume_set_diff_file(ve->vol, diff, dir);
+	else
+		dev_destroy(diff);
+	snprintf(ve->cfg.diff_dir, sizeof(ve->cfg.diff_dir), "%s", dir);
+	return CMD_OK;
+}
+
+static enum cmd_status set_hook(struct vol_entry *ve, const char *path, char *err,
+				size_t errlen)
+{
+	struct stat st;
+
+	if (path[0] && (path[0] != '/' || strlen(path) >= sizeof(ve->cfg.hook))) {
+		snprintf(err, errlen, "--hook must be an absolute path ('' removes the hook)");
+		return CMD_USAGE;
+	}
+	errno = 0;
+	if (path[0] && (stat(path, &st) < 0 || !S_ISREG(st.st_mode) || access(path, X_OK) < 0)) {
+		snprintf(err, errlen, "--hook %s is not an executable file%s%s", path,
+			 errno ? ": " : "", errno ? strerror(errno) : "");
+		return CMD_ERROR;
+	}
+	snprintf(ve->cfg.hook, sizeof(ve->cfg.hook), "%s", path);
+	return CMD_OK;
+}
+
+static enum cmd_status cmd_volume_set(struct daemon *d, const struct ctl_request *req,
+				      struct ctl_session *sess, json_object **result, char *err,
+				      size_t errlen)
+{
+	enum cmd_status st = CMD_OK;
+	struct vol_entry *ve = open_volume_arg(d, ctl_str(req, "name"), err, errlen, &st);
+
+	if (!ve)
+		return st;
+	if (!ctl_has(req, "diff_limit") && !ctl_has(req, "diff_dir") && !ctl_has(req, "hook")) {
+		snprintf(err, errlen, "nothing to set: give --diff-limit, --diff-dir or --hook");
+		return CMD_USAGE;
+	}
+	/* the checks that can refuse come first, so a refusal changes nothing */
+	if (ctl_has(req, "hook")) {
+		struct vol_config keep = ve->cfg;
+		st = set_hook(ve, ctl_str(req, "hook"), err, errlen);
+		ve->cfg = keep;
+		if (st != CMD_OK)
+			return st;
+	}
+	if (ctl_has(req, "diff_dir")) {
+		const char *dir = ctl_str(req, "diff_dir");
+		if (dir[0] != '/') {
+			snprintf(err, errlen, "--diff-dir must be an absolute path");
+			return CMD_USAGE;
+		}
+	}
+	if (ctl_has(req, "diff_limit") &&
+	    (st = set_diff_limit(ve, ctl_u64(req, "diff_limit", 0), err, errlen)) != CMD_OK)
+		return st;
+	if (ctl_has(req, "diff_dir") &&
+	    (st = set_diff_dir(ve, ctl_str(req, "diff_dir"), err, errlen)) != CMD_OK) {
+		persist_save_volumes(d); /* the limit above did change */
+		return st;
+	}
+	if (ctl_has(req, "hook"))
+		(void)set_hook(ve, ctl_str(req, "hook"), err, errlen);
+	persist_save_volumes(d);
+	json_object *ev = json_object_new_object();
+	char lim[32];
+	json_object_object_add(ev, "volume", json_object_new_string(ve->cfg.name));
+	events_post("volume.changed", ev, "volume %s: diff limit %s, diff dir %s, hook %s",
+		    ve->cfg.name, units_format_size(ve->cfg.diff_limit, lim, sizeof(lim)),
+		    ve->cfg.diff_dir, ve->cfg.hook[0] ? ve->cfg.hook : "none");
+	*result = status_volume_json(d, ve);
+	return CMD_OK;
+}
+
 const struct command_entry commands_volume[] = {
+	{ "volume.set", cmd_volume_set },
 	{ "volume.create", cmd_volume_create },
 	{ "volume.attach", cmd_volume_attach },
 	{ "volume.detach", cmd_volume_detach },

@@ -57,6 +57,35 @@ void ctl_session_event(struct ctl_session *sess, json_object *event)
 		(void)send(sess->fd, buf, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL);
 }
 
+bool ctl_session_send_line(struct ctl_session *sess, const char *line)
+{
+	size_t len = strlen(line);
+	struct iovec iov[2] = { { .iov_base = (void *)line, .iov_len = len },
+				{ .iov_base = "\n", .iov_len = 1 } };
+	struct msghdr m = { .msg_iov = iov, .msg_iovlen = 2 };
+	size_t want = len + 1;
+
+	while (want > 0) {
+		ssize_t n = sendmsg(sess->fd, &m, MSG_NOSIGNAL);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n <= 0)
+			return false;
+		want -= (size_t)n;
+		while (n > 0 && m.msg_iovlen > 0) {
+			size_t take = (size_t)n < m.msg_iov[0].iov_len ? (size_t)n : m.msg_iov[0].iov_len;
+			m.msg_iov[0].iov_base = (char *)m.msg_iov[0].iov_base + take;
+			m.msg_iov[0].iov_len -= take;
+			n -= (ssize_t)take;
+			if (m.msg_iov[0].iov_len == 0) {
+				m.msg_iov++;
+				m.msg_iovlen--;
+			}
+		}
+	}
+	return true;
+}
+
 bool ctl_session_gone(struct ctl_session *sess)
 {
 	struct pollfd p = { .fd = sess->fd, .events = POLLRDHUP };

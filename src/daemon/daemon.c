@@ -27,14 +27,17 @@
 #include "common/clock.h"
 #include "common/log.h"
 #include "daemon/daemon.h"
+#include "daemon/events.h"
 #include "daemon/freeze.h"
+#include "hooks/hooks.h"
 #include "fuse/fuse_front.h"
 #include "nbd/nbd_server.h"
 
 static void daemon_usage(FILE *f)
 {
 	fprintf(f, "usage: hotsnap daemon [--state-dir DIR] [--detach] "
-		   "[--nbd unix:PATH|tcp:HOST:PORT]... [--no-nbd] [--debug]\n");
+		   "[--nbd unix:PATH|tcp:HOST:PORT]... [--no-nbd] [--hooks-dir DIR]\n"
+		   "       [--hook-timeout SECONDS] [--debug]\n");
 }
 
 void daemon_request_stop(struct daemon *d)
@@ -150,6 +153,7 @@ static int start_nbd(struct daemon *d, char *err, size_t errlen)
 static void stop_everything(struct daemon *d)
 {
 	atomic_store(&d->stopping, true);
+	events_wake_all(); /* `hotsnap events` clients end */
 	control_server_stop(d);
 	if (d->sampler_started)
 		pthread_join(d->sampler, NULL);
@@ -201,6 +205,7 @@ static int serve(struct daemon *d, int ready_fd)
 		goto fail;
 	}
 	d->started_ns = clock_mono_ns();
+	events_init();
 	write_pid(d);
 	freeze_journal_recover(d->state_dir);
 	loopdev_foreach_under(d->mnt_dir, warn_stale_loop, NULL);
@@ -326,6 +331,8 @@ int daemon_main(const char *state_dir, int argc, char **argv)
 		{ "nbd", required_argument, NULL, 'n' },
 		{ "no-nbd", no_argument, NULL, 'N' },
 		{ "debug", no_argument, NULL, 'D' },
+		{ "hooks-dir", required_argument, NULL, 'H' },
+		{ "hook-timeout", required_argument, NULL, 'T' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -364,6 +371,24 @@ int daemon_main(const char *state_dir, int argc, char **argv)
 		case 'D':
 			hs_log_set_level(HS_LOG_DEBUG);
 			break;
+		case 'H':
+			if (optarg[0] != '/' || strlen(optarg) >= sizeof(d->hooks_dir)) {
+				fprintf(stderr, "hotsnap daemon: --hooks-dir must be an absolute path\n");
+				return 2;
+			}
+			snprintf(d->hooks_dir, sizeof(d->hooks_dir), "%s", optarg);
+			break;
+		case 'T': {
+			char *end;
+			unsigned long t = strtoul(optarg, &end, 10);
+			if (*end || end == optarg || t < 1 || t > 3600) {
+				fprintf(stderr, "hotsnap daemon: --hook-timeout '%s': expected seconds "
+						"from 1 to 3600\n", optarg);
+				return 2;
+			}
+			d->hook_timeout_s = (unsigned)t;
+			break;
+		}
 		case 'h':
 			daemon_usage(stdout);
 			return 0;
@@ -390,6 +415,10 @@ int daemon_main(const char *state_dir, int argc, char **argv)
 	snprintf(d->mnt_dir, sizeof(d->mnt_dir), "%s/mnt", state_dir);
 	snprintf(d->control_path, sizeof(d->control_path), "%s/control.sock", state_dir);
 	snprintf(d->default_diff_dir, sizeof(d->default_diff_dir), "%s/diff", state_dir);
+	if (!d->hooks_dir[0])
+		snprintf(d->hooks_dir, sizeof(d->hooks_dir), "%s/hooks.d", state_dir);
+	if (!d->hook_timeout_s)
+		d->hook_timeout_s = HOOKS_DEFAULT_TIMEOUT_S;
 	if (!no_nbd && d->nbd_nlisten == 0) {
 		snprintf(default_nbd, sizeof(default_nbd), "unix:%s/nbd.sock", state_dir);
 		d->nbd_listen[d->nbd_nlisten++] = default_nbd;

@@ -18,6 +18,7 @@
  *   mnt/            the FUSE mount: one file per volume and attached snapshot
  *   diff/           default directory for diff files (unnamed, O_TMPFILE)
  *   tracking/       one change map per volume, NAME.map (see engine/tracker.h)
+ *   hooks.d/        the default directory of application hooks (hooks/hooks.h)
  */
 #ifndef HS_DAEMON_H
 #define HS_DAEMON_H
@@ -54,6 +55,7 @@ struct vol_config {
 	uint64_t next_snapshot; /* for default names: snap1, snap2, ... */
 	char cache[12];         /* auto, writeback or none (see registry.c) */
 	uint64_t track_granularity; /* bytes per bit of the change map file; 0: no tracking */
+	char hook[PATH_MAX];    /* its own application hook (hooks.h), or "" */
 };
 
 struct snap_entry {
@@ -125,6 +127,8 @@ struct daemon {
 	atomic_uint clients;
 	pthread_t sampler;
 	bool sampler_started;
+	char hooks_dir[PATH_MAX];  /* application hooks for every freezing snapshot */
+	unsigned hook_timeout_s;   /* per hook and phase */
 };
 
 /* --- registry (registry.c); callers hold d->mu ------------------------- */
@@ -182,6 +186,9 @@ int ctl_session_take_fd(struct ctl_session *sess);
 void ctl_session_event(struct ctl_session *sess, json_object *event);
 /* True when the client has gone away (so its command should stop). */
 bool ctl_session_gone(struct ctl_session *sess);
+/* Sends one line (without its newline) and waits for the socket to take it
+ * (up to the send timeout); false when the client is gone or stuck. */
+bool ctl_session_send_line(struct ctl_session *sess, const char *line);
 
 /* --- status pieces (commands_status.c) ------------------------------------ */
 /* key: the wall-clock time ns as "2026-11-30T01:12:35+0000". */
@@ -204,6 +211,8 @@ struct snapshot_set_result {
 	struct snap_entry *snaps[CONTROL_MAX_LIST];
 	char name[HS_NAME_MAX + 1];
 	double freeze_ms;  /* from before freeze to after thaw */
+	unsigned hooks;        /* application hooks that ran */
+	unsigned hooks_failed; /* failed after the instant (logged; the snapshot stands) */
 	double engine_us;  /* writers held by the engine */
 	double daemon_us;  /* all of hotsnap's work inside the freeze window */
 	double map_ms;     /* building used-block maps */

@@ -86,6 +86,8 @@ static int save_volumes(struct daemon *d, bool sync)
 		json_object_object_add(o, "cache", json_object_new_string(ve->cfg.cache));
 		json_object_object_add(o, "track_granularity",
 				       json_object_new_int64((int64_t)ve->cfg.track_granularity));
+		if (ve->cfg.hook[0])
+			json_object_object_add(o, "hook", json_object_new_string(ve->cfg.hook));
 		json_object_array_add(arr, o);
 	}
 	json_object_object_add(root, "volumes", arr);
@@ -216,6 +218,8 @@ static int load_volumes(struct daemon *d, char *err, size_t errlen)
 		(void)get_u64(o, "next_snapshot", &ve->cfg.next_snapshot);
 		if (!get_str(o, "cache", ve->cfg.cache, sizeof(ve->cfg.cache)))
 			strcpy(ve->cfg.cache, "auto");
+		if (!get_str(o, "hook", ve->cfg.hook, sizeof(ve->cfg.hook)))
+			ve->cfg.hook[0] = 0;
 		/* volumes from before change tracking: the default */
 		if (!get_u64(o, "track_granularity", &ve->cfg.track_granularity) ||
 		    (ve->cfg.track_granularity != 0 && (!hs_is_pow2(ve->cfg.track_granularity) ||

@@ -7,6 +7,7 @@
 
 #include "common/log.h"
 #include "daemon/daemon.h"
+#include "daemon/events.h"
 #include "export/export.h"
 #include "fuse/fuse_front.h"
 
@@ -90,6 +91,8 @@ int registry_open_volume(struct daemon *d, struct vol_entry *ve, char *err, size
 		.cow_buffer = ve->cfg.cow_buffer,
 		.diff_limit = ve->cfg.diff_limit,
 		.diff_dir = ve->cfg.diff_dir,
+		.on_event = events_from_engine,
+		.event_arg = d,
 	};
 	struct dev *origin, *diff;
 	struct export *e;

@@ -32,7 +32,9 @@ struct diffstore {
 	uint32_t *ram_owner; /* version id using each slot (COW_NONE if free) */
 	/* diff file */
 	struct dev *file;
-	uint64_t file_slots; /* the limit, in slots */
+	struct dev *next_file; /* takes file's place once nothing is held in it */
+	uint64_t file_slots; /* the limit, in slots; file_used may be longer after
+			      * a shrink, with slots past it held until released */
 	struct bitmap file_used;
 	uint64_t file_used_count;
 	uint64_t file_cursor; /* next-fit start: keeps neighbours adjacent */
@@ -44,6 +46,15 @@ struct diffstore {
 int diffstore_init(struct diffstore *ds, uint64_t chunk_size, uint64_t ram_bytes,
 		   uint64_t limit_bytes, struct dev *file);
 void diffstore_destroy(struct diffstore *ds);
+
+/* A new limit, at once: -EBUSY when more slots than it allows are held
+ * now (they stay as they are).  Growing may need memory (-ENOMEM). */
+int diffstore_set_limit_locked(struct diffstore *ds, uint64_t limit_bytes);
+/* Copies spill to file from the moment none is held in the present file
+ * (at once when none is): the file cannot move while slots in it are
+ * reserved, and nobody reads or writes a file with no slot reserved.  Takes
+ * ownership of file. */
+void diffstore_set_file_locked(struct diffstore *ds, struct dev *file);
 
 /* Reserves a slot in the diff file; -ENOSPC when the limit is reached. */
 int diffstore_reserve_locked(struct diffstore *ds, uint32_t *file_slot);

@@ -39,6 +39,24 @@ struct volume;
 struct snapshot;
 struct tracker;
 
+/* What the engine tells its owner as it happens (the daemon's event stream).
+ * Called with the volume's lock held, from a writer's path: the callee only
+ * copies what it needs and returns; it must not block or call the engine. */
+enum volume_event_type {
+	VOLUME_EVENT_SNAPSHOT_FAILED, /* snapshot, reason */
+	VOLUME_EVENT_DIFF_LEVEL,      /* the diff store rose past level_pct of its limit */
+};
+struct volume_event {
+	enum volume_event_type type;
+	const char *volume;
+	const char *snapshot;
+	const char *reason;
+	unsigned level_pct;
+	uint64_t held, limit; /* bytes */
+	double seconds_to_full; /* at the rate since the last level; < 0: unknown */
+};
+typedef void (*volume_event_fn)(void *arg, const struct volume_event *ev);
+
 struct volume_config {
 	const char *name;    /* for messages */
 	uint64_t size;       /* bytes; a multiple of 512, at most origin's size */
@@ -49,6 +67,8 @@ struct volume_config {
 	/* Change tracking (tracker.h), or NULL.  The volume takes it over, also
 	 * on failure, and closes it cleanly after its last write. */
 	struct tracker *tracker;
+	volume_event_fn on_event; /* or NULL */
+	void *event_arg;
 };
 
 /* Takes ownership of origin and diff (also on failure).  diff is where
@@ -109,6 +129,13 @@ struct volume_stats {
 	size_t map_memory;           /* bytes of RAM in maps and copy records */
 };
 void volume_get_stats(struct volume *v, struct volume_stats *st);
+/* A new diff limit, at once, also while snapshots are live: -EBUSY when
+ * more than bytes is held now (nothing changes then). */
+int volume_set_diff_limit(struct volume *v, uint64_t bytes);
+/* Copies spill to diff (a file in diff_dir) from the moment the present
+ * diff file holds none (at once when it is empty).  Takes ownership. */
+void volume_set_diff_file(struct volume *v, struct dev *diff, const char *diff_dir);
+
 /* Just diff_bytes: cheap enough to sample once per backup block. */
 uint64_t volume_diff_bytes(struct volume *v);
 /* Waits until no copy is on its way to the diff file.  A copy released

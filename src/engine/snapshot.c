@@ -337,6 +337,11 @@ void snapshot_fail_locked(struct snapshot *s, const char *reason)
 	bitmap_fill(&s->pending, false);
 	bitmap_fill(&s->changed, false);
 	hs_error("snapshot %s@%s failed: %s", v->name, s->name, reason);
+	if (v->on_event) {
+		struct volume_event ev = { .type = VOLUME_EVENT_SNAPSHOT_FAILED, .volume = v->name,
+					   .snapshot = s->name, .reason = reason };
+		v->on_event(v->event_arg, &ev);
+	}
 }
 
 void volume_fail_mask_locked(struct volume *v, uint64_t mask, const char *reason)
@@ -707,18 +712,19 @@ size_t snapshot_held_by_slot(struct snapshot *s, uint64_t *out, size_t max, uint
 	size_t n = 0;
 
 	pthread_mutex_lock(&v->mu);
-	if (state_error(s) || !s->held_chunks || *cursor >= v->ds.file_slots || max == 0) {
+	uint64_t nslots = v->ds.file_used.nbits; /* past the limit after a shrink */
+	if (state_error(s) || !s->held_chunks || *cursor >= nslots || max == 0) {
 		*cursor = UINT64_MAX;
 		goto out;
 	}
 	/* every copy has its own file slot, so out can be indexed by slot:
 	 * one pass over the versions, no sort */
-	uint64_t lo = bitmap_next_set(&v->ds.file_used, *cursor, v->ds.file_slots);
-	if (lo >= v->ds.file_slots) {
+	uint64_t lo = bitmap_next_set(&v->ds.file_used, *cursor, nslots);
+	if (lo >= nslots) {
 		*cursor = UINT64_MAX;
 		goto out;
 	}
-	uint64_t hi = HS_MIN_U64(lo + max, v->ds.file_slots);
+	uint64_t hi = HS_MIN_U64(lo + max, nslots);
 	memset(out, 0, (hi - lo) * sizeof(*out));
 	for (uint32_t id = 0; id < v->map.cap; id++) {
 		struct version *ver = cowmap_get(&v->map, id);
@@ -730,7 +736,7 @@ size_t snapshot_held_by_slot(struct snapshot *s, uint64_t *out, size_t max, uint
 	for (uint64_t i = 0; i < hi - lo; i++)
 		if (out[i])
 			out[n++] = out[i] - 1;
-	*cursor = hi >= v->ds.file_slots ? UINT64_MAX : hi;
+	*cursor = hi >= nslots ? UINT64_MAX : hi;
 out:
 	pthread_mutex_unlock(&v->mu);
 	return n;

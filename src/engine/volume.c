@@ -63,6 +63,8 @@ int volume_create(struct volume **out, const struct volume_config *cfg, struct d
 		goto err_devs;
 	}
 	v->tracker = cfg->tracker;
+	v->on_event = cfg->on_event;
+	v->event_arg = cfg->event_arg;
 	if (v->tracker)
 		tracker_set_name(v->tracker, cfg->name ? cfg->name : "volume");
 	snprintf(v->name, sizeof(v->name), "%s", cfg->name ? cfg->name : "volume");
@@ -315,6 +317,47 @@ static void overflow_reason(struct volume *v, uint64_t c, char *buf, size_t len)
 		 lim, (unsigned long long)c, (unsigned long long)(c << v->chunk_shift), v->name);
 }
 
+/* The diff store's fill levels an owner hears about, each once on the way
+ * up; a level is heard again after use fell 10 points below it. */
+static const unsigned DIFF_LEVELS[] = { 50, 80, 90, 95 };
+
+static void report_diff_level_locked(struct volume *v)
+{
+	uint64_t limit = v->ds.file_slots;
+	unsigned pct = limit ? (unsigned)(v->ds.file_used_count * 100 / limit) : 100;
+	unsigned lvl = v->diff_level;
+
+	if (v->ds.file_used_count == 0 || !v->fill_ref_ns) {
+		/* the rate toward full is measured from here */
+		v->fill_ref_ns = clock_mono_ns();
+		v->fill_ref_held = v->ds.file_used_count * v->chunk_size;
+	}
+
+	while (lvl > 0 && pct + 10 < DIFF_LEVELS[lvl - 1])
+		lvl--;
+	v->diff_level = lvl;
+	if (lvl >= HS_ARRAY_SIZE(DIFF_LEVELS) || pct < DIFF_LEVELS[lvl])
+		return;
+	while (lvl < HS_ARRAY_SIZE(DIFF_LEVELS) && pct >= DIFF_LEVELS[lvl])
+		lvl++;
+	v->diff_level = lvl;
+	uint64_t now = clock_mono_ns(), held = v->ds.file_used_count * v->chunk_size;
+	double rate = 0;
+	if (v->fill_ref_ns && now > v->fill_ref_ns && held > v->fill_ref_held)
+		rate = (double)(held - v->fill_ref_held) * 1e9 / (double)(now - v->fill_ref_ns);
+	v->fill_ref_ns = now;
+	v->fill_ref_held = held;
+	if (v->on_event) {
+		struct volume_event ev = { .type = VOLUME_EVENT_DIFF_LEVEL, .volume = v->name,
+					   .level_pct = DIFF_LEVELS[lvl - 1], .held = held,
+					   .limit = limit * v->chunk_size,
+					   .seconds_to_full = -1 };
+		if (rate > 0)
+			ev.seconds_to_full = (double)(ev.limit - HS_MIN_U64(held, ev.limit)) / rate;
+		v->on_event(v->event_arg, &ev);
+	}
+}
+
 /* Zeros are the common case for freed and never-written space; the first
  * byte rules out nearly every data chunk at once. */
 static bool all_zero(const uint8_t *p, size_t n)
@@ -423,6 +466,7 @@ static void finish_copies_locked(struct volume *v, struct copy_job *jobs, unsign
 		pthread_cond_broadcast(&v->held);
 	if (diffstore_ram_used(&v->ds) * 2 > v->ds.ram_slots)
 		flusher_kick_locked(v);
+	report_diff_level_locked(v);
 }
 
 /* Sets bit i of holes for each chunk first + i (up to last) that lies
@@ -714,6 +758,29 @@ int volume_extents(struct volume *v, uint64_t off, uint64_t len, extent_fn fn, v
 		off += n;
 	}
 	return 0;
+}
+
+int volume_set_diff_limit(struct volume *v, uint64_t bytes)
+{
+	int r;
+
+	pthread_mutex_lock(&v->mu);
+	r = diffstore_set_limit_locked(&v->ds, bytes);
+	if (r == 0) {
+		v->diff_level = 0; /* levels anew, against the new limit */
+		report_diff_level_locked(v);
+		pthread_cond_broadcast(&v->room);
+	}
+	pthread_mutex_unlock(&v->mu);
+	return r;
+}
+
+void volume_set_diff_file(struct volume *v, struct dev *diff, const char *diff_dir)
+{
+	pthread_mutex_lock(&v->mu);
+	diffstore_set_file_locked(&v->ds, diff);
+	snprintf(v->diff_dir, sizeof(v->diff_dir), "%s", diff_dir ? diff_dir : "");
+	pthread_mutex_unlock(&v->mu);
 }
 
 uint64_t volume_diff_bytes(struct volume *v)

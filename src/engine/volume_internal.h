@@ -81,6 +81,10 @@ struct volume {
 	uint32_t flush_cursor;
 	uint64_t cow_bytes, cow_chunks, writer_waits, writer_wait_ns;
 	uint64_t zero_chunks;      /* originals that read zeros: held as zero records */
+	unsigned diff_level;       /* index in DIFF_LEVELS last reported (events) */
+	uint64_t fill_ref_ns, fill_ref_held; /* where the fill rate is measured from */
+	volume_event_fn on_event;  /* set at creation */
+	void *event_arg;
 
 	/* Read without mu by the write fast path; changed under gate + mu. */
 	atomic_uint nactive;

@@ -695,6 +695,50 @@ static void test_discard_over_holes(void)
 	free(got);
 }
 
+/* The diff store of a running snapshot grows and shrinks at once, and moves
+ * to a new file once the old one holds nothing. */
+static void test_diff_store_live(void)
+{
+	uint64_t size = 4 * MiB;
+	struct volume *v = mem_volume("live", size, 12, 16 * CH, 8 * CH, NULL);
+	uint8_t *data = malloc(size), b[CH];
+	struct snapshot_stats ss;
+	struct volume_stats vs;
+	struct dev *bigger;
+
+	fill(data, size, 21);
+	CHECK(volume_write(v, data, size, 0, 0) == 0);
+	/* empty: the new file takes over at once */
+	CHECK(dev_mem_create(&bigger, 64 * CH) == 0);
+	volume_set_diff_file(v, bigger, "elsewhere");
+	struct snapshot *s = take(v, "live");
+	fill(b, CH, 22);
+	for (uint64_t c = 0; c < 6; c++)
+		CHECK(volume_write(v, b, CH, c * CH, 0) == 0);
+	CHECK(volume_set_diff_limit(v, 4 * CH) == -EBUSY); /* 6 held */
+	volume_get_stats(v, &vs);
+	CHECK_EQ(vs.diff_limit, 8 * CH);
+	CHECK(volume_set_diff_limit(v, 32 * CH) == 0);
+	for (uint64_t c = 6; c < 30; c++)
+		CHECK(volume_write(v, b, CH, c * CH, 0) == 0);
+	snapshot_get_stats(s, &ss);
+	CHECK_EQ(ss.state, SNAPSHOT_ACTIVE);
+	CHECK_EQ(ss.held_bytes, 30 * CH);
+	/* shrink to what is held, then the next copy overflows */
+	CHECK(volume_set_diff_limit(v, 30 * CH) == 0);
+	uint8_t *got = malloc(size);
+	CHECK(snapshot_read(s, got, size, 0) == 0);
+	CHECK(memcmp(got, data, size) == 0);
+	CHECK(volume_write(v, b, CH, 40 * CH, 0) == 0);
+	snapshot_get_stats(s, &ss);
+	CHECK_EQ(ss.state, SNAPSHOT_FAILED);
+	snapshot_delete(s);
+	snapshot_put(s);
+	free(got);
+	free(data);
+	volume_destroy(v);
+}
+
 int main(void)
 {
 	test_plain_io();
@@ -712,6 +756,7 @@ int main(void)
 	test_copies_in_slot_order();
 	test_zero_records();
 	test_discard_over_holes();
+	test_diff_store_live();
 	printf("test_engine: ok\n");
 	return 0;
 }
