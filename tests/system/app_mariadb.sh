@@ -43,7 +43,7 @@ stop_server() {
     alive "$pid" || { wait "$pid" 2>/dev/null; return 0; }
     tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "--datadir=$T/" || return 0
     kill -TERM "$pid" 2>/dev/null
-    for _ in $(seq 600); do alive "$pid" || break; sleep 0.1; done
+    for _ in $(seq 300); do alive "$pid" || break; sleep 0.1; done
     alive "$pid" && { echo "mariadbd $pid did not stop on SIGTERM; killed" >&2; kill -KILL "$pid"; }
     wait "$pid" 2>/dev/null || true
 }

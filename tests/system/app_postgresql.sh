@@ -13,9 +13,12 @@
 #  - the image, restored into a new volume, starts as a second cluster.
 . "$(dirname "$0")/lib.sh"
 require_block
-require mkfs.ext4 psql pgbench runuser
+require mkfs.ext4 runuser
+# the server's own programs (Debian: postgresql-15, postgresql-client-15)
 PGBIN=${PGBIN:-$( (ls -d /usr/lib/postgresql/*/bin 2>/dev/null || true) | sort -V | tail -n 1)}
-for p in initdb pg_ctl pg_amcheck; do [ -x "$PGBIN/$p" ] || skip "needs $p (postgresql server)"; done
+for p in initdb pg_ctl psql pgbench pg_amcheck; do
+    [ -x "$PGBIN/$p" ] || skip "needs $p of a PostgreSQL server (PGBIN=$PGBIN)"
+done
 id -u postgres >/dev/null 2>&1 || skip "needs the user postgres"
 HOOK=$HERE/../../hooks/postgresql
 [ -x "$HOOK" ] || fail "no executable hook at $HOOK"
@@ -68,7 +71,7 @@ start_cluster() {
 q() {   # q SOCKET [DB] SQL: one value
     local sock=$1 db=postgres
     [ $# = 3 ] && { db=$2; shift; }
-    psql -X -q -A -t -v ON_ERROR_STOP=1 -h "$sock" -U postgres -d "$db" -c "$2"
+    "$PGBIN/psql" -X -q -A -t -v ON_ERROR_STOP=1 -h "$sock" -U postgres -d "$db" -c "$2"
 }
 
 # The sums that TPC-B-like transactions keep equal, and the history's length.
@@ -95,9 +98,9 @@ as_pg "$PGBIN/initdb" -D "$VOL_MNT/pg" -U postgres -A trust >"$T/initdb.log" 2>&
 start_cluster pg1 "$VOL_MNT/pg"
 SOCK1=$SOCK
 q "$SOCK1" "CREATE DATABASE bench" >/dev/null
-pgbench -h "$SOCK1" -U postgres -i -s 2 -q bench >"$T/pgbench-init.log" 2>&1 ||
+"$PGBIN/pgbench" -h "$SOCK1" -U postgres -i -s 2 -q bench >"$T/pgbench-init.log" 2>&1 ||
     fail "pgbench -i: $(tail -n 3 "$T/pgbench-init.log")"
-pgbench -h "$SOCK1" -U postgres -n -c 4 -j 2 -T 600 bench >"$T/pgbench.log" 2>&1 &
+"$PGBIN/pgbench" -h "$SOCK1" -U postgres -n -c 4 -j 2 -T 600 bench >"$T/pgbench.log" 2>&1 &
 PGBENCH_PID=$!
 for _ in $(seq 600); do
     [ "$(q "$SOCK1" bench "SELECT count(*) FROM pgbench_history")" -ge 500 ] && break
