@@ -105,7 +105,7 @@ static int hooks_before(struct daemon *d, const struct snapshot_set_request *rq,
 	int r;
 
 	for (size_t i = 0; i < rq->n; i++)
-		rq->vols[i]->busy = "the snapshot's application hooks";
+		rq->vols[i]->busy = "the prepare step of application hooks";
 	pthread_mutex_unlock(&d->mu);
 	r = hooks_prepare(hr, err, errlen);
 	if (r == 0)

@@ -14,8 +14,11 @@ start_daemon
 
 make_ext4_volume vol0 256M --diff-limit 4M
 limit=$((4 * 1024 * 1024))
-# --all-blocks: every chunk is protected, also those ext4 has free now,
-# so every first write of fio needs a copy and the 4M go quickly
+# fio's file holds data before the snapshot (an original of zeros is a
+# zero record, which costs the diff store nothing), and --all-blocks
+# protects every chunk: every first overwrite needs a copy, the 4M go quickly
+dd if=/dev/urandom of="$VOL_MNT/f" bs=1M count=64 status=none
+sync
 snap=$(hs snapshot create vol0 --name s --all-blocks)
 [ "$snap" = vol0@s ] || fail "snapshot create printed '$snap'"
 
@@ -37,6 +40,11 @@ hs snapshot list | grep "^vol0@s " | grep -q "failed.*diff limit" ||
     fail "snapshot list does not show vol0@s as failed with its reason: $(hs snapshot list)"
 hs status | grep -q "snapshot vol0@s: failed: .*diff limit" ||
     fail "status does not show vol0@s as failed with its reason"
+# and the event stream said so as it happened, after the levels on the way up
+events=$(hs events --recent 100 --no-follow)
+grep -q "snapshot.failed .*vol0@s failed: .*diff limit" <<<"$events" ||
+    fail "no snapshot.failed event with the reason: $events"
+grep -q "diff.level .*past 95%" <<<"$events" || fail "no 95% level event before the overflow: $events"
 
 # nothing reads it any more; each refusal gives the reason
 expect_fail 1 "vol0@s failed: .*diff limit" hs backup vol0@s -o "$T/img.raw" --no-progress

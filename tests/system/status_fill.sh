@@ -11,6 +11,8 @@ start_daemon
 
 hs volume create vol0 --backing "$T/vol0.img" --size 2G --diff-limit 1G >/dev/null
 dev=$(hs volume attach vol0)
+# data first: an original of zeros is a zero record and fills nothing
+dd if=/dev/urandom of="$dev" bs=1M count=256 oflag=direct status=none
 hs snapshot create vol0 --no-freeze --all-blocks >/dev/null
 
 # a steady writer: 1 MiB of new copies per step, through the loop device; it
@@ -18,7 +20,7 @@ hs snapshot create vol0 --no-freeze --all-blocks >/dev/null
 writer() {
     local i=0
     while :; do
-        dd if=/dev/urandom of="$dev" bs=1M count=1 seek=$((i % 1000)) oflag=direct conv=notrunc \
+        dd if=/dev/urandom of="$dev" bs=1M count=1 seek=$((i % 256)) oflag=direct conv=notrunc \
            status=none
         i=$((i + 1))
         sleep 0.05
