@@ -22,6 +22,7 @@ static const struct cmd_spec create_spec = {
 		{ "name", OPT_STRING, 'n', "NAME", "the snapshot's name (default: snapN)" },
 		{ "no-freeze", OPT_FLAG, 0, "", "do not freeze mounted file systems (then every block is protected)" },
 		{ "all-blocks", OPT_FLAG, 0, "", "protect and back up every block: a bit-exact device image" },
+		{ "no-hooks", OPT_FLAG, 0, "", "freeze without running the application hooks" },
 	},
 };
 
@@ -54,6 +55,8 @@ static int snapshot_create(const struct cli *cli, int argc, char **argv)
 			       json_object_new_boolean(!args_get(&create_spec, &p, "no-freeze")->set));
 	json_object_object_add(args, "all_blocks",
 			       json_object_new_boolean(args_get(&create_spec, &p, "all-blocks")->set));
+	if (args_get(&create_spec, &p, "no-hooks")->set)
+		json_object_object_add(args, "hooks", json_object_new_boolean(false));
 	r = cli_call(cli, "snapshot.create", args, -1, NULL, NULL, &res);
 	if (r)
 		return r;

@@ -50,6 +50,8 @@ static void print_volume(json_object *v)
 			printf("  change tracking: %s%s%s\n", state, cli_get_str(tr, "reason") ? ": " : "",
 			       cli_get_str(tr, "reason") ? cli_get_str(tr, "reason") : "");
 	}
+	if (cli_get_str(v, "hook"))
+		printf("  application hook: %s\n", cli_get_str(v, "hook"));
 	printf("  FUSE file %s; NBD %s\n", cli_get_str(v, "fuse_file"),
 	       cli_get_str(v, "nbd_uri") ? cli_get_str(v, "nbd_uri") : "-");
 	if (json_object_object_get_ex(v, "backups", &backups))
@@ -103,6 +105,20 @@ int cli_status(const struct cli *cli, int argc, char **argv)
 	       cli_size((uint64_t)cli_get_int(res, "rss_bytes"), a, sizeof(a)));
 	if (cli_get_str(res, "fuse_problem"))
 		printf("PROBLEM: %s\n", cli_get_str(res, "fuse_problem"));
+	json_object *hooks;
+	if (json_object_object_get_ex(res, "hooks", &hooks) &&
+	    json_object_array_length(hooks) > 0) {
+		printf("application hooks in %s (%lld s a phase):", cli_get_str(res, "hooks_dir"),
+		       (long long)cli_get_int(res, "hook_timeout_s"));
+		for (size_t i = 0; i < json_object_array_length(hooks); i++) {
+			const char *h = json_object_get_string(json_object_array_get_idx(hooks, i));
+			const char *base = strrchr(h, '/');
+			printf(" %s", base ? base + 1 : h);
+		}
+		printf("\n");
+	}
+	if (cli_get_str(res, "hooks_problem"))
+		printf("PROBLEM: %s\n", cli_get_str(res, "hooks_problem"));
 	json_object_object_get_ex(res, "volumes", &vols);
 	for (size_t i = 0; i < json_object_array_length(vols); i++)
 		print_volume(json_object_array_get_idx(vols, i));

@@ -17,7 +17,7 @@ static const char usage[] =
 	"  volume set NAME [--diff-limit SIZE] [--diff-dir DIR] [--hook PATH]\n"
 	"  volume attach|detach|remove NAME\n"
 	"  volume list\n"
-	"  snapshot create VOLUME... [--name NAME] [--no-freeze] [--all-blocks]\n"
+	"  snapshot create VOLUME... [--name NAME] [--no-freeze] [--all-blocks] [--no-hooks]\n"
 	"  snapshot list\n"
 	"  snapshot attach|detach|delete VOLUME@NAME\n"
 	"  backup SOURCE -o FILE|- [--format raw|qcow2] [--compress zstd|zlib|none]\n"

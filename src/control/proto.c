@@ -41,6 +41,7 @@ static const struct ctl_arg events_args[] = {
 static const struct ctl_arg snapshot_create_args[] = {
 	{ "volumes", CTL_STRINGS, true },  { "name", CTL_STRING, false },
 	{ "freeze", CTL_BOOL, false },     { "all_blocks", CTL_BOOL, false },
+	{ "hooks", CTL_BOOL, false },
 	{ NULL, CTL_STRING, false },
 };
 

@@ -160,7 +160,7 @@ enum cmd_status snapshots_create_locked(struct daemon *d, const struct snapshot_
 	}
 
 	struct hooks_run *hr = NULL;
-	if (rq->freeze) {
+	if (rq->freeze && !rq->no_hooks) {
 		char why[1024];
 		hr = calloc(1, sizeof(*hr));
 		if (!hr || plan_hooks(d, rq, fs, has_fs, res->name, hr, why, sizeof(why)) < 0) {
@@ -353,6 +353,7 @@ static enum cmd_status cmd_snapshot_create(struct daemon *d, const struct ctl_re
 	rq.n = ctl_strings(req, "volumes", names, CONTROL_MAX_LIST);
 	rq.name = ctl_str(req, "name");
 	rq.freeze = ctl_bool(req, "freeze", true);
+	rq.no_hooks = !ctl_bool(req, "hooks", true);
 	rq.all_blocks = ctl_bool(req, "all_blocks", false);
 	if (rq.name && (why = names_check(rq.name))) {
 		snprintf(err, errlen, "bad snapshot name '%.64s': %s", rq.name, why);

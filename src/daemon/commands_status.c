@@ -2,6 +2,7 @@
  * snapshots that listings share. */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
@@ -9,6 +10,7 @@
 #include "common/clock.h"
 #include "backup/backup.h"
 #include "daemon/commands.h"
+#include "hooks/hooks.h"
 #include "fuse/fuse_front.h"
 
 static void add_u64(json_object *o, const char *key, uint64_t v)
@@ -242,6 +244,21 @@ static enum cmd_status cmd_status(struct daemon *d, const struct ctl_request *re
 			"not visible; unmount what uses the volumes, then restart the daemon");
 	for (size_t i = 0; i < d->nbd_nlisten; i++)
 		json_object_array_add(nbd, json_object_new_string(d->nbd_listen[i]));
+	/* the hooks a freezing snapshot runs now (each volume's own are in its entry) */
+	add_str(o, "hooks_dir", d->hooks_dir);
+	json_object *hooks = json_object_new_array();
+	struct hooks_run *hr = calloc(1, sizeof(*hr));
+	char herr[512];
+	if (hr) {
+		hooks_init(hr, d->hook_timeout_s, 0);
+		if (hooks_add_dir(hr, d->hooks_dir, herr, sizeof(herr)) < 0)
+			add_str(o, "hooks_problem", herr);
+		for (size_t i = 0; i < hr->n; i++)
+			json_object_array_add(hooks, json_object_new_string(hr->hooks[i].path));
+		free(hr);
+	}
+	json_object_object_add(o, "hooks", hooks);
+	add_u64(o, "hook_timeout_s", d->hook_timeout_s);
 	json_object_object_add(o, "nbd_listen", nbd);
 	for (struct vol_entry *ve = d->volumes; ve; ve = ve->next) {
 		json_object_array_add(vols, status_volume_json(d, ve));

@@ -204,6 +204,7 @@ struct snapshot_set_request {
 	size_t n;
 	const char *name; /* NULL: the next default name */
 	bool freeze;
+	bool no_hooks;     /* freeze without the application hooks */
 	bool all_blocks;
 	bool temporary;
 };

@@ -123,10 +123,16 @@ grep -q "application hook(s) failed" "$T/s4.err" || fail "no warning: $(cat "$T/
 [ "$(hs --json snapshot list | json_eval "[s['state'] for s in v['snapshots'] if s['name']=='s4'][0]")" = active ] ||
     fail "snapshot s4 did not stand"
 
-# 4. --no-freeze runs none; bad hooks are refused; '' removes
+# 4. --no-freeze and --no-hooks run none; status lists them; bad hooks are
+# refused; '' removes
 : >"$PHASES"
 hs snapshot create vol0 --name s5 --no-freeze >/dev/null
-[ ! -s "$PHASES" ] || fail "hooks ran for a --no-freeze snapshot: $(cat "$PHASES")"
+hs snapshot create vol0 --name s6 --no-hooks >/dev/null
+[ ! -s "$PHASES" ] || fail "hooks ran for a --no-freeze or --no-hooks snapshot: $(cat "$PHASES")"
+hs snapshot delete vol0@s6 >/dev/null
+hs status | grep -q "application hooks in $STATE/hooks.d (3 s a phase): 10-record$" ||
+    fail "status does not list the hooks: $(hs status | head -3)"
+hs status | grep -q "application hook: $T/hooks/stubborn" || fail "status does not show the volume's hook"
 expect_fail 1 "not an executable file" hs volume set vol0 --hook "$STATE/hooks.d/10-record.conf"
 expect_fail 2 "absolute path" hs volume set vol0 --hook relative/hook
 hs volume set vol0 --hook '' >/dev/null
