@@ -5,7 +5,7 @@ set -euo pipefail
 
 declare -A GROUP=(
     [build]="gcc make meson ninja-build pkg-config libfuse3-dev fuse3 libjson-c-dev libext2fs-dev libzstd-dev zlib1g-dev libxxhash-dev"
-    [test]="e2fsprogs xfsprogs util-linux fio qemu-utils libnbd-bin python3-libnbd python3 kmod"
+    [test]="e2fsprogs xfsprogs util-linux fio qemu-utils libnbd-bin python3-libnbd python3 kmod mariadb-server-core mariadb-client-core postgresql-15 postgresql-client-15"
     [bench]="fio qemu-utils qemu-system-common libnbd-bin valgrind python3 e2fsprogs util-linux"
     [fuzz]="clang libclang-rt-14-dev"
 )
@@ -25,5 +25,16 @@ if [ "$(id -u)" != 0 ]; then
 fi
 echo "installing: ${want[*]}"
 export DEBIAN_FRONTEND=noninteractive
+# Database servers the hook tests need are installed, not started: the tests
+# run their own instances, and a machine should not be left serving one.
+# policy-rc.d refuses service starts during the install (ours only: one the
+# admin put there stays as it is).
+own_policy=0
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+    chmod 755 /usr/sbin/policy-rc.d
+    own_policy=1
+fi
+trap '[ "$own_policy" = 1 ] && rm -f /usr/sbin/policy-rc.d' EXIT
 apt-get update -qq >/dev/null
 apt-get install -y -qq --no-install-recommends "${want[@]}" >/dev/null

@@ -232,6 +232,17 @@ enum cmd_status snapshots_create_locked(struct daemon *d, const struct snapshot_
 	}
 	r = snapshot_create_set(reqs, rq->n, snaps);
 	t_created = clock_mono_ns();
+	char early[1024];
+	if (r == 0 && hr && hooks_holders_alive(hr, early, sizeof(early)) < 0) {
+		/* a lock let go before it was asked to: the instant may not have
+		 * been covered, so the set does not stand */
+		snprintf(err, errlen, "snapshot not taken: %s", early);
+		for (size_t i = 0; i < rq->n; i++) {
+			snapshot_delete(snaps[i]);
+			snapshot_put(snaps[i]);
+		}
+		st = CMD_ERROR;
+	}
 thaw:
 	(void)freezer_thaw(&fz);
 	t_thawed = clock_mono_ns();

@@ -507,6 +507,7 @@ int hooks_freeze(struct hooks_run *hr, char *err, size_t errlen)
 			h->holder_in = p.in;
 			h->holder_out = p.out;
 			h->holder_err = p.err;
+			snprintf(h->holder_last_err, sizeof(h->holder_last_err), "%s", p.last_err);
 			close_fd(&p.pidfd);
 			report(hr, &p, true, t0, NULL);
 			continue;
@@ -525,6 +526,41 @@ int hooks_freeze(struct hooks_run *hr, char *err, size_t errlen)
 		end_proc(&p);
 		if (!ok)
 			return -1;
+	}
+	return 0;
+}
+
+int hooks_holders_alive(struct hooks_run *hr, char *err, size_t errlen)
+{
+	for (size_t i = 0; i < hr->n; i++) {
+		struct hook *h = &hr->hooks[i];
+		siginfo_t si = { 0 };
+		if (!h->holder ||
+		    waitid(P_PID, (id_t)h->holder, &si, WEXITED | WNOHANG | WNOWAIT) < 0 ||
+		    si.si_pid == 0)
+			continue;
+		/* what it said on its way out, if it is there already */
+		struct proc p = { .h = h, .phase = "freeze", .pid = h->holder, .in = -1,
+				  .out = h->holder_out, .err = -1, .pidfd = -1 };
+		snprintf(p.last_err, sizeof(p.last_err), "%s", h->holder_last_err);
+		struct pollfd f = { .fd = h->holder_err, .events = POLLIN };
+		while (h->holder_err >= 0 && poll(&f, 1, 0) > 0) {
+			p.err = h->holder_err;
+			if (!drain(&p, true)) {
+				h->holder_err = -1;
+				break;
+			}
+		}
+		snprintf(h->holder_last_err, sizeof(h->holder_last_err), "%s", p.last_err);
+		char how[96];
+		if (si.si_code == CLD_EXITED)
+			snprintf(how, sizeof(how), "stopped holding before the snapshot was taken "
+						   "(it exited with status %d)", si.si_status);
+		else
+			snprintf(how, sizeof(how), "stopped holding before the snapshot was taken "
+						   "(killed by signal %d)", si.si_status);
+		failure(&p, how, err, errlen);
+		return -1;
 	}
 	return 0;
 }
@@ -551,6 +587,7 @@ unsigned hooks_release(struct hooks_run *hr, bool taken)
 		struct proc p = { .h = h, .phase = "freeze", .pid = h->holder, .in = -1,
 				  .out = h->holder_out, .err = h->holder_err,
 				  .pidfd = (int)syscall(SYS_pidfd_open, h->holder, 0) };
+		snprintf(p.last_err, sizeof(p.last_err), "%s", h->holder_last_err);
 		uint64_t t0 = now_ms();
 		char how[96], msg[1024];
 		bool in_time = wait_proc(&p, t0 + (uint64_t)hr->timeout_s * 1000, false);

@@ -46,6 +46,7 @@ struct hook {
 	pid_t holder;     /* a `freeze` hook still holding, or 0 */
 	int holder_in;    /* its stdin, to say thaw or abort */
 	int holder_out, holder_err;
+	char holder_last_err[512]; /* its last stderr line before ready */
 };
 
 /* What happened to one hook in one phase, for the caller's log and events. */
@@ -90,6 +91,10 @@ void hooks_set_snapshot(struct hooks_run *hr, const char *name);
  * released and finished with taken = false). */
 int hooks_prepare(struct hooks_run *hr, char *err, size_t errlen);
 int hooks_freeze(struct hooks_run *hr, char *err, size_t errlen);
+/* Whether every holder still runs (asked right after the instant, before
+ * the thaw): 0, or -1 with a message naming the one that stopped holding
+ * early (its exit and last stderr line).  Reaps nothing. */
+int hooks_holders_alive(struct hooks_run *hr, char *err, size_t errlen);
 /* taken: the snapshot was made (holders hear `thaw`, else `abort`).
  * Returns how many holders failed to end cleanly (they are gone anyway). */
 unsigned hooks_release(struct hooks_run *hr, bool taken);

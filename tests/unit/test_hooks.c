@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "check.h"
@@ -151,12 +152,28 @@ static void test_deadlines_kill_the_group(void)
 	unlink(pidfile);
 	unlink(path);
 
+	/* a holder that quits after ready is caught before the thaw, with its
+	 * last word */
+	snprintf(path, sizeof(path), "%s/quitter", dir);
+	write_hook("quitter", "[ $1 = freeze ] || exit 0; echo ready; echo 'lost my lock' >&2; exit 1");
+	hooks_init(&hr, 5, 0);
+	CHECK(hooks_add(&hr, path, "", "", err, sizeof(err)) == 0);
+	CHECK(hooks_freeze(&hr, err, sizeof(err)) == 0);
+	siginfo_t si;
+	CHECK(waitid(P_PID, (id_t)hr.hooks[0].holder, &si, WEXITED | WNOWAIT) == 0);
+	CHECK(hooks_holders_alive(&hr, err, sizeof(err)) < 0);
+	CHECK(strstr(err, "stopped holding") && strstr(err, "status 1") && strstr(err, "lost my lock"));
+	CHECK_EQ(hooks_release(&hr, false), 1);
+	hooks_finish(&hr, false);
+	unlink(path);
+
 	/* a holder that ignores thaw is killed, and counted */
 	snprintf(path, sizeof(path), "%s/stubborn", dir);
 	write_hook("stubborn", "[ $1 = freeze ] || exit 0; echo ready; exec sleep 1000");
 	hooks_init(&hr, 1, 0);
 	CHECK(hooks_add(&hr, path, "", "", err, sizeof(err)) == 0);
 	CHECK(hooks_freeze(&hr, err, sizeof(err)) == 0);
+	CHECK(hooks_holders_alive(&hr, err, sizeof(err)) == 0);
 	pid_t holder = hr.hooks[0].holder;
 	CHECK_EQ(hooks_release(&hr, true), 1);
 	CHECK(gone(holder));
