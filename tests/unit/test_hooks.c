@@ -76,9 +76,11 @@ static void test_phases_in_order(void)
 			   "h thaw\n"
 			   "a thaw s1 [db logs] [/srv/db -] [/dev/loop7 -] []\n"
 			   "h thaw\n";
-	char *got = slurp();
-	if (strcmp(got, want) != 0)
-		fprintf(stderr, "got:\n%s", got);
+	const char *got = slurp();
+	if (strcmp(got, want) != 0) {
+		fputs("got:\n", stderr);
+		fputs(got, stderr);
+	}
 	CHECK(strcmp(got, want) == 0);
 	unlink(path);
 }
