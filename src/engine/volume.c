@@ -396,27 +396,28 @@ static void read_originals(struct volume *v, struct copy_job *jobs, unsigned n,
 	}
 }
 
-/* What a copy of chunk c means to the snapshots in mask: bytes copied, or
- * one more zero record. */
-static void count_copy_locked(struct volume *v, uint64_t mask, uint64_t c, bool zero)
+/* A copy of chunk c is counted as bytes copied when it is made (so a
+ * snapshot that overflows has counted the limit), and moved to the zero
+ * records when its original turns out to be zeros (counted: it was a copy
+ * in the making). */
+static void count_copy_locked(struct volume *v, uint64_t mask, uint64_t c, bool counted)
 {
+	uint64_t len = chunk_len(v, c);
+
 	for (unsigned i = 0; i < v->nactive_list; i++) {
 		struct snapshot *s = v->active[i];
 		if (!(mask & s->bit))
 			continue;
-		if (zero) {
-			s->held_zero++;
-			s->zero_chunks++;
-		} else {
-			s->cow_bytes += chunk_len(v, c);
-		}
+		if (counted)
+			s->cow_bytes -= len;
+		s->held_zero++;
+		s->zero_chunks++;
 	}
-	if (zero) {
-		v->zero_chunks++;
-	} else {
-		v->cow_bytes += chunk_len(v, c);
-		v->cow_chunks++;
+	if (counted) {
+		v->cow_bytes -= len;
+		v->cow_chunks--;
 	}
+	v->zero_chunks++;
 }
 
 /* A copy that turned out to be zeros gives its RAM and file slots back. */
@@ -452,10 +453,8 @@ static void finish_copies_locked(struct volume *v, struct copy_job *jobs, unsign
 			/* data after all, and no room for it: the overflow is real */
 			overflow_reason(v, jobs[i].chunk, reason, sizeof(reason));
 			volume_fail_mask_locked(v, ver->mask, reason);
-		} else {
-			count_copy_locked(v, ver->mask, jobs[i].chunk, false);
-			if (ver->mask & v->drain_mask)
-				for_drain = true;
+		} else if (ver->mask & v->drain_mask) {
+			for_drain = true;
 		}
 		/* failing released the version unless it was dead already */
 		ver = cowmap_get(&v->map, jobs[i].id);
@@ -565,14 +564,18 @@ static void copy_out_locked(struct volume *v, uint64_t c0, uint64_t c1, bool ask
 					continue;
 				}
 				s->held_chunks++;
+				if (!zero)
+					s->cow_bytes += chunk_len(v, c);
 			}
 			if (zero) {
 				ver->state = VERSION_ZERO;
-				count_copy_locked(v, ver->mask, c, true);
+				count_copy_locked(v, ver->mask, c, false);
 				version_release_if_unused_locked(v, id);
 				c++;
 				continue;
 			}
+			v->cow_bytes += chunk_len(v, c);
+			v->cow_chunks++;
 			bool no_room = diffstore_reserve_locked(&v->ds, &fslot) < 0;
 			ver->file_slot = no_room ? COW_NONE : fslot;
 			ver->ram_slot = diffstore_ram_take_locked(&v->ds, id);
