@@ -501,6 +501,19 @@ int hooks_freeze(struct hooks_run *hr, char *err, size_t errlen)
 			return -1;
 		}
 		bool in_time = wait_proc(&p, t0 + (uint64_t)hr->ready_timeout_s * 1000, true);
+		if (p.ready && p.exited) {
+			/* said ready and is gone already: it holds nothing */
+			while (p.err >= 0 && drain(&p, true))
+				;
+			char st[64];
+			describe_exit(&p, st, sizeof(st));
+			snprintf(how, sizeof(how), "stopped holding before the snapshot was taken (%s)",
+				 st);
+			failure(&p, how, err, errlen);
+			report(hr, &p, false, t0, err);
+			end_proc(&p);
+			return -1;
+		}
 		if (p.ready) {
 			/* a holder: it keeps running until hooks_release */
 			h->holder = p.pid;
@@ -555,7 +568,7 @@ int hooks_holders_alive(struct hooks_run *hr, char *err, size_t errlen)
 		char how[96];
 		if (si.si_code == CLD_EXITED)
 			snprintf(how, sizeof(how), "stopped holding before the snapshot was taken "
-						   "(it exited with status %d)", si.si_status);
+						   "(exited with status %d)", si.si_status);
 		else
 			snprintf(how, sizeof(how), "stopped holding before the snapshot was taken "
 						   "(killed by signal %d)", si.si_status);

@@ -160,12 +160,14 @@ static void test_deadlines_kill_the_group(void)
 	write_hook("quitter", "[ $1 = freeze ] || exit 0; echo ready; echo 'lost my lock' >&2; exit 1");
 	hooks_init(&hr, 5, 0);
 	CHECK(hooks_add(&hr, path, "", "", err, sizeof(err)) == 0);
-	CHECK(hooks_freeze(&hr, err, sizeof(err)) == 0);
-	siginfo_t si;
-	CHECK(waitid(P_PID, (id_t)hr.hooks[0].holder, &si, WEXITED | WNOWAIT) == 0);
-	CHECK(hooks_holders_alive(&hr, err, sizeof(err)) < 0);
+	/* caught when it says ready, or (gone a moment later) right after */
+	if (hooks_freeze(&hr, err, sizeof(err)) == 0) {
+		siginfo_t si;
+		CHECK(waitid(P_PID, (id_t)hr.hooks[0].holder, &si, WEXITED | WNOWAIT) == 0);
+		CHECK(hooks_holders_alive(&hr, err, sizeof(err)) < 0);
+	}
 	CHECK(strstr(err, "stopped holding") && strstr(err, "status 1") && strstr(err, "lost my lock"));
-	CHECK_EQ(hooks_release(&hr, false), 1);
+	hooks_release(&hr, false);
 	hooks_finish(&hr, false);
 	unlink(path);
 
