@@ -2,8 +2,10 @@
 #include "paths.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 int path_relative(const char *from_dir, const char *to, char *out, size_t len)
 {
@@ -34,3 +36,22 @@ int path_relative(const char *from_dir, const char *to, char *out, size_t len)
 	strcpy(out + n, rest);
 	return 0;
 }
+
+int path_mkdir_p(const char *path, unsigned mode)
+{
+	char tmp[PATH_MAX];
+
+	snprintf(tmp, sizeof(tmp), "%s", path);
+	for (char *p = tmp + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
+			return -errno;
+		*p = '/';
+	}
+	if (mkdir(tmp, (mode_t)mode) < 0 && errno != EEXIST)
+		return -errno;
+	return 0;
+}
+

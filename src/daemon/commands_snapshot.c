@@ -15,6 +15,7 @@
 #include "common/clock.h"
 #include "common/log.h"
 #include "daemon/commands.h"
+#include "daemon/devlinks.h"
 #include "daemon/events.h"
 #include "daemon/freeze.h"
 #include "daemon/usedmap.h"
@@ -495,6 +496,7 @@ static enum cmd_status cmd_snapshot_attach(struct daemon *d, const struct ctl_re
 		return CMD_ERROR;
 	}
 	hs_info("snapshot %s attached read-only as %s", full, se->loop.dev);
+	devlinks_set(d, full, se->loop.dev);
 done:
 	*result = json_object_new_object();
 	json_object_object_add(*result, "device", json_object_new_string(se->loop.dev));
@@ -514,7 +516,7 @@ static enum cmd_status cmd_snapshot_detach(struct daemon *d, const struct ctl_re
 		return st;
 	snprintf(full, sizeof(full), "%s@%s", ve->cfg.name, se->name);
 	snprintf(what, sizeof(what), "snapshot %s", full);
-	st = commands_detach_loop(d, &se->loop, what, err, errlen);
+	st = commands_detach_loop(d, &se->loop, what, full, err, errlen);
 	if (st != CMD_OK)
 		return st;
 	if (se->published && fuse_front_remove(d->fuse, full) == 0)

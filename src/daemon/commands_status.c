@@ -10,6 +10,7 @@
 #include "common/clock.h"
 #include "backup/backup.h"
 #include "daemon/commands.h"
+#include "daemon/devlinks.h"
 #include "hooks/hooks.h"
 #include "fuse/fuse_front.h"
 
@@ -155,8 +156,10 @@ json_object *status_volume_json(struct daemon *d, struct vol_entry *ve)
 	add_str(o, "state", ve->vol ? "ok" : "error");
 	if (!ve->vol)
 		add_str(o, "error", ve->open_error);
-	if (ve->loop.dev[0])
+	if (ve->loop.dev[0]) {
 		add_str(o, "device", ve->loop.dev);
+		add_str(o, "link", devlinks_path(d, ve->cfg.name, path, sizeof(path)));
+	}
 	registry_fuse_path(d, ve->cfg.name, path, sizeof(path));
 	add_str(o, "fuse_file", path);
 	if (ve->vol)

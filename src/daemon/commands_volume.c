@@ -14,6 +14,7 @@
 #include "common/log.h"
 #include "common/units.h"
 #include "daemon/commands.h"
+#include "daemon/devlinks.h"
 #include "daemon/events.h"
 #include "daemon/freeze.h"
 #include "engine/tracker.h"
@@ -382,14 +383,23 @@ static enum cmd_status cmd_volume_attach(struct daemon *d, const struct ctl_requ
 		events_post("volume.attached", ev, "volume %s attached as %s", ve->cfg.name,
 			    ve->loop.dev);
 	}
+	devlinks_set(d, ve->cfg.name, ve->loop.dev);
+	if (!ve->cfg.attached) {
+		/* a restarted daemon attaches it again */
+		ve->cfg.attached = true;
+		persist_save_volumes(d);
+	}
+	char link[PATH_MAX];
 	*result = json_object_new_object();
 	json_object_object_add(*result, "device", json_object_new_string(ve->loop.dev));
+	json_object_object_add(*result, "link", json_object_new_string(
+			devlinks_path(d, ve->cfg.name, link, sizeof(link))));
 	return CMD_OK;
 }
 
 /* Shared by volume and snapshot detach: refuses while mounted. */
 enum cmd_status commands_detach_loop(struct daemon *d, struct loop_attachment *loop,
-				     const char *what, char *err, size_t errlen)
+				     const char *what, const char *link, char *err, size_t errlen)
 {
 	char dev[LOOPDEV_NAME_MAX];
 	struct frozen_fs fs;
@@ -425,6 +435,8 @@ enum cmd_status commands_detach_loop(struct daemon *d, struct loop_attachment *l
 	json_object_object_add(ev, "what", json_object_new_string(what));
 	json_object_object_add(ev, "device", json_object_new_string(dev));
 	events_post("volume.detached", ev, "%s detached from %s", what, dev);
+	if (link)
+		devlinks_remove(d, link);
 	return CMD_OK;
 }
 
@@ -439,7 +451,12 @@ static enum cmd_status cmd_volume_detach(struct daemon *d, const struct ctl_requ
 	if (!ve)
 		return st;
 	snprintf(what, sizeof(what), "volume '%s'", ve->cfg.name);
-	return commands_detach_loop(d, &ve->loop, what, err, errlen);
+	st = commands_detach_loop(d, &ve->loop, what, ve->cfg.name, err, errlen);
+	if (st == CMD_OK && ve->cfg.attached) {
+		ve->cfg.attached = false;
+		persist_save_volumes(d);
+	}
+	return st;
 }
 
 static enum cmd_status cmd_volume_list(struct daemon *d, const struct ctl_request *req,

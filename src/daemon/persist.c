@@ -88,6 +88,8 @@ static int save_volumes(struct daemon *d, bool sync)
 				       json_object_new_int64((int64_t)ve->cfg.track_granularity));
 		if (ve->cfg.hook[0])
 			json_object_object_add(o, "hook", json_object_new_string(ve->cfg.hook));
+		if (ve->cfg.attached)
+			json_object_object_add(o, "attached", json_object_new_boolean(1));
 		json_object_array_add(arr, o);
 	}
 	json_object_object_add(root, "volumes", arr);
@@ -220,6 +222,9 @@ static int load_volumes(struct daemon *d, char *err, size_t errlen)
 			strcpy(ve->cfg.cache, "auto");
 		if (!get_str(o, "hook", ve->cfg.hook, sizeof(ve->cfg.hook)))
 			ve->cfg.hook[0] = 0;
+		json_object *att;
+		ve->cfg.attached = json_object_object_get_ex(o, "attached", &att) &&
+				   json_object_get_boolean(att);
 		/* volumes from before change tracking: the default */
 		if (!get_u64(o, "track_granularity", &ve->cfg.track_granularity) ||
 		    (ve->cfg.track_granularity != 0 && (!hs_is_pow2(ve->cfg.track_granularity) ||

@@ -7,6 +7,7 @@
 
 #include "common/log.h"
 #include "daemon/daemon.h"
+#include "daemon/devlinks.h"
 #include "daemon/events.h"
 #include "export/export.h"
 #include "fuse/fuse_front.h"
@@ -149,6 +150,8 @@ void registry_drop_snapshot(struct daemon *d, struct vol_entry *ve, struct snap_
 	char full[2 * HS_NAME_MAX + 2];
 
 	snprintf(full, sizeof(full), "%s@%s", ve->cfg.name, se->name);
+	if (se->loop.dev[0])
+		devlinks_remove(d, full);
 	loopdev_detach_force(&se->loop);
 	if (se->published) {
 		if (fuse_front_remove(d->fuse, full) < 0)
@@ -169,6 +172,8 @@ void registry_close_volume(struct daemon *d, struct vol_entry *ve)
 {
 	while (ve->snaps)
 		registry_drop_snapshot(d, ve, ve->snaps);
+	if (ve->loop.dev[0])
+		devlinks_remove(d, ve->cfg.name);
 	loopdev_detach_force(&ve->loop);
 	if (ve->vol) {
 		(void)fuse_front_remove(d->fuse, ve->cfg.name);

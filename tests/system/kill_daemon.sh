@@ -97,8 +97,14 @@ for round in $(seq "$ROUNDS"); do
 
     # 3. during snapshot creation (freeze, map, install, thaw)
     bg "$HERE/fsync_writer.py" "$MNT" "w$round-3" "$T/manifest"
-    bg bash -c "while :; do s=\$('$HOTSNAP' --state-dir '$STATE' snapshot create vol0) && '$HOTSNAP' --state-dir '$STATE' snapshot delete \"\$s\"; done"
+    # in a process group of its own: a CLI it started just before the kill
+    # must not live on and reach the next daemon
+    setsid bash -c "while :; do s=\$('$HOTSNAP' --state-dir '$STATE' snapshot create vol0) && '$HOTSNAP' --state-dir '$STATE' snapshot delete \"\$s\"; done" &
+    creator=$!
+    BG_PIDS+=("$creator")
     pause; pause
+    kill -KILL "$DAEMON_PID" 2>/dev/null || true
+    kill -TERM -- "-$creator" 2>/dev/null || true
     kill_and_check "snapshot creation"
 
     # 4. during diff-store spill (a 1 MiB buffer, rewrites of a big file)

@@ -77,9 +77,15 @@ losetup -n -O NAME,BACK-FILE | grep -F "$STATE/mnt/" &&
 findmnt "$STATE/mnt" >/dev/null && fail "the stopped daemon left its FUSE mount"
 start_daemon
 [ "$(volumes)" = "$before" ] || fail "the volumes changed over a restart: $(diff <(echo "$before") <(volumes))"
-hs --json volume list | grep -q '"device"' && fail "volumes are attached after a restart, without asking"
+# attached by request before: attached again, under the same stable names
+for v in a b; do
+    dev=$(hs --json volume list | json_eval "[x.get('device','') for x in v['volumes'] if x['name']=='$v'][0]")
+    [ -n "$dev" ] || fail "volume $v, attached before the restart, is not attached again"
+    [ "$(readlink "$STATE/dev/$v")" = "$dev" ] || fail "$STATE/dev/$v does not point at $dev"
+done
 da=$(hs volume attach a)
 db=$(hs volume attach b)
+[ "$(sha_dev "$STATE/dev/a")" = "$ra" ] || fail "volume a's data changed over a SIGTERM restart (by its stable name)"
 [ "$(sha_dev "$da")" = "$ra" ] || fail "volume a's data changed over a SIGTERM restart"
 [ "$(sha_dev "$db")" = "$rb" ] || fail "volume b's data changed over a SIGTERM restart"
 check_lost a@pair b@pair a@solo
@@ -117,6 +123,9 @@ if stat "$STATE/mnt/a" >/dev/null 2>&1; then fail "the FUSE mount of a killed da
 start_daemon
 for dev in "$da" "$db"; do
     back=$(losetup -n -O BACK-FILE "$dev" 2>/dev/null || true)
+    # the volumes are attached again, maybe under a freed number: those are not stale
+    now=$(hs --json volume list | json_eval "' '.join(x.get('device','') for x in v['volumes'])")
+    case " $now " in *" $dev "*) continue ;; esac
     case $back in "$STATE"/mnt/*) fail "the new daemon left the stale $dev on $back" ;; esac
 done
 [ "$(hs --json status | json_get '["fuse_mounted"]')" = True ] || fail "the new daemon has no FUSE mount"
