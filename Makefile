@@ -7,12 +7,17 @@
 #   make stress  the long variants of the reliability tests (kills, churn,
 #                randomized engine models)
 #   make fuzz    build the libFuzzer targets (clang)
+#   make install the binary, systemd unit, config, hooks, man page and
+#                completion under PREFIX (default /usr/local), into DESTDIR
 # Each target installs the Debian packages it needs first.
 
 BUILD ?= build
 SANITIZE ?= 0
 
-.PHONY: all build demo check bench fuzz stress clean
+.PHONY: all build demo check bench fuzz stress clean install
+
+PREFIX ?= /usr/local
+DESTDIR ?=
 
 all: build
 
@@ -42,5 +47,13 @@ fuzz:
 	@[ -f build-fuzz/build.ninja ] || CC=clang meson setup build-fuzz -Dfuzz=true -Dsystem_tests=false >/dev/null
 	@ninja -C build-fuzz
 
+# Its own build dir: the prefix is baked into the unit file.
+install:
+	@scripts/deps.sh build
+	@[ -f build-install/build.ninja ] || meson setup build-install --prefix=$(PREFIX) -Dsystem_tests=false >/dev/null
+	@meson configure build-install --prefix=$(PREFIX) >/dev/null
+	@ninja -C build-install hotsnap
+	@DESTDIR=$(DESTDIR) meson install -C build-install --no-rebuild --quiet
+
 clean:
-	rm -rf build build-asan build-san build-fuzz
+	rm -rf build build-asan build-san build-fuzz build-install

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "cli/commands.h"
+#include "common/paths.h"
 #include "daemon/daemon_main.h"
 
 static const char usage[] =
@@ -41,7 +42,7 @@ int main(int argc, char **argv)
 	int i = 1;
 
 	if (!cli.state_dir || !cli.state_dir[0])
-		cli.state_dir = "/var/lib/hotsnap";
+		cli.state_dir = HS_DEFAULT_STATE_DIR;
 	while (i < argc && argv[i][0] == '-') {
 		if (strcmp(argv[i], "--state-dir") == 0) {
 			if (i + 1 >= argc || !argv[i + 1][0]) {

@@ -26,9 +26,13 @@
 
 #include "common/clock.h"
 #include "common/log.h"
+#include "common/paths.h"
 #include "daemon/daemon.h"
+#include "daemon/config.h"
+#include "daemon/devlinks.h"
 #include "daemon/events.h"
 #include "daemon/freeze.h"
+#include "daemon/service.h"
 #include "hooks/hooks.h"
 #include "fuse/fuse_front.h"
 #include "nbd/nbd_server.h"
@@ -37,7 +41,7 @@ static void daemon_usage(FILE *f)
 {
 	fprintf(f, "usage: hotsnap daemon [--state-dir DIR] [--detach] "
 		   "[--nbd unix:PATH|tcp:HOST:PORT]... [--no-nbd] [--hooks-dir DIR]\n"
-		   "       [--hook-timeout SECONDS] [--debug]\n");
+		   "       [--hook-timeout SECONDS] [--dev-dir DIR] [--config FILE] [--debug]\n");
 }
 
 void daemon_request_stop(struct daemon *d)
@@ -46,24 +50,6 @@ void daemon_request_stop(struct daemon *d)
 	if (write(d->wake_pipe[1], "x", 1) < 0) {
 		/* the pipe is full: a wake-up is pending anyway */
 	}
-}
-
-static int mkdir_p(const char *path, mode_t mode)
-{
-	char tmp[PATH_MAX];
-
-	snprintf(tmp, sizeof(tmp), "%s", path);
-	for (char *p = tmp + 1; *p; p++) {
-		if (*p != '/')
-			continue;
-		*p = '\0';
-		if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
-			return -errno;
-		*p = '/';
-	}
-	if (mkdir(tmp, mode) < 0 && errno != EEXIST)
-		return -errno;
-	return 0;
 }
 
 /* The state dir's lock: held for the daemon's life, with its pid inside. */
@@ -110,6 +96,33 @@ static void warn_stale_loop(void *arg, const char *dev, const char *backing)
 	loopdev_detach_path(dev, backing);
 }
 
+/* Volumes attached by request before a restart are attached again, under
+ * their stable names, before the daemon says it is ready: an fstab line
+ * that waits for hotsnap.service finds its device. */
+static unsigned reattach_volumes(struct daemon *d)
+{
+	unsigned n = 0;
+
+	devlinks_init(d);
+	for (struct vol_entry *ve = d->volumes; ve; ve = ve->next) {
+		char path[PATH_MAX];
+		const char *why = "";
+		if (!ve->cfg.attached || !ve->vol)
+			continue;
+		registry_fuse_path(d, ve->cfg.name, path, sizeof(path));
+		int r = loopdev_attach(path, false, &ve->loop, &why);
+		if (r < 0) {
+			hs_error("volume %s could not be attached again: %s: %s", ve->cfg.name, why,
+				 strerror(-r));
+			continue;
+		}
+		devlinks_set(d, ve->cfg.name, ve->loop.dev);
+		hs_info("volume %s attached again as %s", ve->cfg.name, ve->loop.dev);
+		n++;
+	}
+	return n;
+}
+
 static void open_volumes(struct daemon *d)
 {
 	for (struct vol_entry *ve = d->volumes; ve; ve = ve->next) {
@@ -130,6 +143,7 @@ static void *sampler_main(void *arg)
 		pthread_mutex_lock(&d->mu);
 		daemon_sample_rates(d);
 		pthread_mutex_unlock(&d->mu);
+		service_watchdog_tick();
 		(void)poll(&p, 1, 1000);
 	}
 	return NULL;
@@ -153,6 +167,7 @@ static int start_nbd(struct daemon *d, char *err, size_t errlen)
 static void stop_everything(struct daemon *d)
 {
 	atomic_store(&d->stopping, true);
+	service_stopping();
 	events_wake_all(); /* `hotsnap events` clients end */
 	control_server_stop(d);
 	if (d->sampler_started)
@@ -181,6 +196,23 @@ static void stop_everything(struct daemon *d)
 		fuse_front_stop(d->fuse);
 		d->fuse = NULL;
 	}
+}
+
+/* SIGHUP (logrotate's postrotate): the log file of a detached daemon is
+ * opened again by name, so the rotated one is let go. */
+static void reopen_log(struct daemon *d)
+{
+	if (!d->log_path[0])
+		return;
+	int fd = open(d->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+	if (fd < 0) {
+		hs_error("SIGHUP: cannot open %s again: %s", d->log_path, strerror(errno));
+		return;
+	}
+	dup2(fd, 1);
+	dup2(fd, 2);
+	close(fd);
+	hs_info("SIGHUP: log file %s opened again", d->log_path);
 }
 
 /* Runs until stopped.  ready_fd (or -1) gets one byte when the control
@@ -216,8 +248,13 @@ static int serve(struct daemon *d, int ready_fd)
 	}
 	pthread_mutex_lock(&d->mu);
 	r = persist_load(d, err, sizeof(err));
-	if (r == 0)
+	unsigned attached = 0, nvol = 0;
+	if (r == 0) {
 		open_volumes(d);
+		attached = reattach_volumes(d);
+		for (struct vol_entry *ve = d->volumes; ve; ve = ve->next)
+			nvol++;
+	}
 	pthread_mutex_unlock(&d->mu);
 	if (r < 0)
 		goto fail;
@@ -231,6 +268,9 @@ static int serve(struct daemon *d, int ready_fd)
 		d->sampler_started = true;
 	hs_info("daemon %d serving %s (control socket %s)", (int)getpid(), d->state_dir,
 		d->control_path);
+	char status[128];
+	snprintf(status, sizeof(status), "serving %u volumes, %u attached", nvol, attached);
+	service_ready(status);
 	if (ready_fd >= 0) {
 		if (write(ready_fd, "", 1) != 1) {
 			/* the parent is gone: nothing to tell */
@@ -246,11 +286,14 @@ static int serve(struct daemon *d, int ready_fd)
 			break;
 		if (pf[0].revents & POLLIN) {
 			struct signalfd_siginfo si;
-			if (read(sfd, &si, sizeof(si)) == sizeof(si) && si.ssi_signo != SIGPIPE &&
-			    si.ssi_signo != SIGHUP) {
-				hs_info("signal %u: shutting down", si.ssi_signo);
-				break;
+			if (read(sfd, &si, sizeof(si)) != sizeof(si) || si.ssi_signo == SIGPIPE)
+				continue;
+			if (si.ssi_signo == SIGHUP) {
+				reopen_log(d);
+				continue;
 			}
+			hs_info("signal %u: shutting down", si.ssi_signo);
+			break;
 		}
 		if (pf[1].revents & POLLIN)
 			hs_info("shutdown requested");
@@ -306,6 +349,7 @@ static int detach_and_serve(struct daemon *d)
 	close(pfd[0]);
 	setsid();
 	snprintf(path, sizeof(path), "%s/daemon.log", d->state_dir);
+	snprintf(d->log_path, sizeof(d->log_path), "%s", path);
 	logfd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
 	int nullfd = open("/dev/null", O_RDWR);
 	if (nullfd >= 0) {
@@ -323,40 +367,52 @@ static int detach_and_serve(struct daemon *d)
 	_exit(serve(d, pfd[1]) < 0 ? 1 : 0);
 }
 
-int daemon_main(const char *state_dir, int argc, char **argv)
-{
-	static const struct option opts[] = {
-		{ "state-dir", required_argument, NULL, 's' },
-		{ "detach", no_argument, NULL, 'd' },
-		{ "nbd", required_argument, NULL, 'n' },
-		{ "no-nbd", no_argument, NULL, 'N' },
-		{ "debug", no_argument, NULL, 'D' },
-		{ "hooks-dir", required_argument, NULL, 'H' },
-		{ "hook-timeout", required_argument, NULL, 'T' },
-		{ "help", no_argument, NULL, 'h' },
-		{ NULL, 0, NULL, 0 },
-	};
-	static struct daemon dm; /* one per process */
-	struct daemon *d = &dm;
-	static char default_nbd[PATH_MAX + 8];
-	bool detach = false, no_nbd = false;
-	int c, r;
+/* The options, from the config file and then the command line; later
+ * words win, except --nbd, which a command line's list replaces. */
+struct opt_state {
+	const char *state_dir;
+	bool detach, no_nbd, nbd_from_cli;
+	const char *config;
+};
 
-	optind = 1;
-	while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
+static const struct option daemon_opts[] = {
+	{ "state-dir", required_argument, NULL, 's' },
+	{ "detach", no_argument, NULL, 'd' },
+	{ "nbd", required_argument, NULL, 'n' },
+	{ "no-nbd", no_argument, NULL, 'N' },
+	{ "debug", no_argument, NULL, 'D' },
+	{ "hooks-dir", required_argument, NULL, 'H' },
+	{ "hook-timeout", required_argument, NULL, 'T' },
+	{ "dev-dir", required_argument, NULL, 'V' },
+	{ "config", required_argument, NULL, 'C' },
+	{ "help", no_argument, NULL, 'h' },
+	{ NULL, 0, NULL, 0 },
+};
+
+/* 0 to go on, else the exit status (1 for --help: 0 returned by caller). */
+static int parse_options(struct daemon *d, struct opt_state *o, int argc, char **argv,
+			 const char *where)
+{
+	int c;
+
+	optind = 0; /* a fresh scan (glibc) */
+	while ((c = getopt_long(argc, argv, "+h", daemon_opts, NULL)) != -1) {
 		switch (c) {
 		case 's':
-			state_dir = optarg;
+			o->state_dir = optarg;
 			break;
 		case 'd':
-			detach = true;
+			o->detach = true;
 			break;
 		case 'n':
 			if (strncmp(optarg, "unix:", 5) != 0 && strncmp(optarg, "tcp:", 4) != 0) {
-				fprintf(stderr, "hotsnap daemon: --nbd '%s': expected unix:PATH or "
-						"tcp:HOST:PORT\n",
-					optarg);
+				fprintf(stderr, "hotsnap daemon: %s--nbd '%s': expected unix:PATH or "
+						"tcp:HOST:PORT\n", where, optarg);
 				return 2;
+			}
+			if (!where[0] && !o->nbd_from_cli) {
+				o->nbd_from_cli = true;
+				d->nbd_nlisten = 0; /* the command line's list replaces the file's */
 			}
 			if (d->nbd_nlisten == DAEMON_MAX_NBD) {
 				fprintf(stderr, "hotsnap daemon: at most %d --nbd addresses\n",
@@ -366,42 +422,91 @@ int daemon_main(const char *state_dir, int argc, char **argv)
 			d->nbd_listen[d->nbd_nlisten++] = optarg;
 			break;
 		case 'N':
-			no_nbd = true;
+			o->no_nbd = true;
 			break;
 		case 'D':
 			hs_log_set_level(HS_LOG_DEBUG);
 			break;
 		case 'H':
-			if (optarg[0] != '/' || strlen(optarg) >= sizeof(d->hooks_dir)) {
-				fprintf(stderr, "hotsnap daemon: --hooks-dir must be an absolute path\n");
+		case 'V': {
+			char *dst = c == 'H' ? d->hooks_dir : d->dev_dir;
+			if (optarg[0] != '/' || strlen(optarg) >= PATH_MAX) {
+				fprintf(stderr, "hotsnap daemon: %s--%s must be an absolute path\n", where,
+					c == 'H' ? "hooks-dir" : "dev-dir");
 				return 2;
 			}
-			snprintf(d->hooks_dir, sizeof(d->hooks_dir), "%s", optarg);
+			snprintf(dst, PATH_MAX, "%s", optarg);
 			break;
+		}
 		case 'T': {
 			char *end;
 			unsigned long t = strtoul(optarg, &end, 10);
 			if (*end || end == optarg || t < 1 || t > 3600) {
-				fprintf(stderr, "hotsnap daemon: --hook-timeout '%s': expected seconds "
-						"from 1 to 3600\n", optarg);
+				fprintf(stderr, "hotsnap daemon: %s--hook-timeout '%s': expected seconds "
+						"from 1 to 3600\n", where, optarg);
 				return 2;
 			}
 			d->hook_timeout_s = (unsigned)t;
 			break;
 		}
+		case 'C':
+			if (where[0]) {
+				fprintf(stderr, "hotsnap daemon: %sa config file cannot name another\n",
+					where);
+				return 2;
+			}
+			o->config = optarg;
+			break;
 		case 'h':
 			daemon_usage(stdout);
-			return 0;
+			return -1;
 		default:
 			daemon_usage(stderr);
 			return 2;
 		}
 	}
 	if (optind < argc) {
-		fprintf(stderr, "hotsnap daemon: unexpected argument '%s'\n", argv[optind]);
+		fprintf(stderr, "hotsnap daemon: %sunexpected argument '%s'\n", where, argv[optind]);
 		daemon_usage(stderr);
 		return 2;
 	}
+	return 0;
+}
+
+int daemon_main(const char *state_dir, int argc, char **argv)
+{
+	static struct daemon dm; /* one per process */
+	struct daemon *d = &dm;
+	static char default_nbd[PATH_MAX + 8];
+	struct opt_state o = { .state_dir = state_dir };
+	struct config_words cw;
+	int r;
+
+	/* the command line once for --config (and --help), the file, then the
+	 * command line again so that it wins */
+	r = parse_options(d, &o, argc, argv, "");
+	if (r)
+		return r < 0 ? 0 : r;
+	if (o.config) {
+		char where[PATH_MAX + 16];
+		if (config_read(o.config, &cw) < 0)
+			return 2;
+		snprintf(where, sizeof(where), "%s: ", o.config);
+		struct opt_state fo = { .state_dir = state_dir };
+		memset(d, 0, sizeof(*d));
+		r = parse_options(d, &fo, cw.argc, cw.argv, where);
+		if (r)
+			return r < 0 ? 0 : r;
+		o.state_dir = fo.state_dir;
+		o.detach = fo.detach;
+		o.no_nbd = fo.no_nbd;
+		o.config = NULL;
+		r = parse_options(d, &o, argc, argv, "");
+		if (r)
+			return r < 0 ? 0 : r;
+	}
+	state_dir = o.state_dir;
+	bool detach = o.detach, no_nbd = o.no_nbd;
 	if (state_dir[0] != '/') {
 		fprintf(stderr, "hotsnap daemon: the state dir must be an absolute path\n");
 		return 2;
@@ -417,6 +522,12 @@ int daemon_main(const char *state_dir, int argc, char **argv)
 	snprintf(d->default_diff_dir, sizeof(d->default_diff_dir), "%s/diff", state_dir);
 	if (!d->hooks_dir[0])
 		snprintf(d->hooks_dir, sizeof(d->hooks_dir), "%s/hooks.d", state_dir);
+	/* the system daemon owns /dev/hotsnap; any other keeps its names home */
+	if (!d->dev_dir[0])
+		snprintf(d->dev_dir, sizeof(d->dev_dir), "%s",
+			 strcmp(state_dir, HS_DEFAULT_STATE_DIR) == 0 ? "/dev/hotsnap" : "");
+	if (!d->dev_dir[0])
+		snprintf(d->dev_dir, sizeof(d->dev_dir), "%s/dev", state_dir);
 	if (!d->hook_timeout_s)
 		d->hook_timeout_s = HOOKS_DEFAULT_TIMEOUT_S;
 	if (!no_nbd && d->nbd_nlisten == 0) {
@@ -432,7 +543,7 @@ int daemon_main(const char *state_dir, int argc, char **argv)
 	mallopt(M_ARENA_MAX, 2);
 	pthread_mutex_init(&d->mu, NULL);
 
-	if ((r = mkdir_p(state_dir, 0700)) < 0) {
+	if ((r = path_mkdir_p(state_dir, 0700)) < 0) {
 		fprintf(stderr, "hotsnap daemon: cannot create %s: %s\n", state_dir, strerror(-r));
 		return 1;
 	}

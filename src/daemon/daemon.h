@@ -56,6 +56,7 @@ struct vol_config {
 	char cache[12];         /* auto, writeback or none (see registry.c) */
 	uint64_t track_granularity; /* bytes per bit of the change map file; 0: no tracking */
 	char hook[PATH_MAX];    /* its own application hook (hooks.h), or "" */
+	bool attached;          /* attached by request: attached again at start */
 };
 
 struct snap_entry {
@@ -128,6 +129,8 @@ struct daemon {
 	pthread_t sampler;
 	bool sampler_started;
 	char hooks_dir[PATH_MAX];  /* application hooks for every freezing snapshot */
+	char dev_dir[PATH_MAX];    /* stable device names (devlinks.h) */
+	char log_path[PATH_MAX];   /* the log file (detached), reopened on SIGHUP; or "" */
 	unsigned hook_timeout_s;   /* per hook and phase */
 };
 

@@ -1,0 +1,125 @@
+#!/bin/bash
+# hotsnap as a service (issue 14):
+#  1. install into a DESTDIR: the file list, and systemd-analyze verify
+#     passes on the unit;
+#  2. a volume attached stays attached: a restarted daemon attaches it again
+#     under its stable name STATE/dev/NAME, and under a test NOTIFY_SOCKET
+#     says READY=1 only once that name reads; the data is the same;
+#  3. --config: options from the file, the command line wins, a bad key is
+#     refused with its line;
+#  4. SIGHUP makes a detached daemon open its log file again (logrotate);
+#  5. bash completion offers volume and snapshot names.
+. "$(dirname "$0")/lib.sh"
+require_block
+require mkfs.ext4
+setup
+BUILD=$(dirname "$HOTSNAP")
+
+# 1. install
+if command -v meson >/dev/null; then
+    DESTDIR=$T/root meson install -C "$BUILD" --no-rebuild --quiet >/dev/null ||
+        fail "meson install into a DESTDIR failed"
+    prefix=$(meson introspect "$BUILD" --buildoptions |
+        /usr/bin/python3 -c 'import json,sys; print([o["value"] for o in json.load(sys.stdin) if o["name"]=="prefix"][0])')
+    (cd "$T/root" && find . -type f | sort) >"$T/files"
+    for f in sbin/hotsnap lib/systemd/system/hotsnap.service share/man/man8/hotsnap.8 \
+             share/bash-completion/completions/hotsnap share/hotsnap/hooks/mariadb \
+             share/hotsnap/hooks/postgresql share/hotsnap/hooks/README.md; do
+        grep -qx "\./${prefix#/}/$f" "$T/files" || fail "not installed: $prefix/$f ($(cat "$T/files"))"
+    done
+    grep -q "/hotsnap/hotsnap.conf$" "$T/files" || fail "no default config installed"
+    [ -x "$T/root$prefix/sbin/hotsnap" ] || fail "the installed binary is not executable"
+    if command -v systemd-analyze >/dev/null; then
+        unit=$T/root$prefix/lib/systemd/system/hotsnap.service
+        grep -q "^Type=notify" "$unit" || fail "the unit is not Type=notify"
+        # verified where it will run from: ExecStart pointed into the DESTDIR
+        sed "s|^ExecStart=$prefix/sbin/hotsnap|ExecStart=$T/root$prefix/sbin/hotsnap|" "$unit" >"$T/hotsnap.service"
+        systemd-analyze verify --man=no "$T/hotsnap.service" >"$T/verify.log" 2>&1 ||
+            fail "systemd-analyze verify: $(cat "$T/verify.log")"
+    fi
+    log "installed $(wc -l <"$T/files") files; the unit verifies"
+else
+    log "no meson: install not checked"
+fi
+
+# 2. attached volumes come back, named, before READY
+start_daemon
+make_ext4_volume vol0 64M
+fill_files "$VOL_MNT/data" 5 4
+ref=$(tree_sums "$VOL_MNT")
+[ "$(readlink "$STATE/dev/vol0")" = "$VOL_DEV" ] || fail "no stable name $STATE/dev/vol0 -> $VOL_DEV"
+hs snapshot create vol0 --name s1 >/dev/null
+sdev=$(hs snapshot attach vol0@s1)
+[ "$(readlink "$STATE/dev/vol0@s1")" = "$sdev" ] || fail "no stable name for vol0@s1"
+hs volume create spare --backing "$T/spare.img" --size 16M >/dev/null   # never attached
+umount "$VOL_MNT"
+stop_daemon
+[ ! -e "$STATE/dev/vol0" ] || fail "the stopped daemon left $STATE/dev/vol0"
+[ ! -e "$STATE/dev/vol0@s1" ] || fail "the stopped daemon left $STATE/dev/vol0@s1"
+/usr/bin/python3 "$HERE/notify_ready.py" "$T/notify" "$STATE" vol0 -- \
+    "$HOTSNAP" --state-dir "$STATE" daemon >"$T/notify.out" 2>&1 || rc=$?
+DAEMON_PID=$(awk '/^pid /{print $2; exit}' "$T/notify.out")
+[ "${rc:-0}" = 0 ] || fail "READY: $(cat "$T/notify.out")"
+grep -q "notify: READY=1 | STATUS=serving 2 volumes, 1 attached" "$T/notify.out" ||
+    fail "READY without its status: $(cat "$T/notify.out")"
+dev=$(readlink "$STATE/dev/vol0")
+[ "$(hs --json volume list | json_eval "[x.get('device') for x in v['volumes'] if x['name']=='vol0'][0]")" = "$dev" ] ||
+    fail "volume list and the stable name disagree"
+[ "$(hs --json volume list | json_eval "[x.get('device') for x in v['volumes'] if x['name']=='spare'][0]")" = None ] ||
+    fail "a volume never attached was attached"
+mount "$STATE/dev/vol0" "$VOL_MNT"
+[ "$(tree_sums "$VOL_MNT")" = "$ref" ] || fail "the files differ after the restart"
+umount "$VOL_MNT"
+hs volume detach vol0 >/dev/null
+[ ! -e "$STATE/dev/vol0" ] || fail "detach left the stable name"
+hs shutdown >/dev/null   # not our child (the notify script started it): shutdown waits
+DAEMON_PID=""
+start_daemon
+[ "$(hs --json volume list | json_eval "[x.get('device') for x in v['volumes'] if x['name']=='vol0'][0]")" = None ] ||
+    fail "a volume detached by request was attached again"
+stop_daemon
+log "attached again under its stable name before READY; detached stays detached"
+
+# 3. the config file
+cat >"$T/hotsnap.conf" <<CONF
+# a comment
+hook-timeout = 7
+dev-dir = $T/names
+no-nbd = yes
+CONF
+start_daemon --config "$T/hotsnap.conf" --hook-timeout 9
+[ "$(hs --json status | json_get '["hook_timeout_s"]')" = 9 ] || fail "the command line did not win over the file"
+[ "$(hs --json status | json_get '["nbd_listen"]')" = "[]" ] || fail "no-nbd from the file was not applied"
+dev=$(hs volume attach vol0)
+[ "$(readlink "$T/names/vol0")" = "$dev" ] || fail "dev-dir from the file was not applied"
+hs volume detach vol0 >/dev/null
+stop_daemon
+printf 'hook-timeout = 7\nhooks-dri = /x\n' >"$T/bad.conf"
+expect_fail 2 "bad.conf, line 2: 'hooks-dri' is not a daemon option" \
+    "$HOTSNAP" --state-dir "$STATE" daemon --config "$T/bad.conf"
+
+# 4. SIGHUP: the log file opened again
+"$HOTSNAP" --state-dir "$STATE" daemon --detach
+DAEMON_PID=$(cat "$STATE/daemon.lock")
+mv "$STATE/daemon.log" "$STATE/daemon.log.1"
+kill -HUP "$DAEMON_PID"
+for i in $(seq 100); do grep -qs "opened again" "$STATE/daemon.log" && break; sleep 0.05; done
+grep -qs "opened again" "$STATE/daemon.log" || fail "SIGHUP did not open the log again"
+kill -0 "$DAEMON_PID" || fail "SIGHUP stopped the daemon"
+
+# 5. completion offers names
+hs snapshot create vol0 --name s2 >/dev/null
+comp=$(PATH=$BUILD:$PATH bash -c '
+    . "$1"
+    COMP_WORDS=(hotsnap --state-dir "$2" snapshot delete "")
+    COMP_CWORD=5
+    _hotsnap
+    echo "${COMPREPLY[@]}"
+    COMP_WORDS=(hotsnap --state-dir "$2" volume attach "v")
+    _hotsnap
+    echo "${COMPREPLY[@]}"' _ "$HERE/../../dist/hotsnap.bash-completion" "$STATE")
+echo "$comp" | head -1 | grep -qw "vol0@s2" || fail "completion does not offer vol0@s2: $comp"
+echo "$comp" | tail -1 | grep -qx "vol0" || fail "completion does not offer vol0: $comp"
+hs shutdown >/dev/null
+DAEMON_PID=""
+log "ok"
