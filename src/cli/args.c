@@ -114,7 +114,7 @@ int args_parse(const struct cmd_spec *spec, int argc, char **argv, struct parsed
 			if (r < 0)
 				return cli_usage_error(spec->cmd,
 						       "--%s '%s' is not a size (expected a number of "
-						       "bytes, or with K, M, G or T, such as 512M or 10G)",
+						       "bytes, or with K, M, G, T, such as 512M, 1.5G or 10G)",
 						       o->name, optarg);
 			break;
 		}

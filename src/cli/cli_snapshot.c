@@ -136,21 +136,35 @@ static int snapshot_delete(const struct cli *cli, int argc, char **argv)
 		.max_pos = 64, .summary = "Deletes the snapshots and releases what they hold."
 	};
 	struct parsed_args p;
-	json_object *args, *res;
+	json_object *args, *res, *deleted = json_object_new_array();
 	int r = args_parse(&spec, argc, argv, &p), worst = EXIT_OK;
 
-	if (r)
+	if (r) {
+		json_object_put(deleted);
 		return r < 0 ? EXIT_OK : r;
+	}
 	for (int i = 0; i < p.npos; i++)
-		if ((r = cli_check_snapshot_name(spec.cmd, p.pos[i])))
+		if ((r = cli_check_snapshot_name(spec.cmd, p.pos[i]))) {
+			json_object_put(deleted);
 			return r;
+		}
 	for (int i = 0; i < p.npos; i++) {
 		args = json_object_new_object();
 		json_object_object_add(args, "snapshot", json_object_new_string(p.pos[i]));
 		r = cli_call(cli, "snapshot.delete", args, -1, NULL, NULL, &res);
 		json_object_put(res);
+		if (r == EXIT_OK)
+			json_object_array_add(deleted, json_object_new_string(p.pos[i]));
 		if (r > worst)
 			worst = r;
+	}
+	if (cli->json && worst == EXIT_OK) {
+		json_object *o = json_object_new_object();
+		json_object_object_add(o, "deleted", deleted);
+		cli_print_json(o);
+		json_object_put(o);
+	} else {
+		json_object_put(deleted);
 	}
 	return worst;
 }

@@ -180,8 +180,11 @@ int cli_shutdown(const struct cli *cli, int argc, char **argv)
 	json_object_put(res);
 	const struct timespec tick = { .tv_sec = 0, .tv_nsec = 20 * 1000 * 1000 };
 	for (int i = 0; pid > 0 && i < 50 * 300; i++) {
-		if (process_ended(pid))
+		if (process_ended(pid)) {
+			if (cli->json)
+				printf("{\"stopped\":true,\"pid\":%d}\n", (int)pid);
 			return EXIT_OK;
+		}
 		nanosleep(&tick, NULL);
 	}
 	if (pid > 0) {

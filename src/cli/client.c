@@ -2,6 +2,7 @@
 #include "client.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +15,28 @@
 #include "common/units.h"
 #include "control/proto.h"
 #include "control/transport.h"
+
+/* With --json, an error is also a JSON object on stdout ({"error": ...,
+ * "usage": ...}), so a program reading stdout never gets nothing. */
+static bool json_errors;
+
+void cli_set_json_errors(bool on)
+{
+	json_errors = on;
+}
+
+static void json_error(const char *msg, bool usage)
+{
+	json_object *o;
+
+	if (!json_errors)
+		return;
+	o = json_object_new_object();
+	json_object_object_add(o, "error", json_object_new_string(msg));
+	json_object_object_add(o, "usage", json_object_new_boolean(usage));
+	printf("%s\n", json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN));
+	json_object_put(o);
+}
 
 static int connect_daemon(const struct cli *cli)
 {
@@ -32,14 +55,17 @@ static int connect_daemon(const struct cli *cli)
 	}
 	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
 		int e = errno;
+		char msg[PATH_MAX * 2 + 128];
 		if (e == ENOENT || e == ECONNREFUSED)
-			fprintf(stderr,
-				"hotsnap: no daemon is running on %s (start one with 'hotsnap "
-				"--state-dir %s daemon --detach')\n",
-				cli->state_dir, cli->state_dir);
+			snprintf(msg, sizeof(msg),
+				 "no daemon is running on %s (start one with 'hotsnap --state-dir %s "
+				 "daemon --detach')",
+				 cli->state_dir, cli->state_dir);
 		else
-			fprintf(stderr, "hotsnap: cannot reach the daemon at %s: %s\n", sa.sun_path,
-				strerror(e));
+			snprintf(msg, sizeof(msg), "cannot reach the daemon at %s: %s", sa.sun_path,
+				 strerror(e));
+		fprintf(stderr, "hotsnap: %s\n", msg);
+		json_error(msg, false);
 		close(fd);
 		return -e;
 	}
@@ -98,6 +124,7 @@ int cli_call(const struct cli *cli, const char *cmd, json_object *args, int fd,
 			const char *err = cli_get_str(o, "error");
 			fprintf(stderr, "hotsnap: %s\n", err ? err : "the command failed");
 			status = cli_get_bool(o, "usage") ? EXIT_USAGE : EXIT_ERROR;
+			json_error(err ? err : "the command failed", status == EXIT_USAGE);
 		}
 		json_object_put(o);
 		break;
@@ -148,12 +175,13 @@ bool cli_get_bool(json_object *o, const char *key)
 int cli_usage_error(const char *cmd, const char *fmt, ...)
 {
 	va_list ap;
+	char msg[1024];
 
-	fprintf(stderr, "hotsnap %s: ", cmd);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	fprintf(stderr, " (see 'hotsnap %s --help')\n", cmd);
+	fprintf(stderr, "hotsnap %s: %s (see 'hotsnap %s --help')\n", cmd, msg, cmd);
+	json_error(msg, true);
 	return EXIT_USAGE;
 }
 

@@ -15,6 +15,9 @@ enum { EXIT_OK = 0, EXIT_ERROR = 1, EXIT_USAGE = 2 };
 
 typedef void (*event_fn)(void *arg, json_object *event);
 
+/* --json: errors are also printed as {"error": ..., "usage": ...} on stdout. */
+void cli_set_json_errors(bool on);
+
 /* Sends one request (args is consumed; fd passed along when >= 0), calls
  * on_event for each event line, and returns the exit status.  On success
  * *result gets the reply's result (the caller puts it); on failure the

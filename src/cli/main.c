@@ -54,6 +54,7 @@ int main(int argc, char **argv)
 			cli.state_dir = argv[i] + 12;
 		} else if (strcmp(argv[i], "--json") == 0) {
 			cli.json = true;
+			cli_set_json_errors(true);
 		} else if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
 			printf("%s", usage);
 			return EXIT_OK;
@@ -77,9 +78,10 @@ int main(int argc, char **argv)
 	 * (no name may start with '-', so it is never a value) */
 	int kept = 1;
 	for (int k = 1; k < argc; k++) {
-		if (strcmp(argv[k], "--json") == 0 && strcmp(cmd, "daemon") != 0)
+		if (strcmp(argv[k], "--json") == 0 && strcmp(cmd, "daemon") != 0) {
 			cli.json = true;
-		else
+			cli_set_json_errors(true);
+		} else
 			argv[kept++] = argv[k];
 	}
 	argc = kept;

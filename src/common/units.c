@@ -17,9 +17,9 @@ int units_parse_size(const char *text, uint64_t *out)
 		{ "kib", 10 }, { "m", 20 },   { "mb", 20 },  { "mib", 20 },
 		{ "g", 30 },   { "gb", 30 },  { "gib", 30 }, { "t", 40 },
 		{ "tb", 40 },  { "tib", 40 }, { "p", 50 },   { "pb", 50 },
-		{ "pib", 50 },
+		{ "pib", 50 }, { "e", 60 },   { "eb", 60 },  { "eib", 60 },
 	};
-	uint64_t value = 0;
+	uint64_t value = 0, frac = 0, scale = 1;
 	const char *p = text;
 
 	if (!text || !isdigit((unsigned char)*p))
@@ -31,12 +31,34 @@ int units_parse_size(const char *text, uint64_t *out)
 		value = value * 10 + digit;
 		p++;
 	}
+	/* a fraction, as qemu-img takes it: 1.5G; digits past the 18th only
+	 * round, so they are dropped */
+	if (*p == '.') {
+		p++;
+		if (!isdigit((unsigned char)*p))
+			return -EINVAL;
+		while (isdigit((unsigned char)*p)) {
+			if (scale < UINT64_C(1000000000000000000)) {
+				frac = frac * 10 + (uint64_t)(*p - '0');
+				scale *= 10;
+			}
+			p++;
+		}
+	}
 	for (size_t i = 0; i < sizeof(suffixes) / sizeof(suffixes[0]); i++) {
+		unsigned shift = suffixes[i].shift;
 		if (strcasecmp(p, suffixes[i].suffix) != 0)
 			continue;
-		if (suffixes[i].shift && value > (UINT64_MAX >> suffixes[i].shift))
+		if (frac && shift == 0)
+			return -EINVAL; /* a fraction of a byte */
+		if (shift && value > (UINT64_MAX >> shift))
 			return -ERANGE;
-		*out = value << suffixes[i].shift;
+		/* the fraction in bytes, rounded down: frac / scale * 2^shift */
+		unsigned __int128 part = ((unsigned __int128)frac << shift) / scale;
+		unsigned __int128 total = ((unsigned __int128)value << shift) + part;
+		if (total > UINT64_MAX)
+			return -ERANGE;
+		*out = (uint64_t)total;
 		return 0;
 	}
 	return -EINVAL;

@@ -1,8 +1,9 @@
 /* units.h - parsing and printing of byte sizes and rates.
  *
  * Sizes accept a plain number of bytes or a number with a binary suffix:
- * K, M, G, T, P (also KiB, MiB, ... and KB, MB, ...; all powers of 1024, as
- * qemu-img and losetup read them).  Rates printed for people use MB = 10^6. */
+ * K, M, G, T, P, E (also KiB, MiB, ... and KB, MB, ...; all powers of 1024,
+ * as qemu-img and losetup read them), with a fraction when there is a
+ * suffix: 1.5G (rounded down to whole bytes).  Rates printed for people use MB = 10^6. */
 #ifndef HS_UNITS_H
 #define HS_UNITS_H
 

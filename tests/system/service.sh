@@ -8,7 +8,10 @@
 #  3. --config: options from the file, the command line wins, a bad key is
 #     refused with its line;
 #  4. SIGHUP makes a detached daemon open its log file again (logrotate);
-#  5. bash completion offers volume and snapshot names.
+#  5. bash completion offers volume and snapshot names;
+#  6. with --json, errors are JSON on stdout and delete/shutdown print JSON;
+#     sizes take fractions; log lines carry the date, and under the journal
+#     a syslog priority instead.
 . "$(dirname "$0")/lib.sh"
 require_block
 require mkfs.ext4
@@ -120,6 +123,26 @@ comp=$(PATH=$BUILD:$PATH bash -c '
     echo "${COMPREPLY[@]}"' _ "$HERE/../../dist/hotsnap.bash-completion" "$STATE")
 echo "$comp" | head -1 | grep -qw "vol0@s2" || fail "completion does not offer vol0@s2: $comp"
 echo "$comp" | tail -1 | grep -qx "vol0" || fail "completion does not offer vol0: $comp"
-hs shutdown >/dev/null
+
+# 6. machine-readable always; fractions; the log's dates and priorities
+out=$(hs --json snapshot delete vol0@nope 2>/dev/null) && fail "deleting a missing snapshot succeeded"
+[ "$(echo "$out" | json_get '["error"]')" = "snapshot vol0@nope does not exist (see 'hotsnap snapshot list')" ] ||
+    fail "no JSON error: $out"
+out=$(hs --json volume create bad --backing "$T/bad.img" --size 1.5Q 2>/dev/null) && fail "1.5Q accepted"
+[ "$(echo "$out" | json_get '["usage"]')" = True ] || fail "no JSON usage error: $out"
+[ "$(hs --json snapshot delete vol0@s2 | json_get '["deleted"]')" = "['vol0@s2']" ] || fail "delete printed no JSON"
+hs volume create frac --backing "$T/frac.img" --size 1.5M >/dev/null
+[ "$(hs --json volume list | json_eval "[x['size'] for x in v['volumes'] if x['name']=='frac'][0]")" = 1572864 ] ||
+    fail "--size 1.5M is not 1572864 bytes"
+grep -qE '^[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3} hotsnapd info: ' "$STATE/daemon.log" ||
+    fail "log lines carry no date: $(head -1 "$STATE/daemon.log")"
+[ "$(hs --json shutdown | json_get '["stopped"]')" = True ] || fail "shutdown printed no JSON"
 DAEMON_PID=""
+: >"$T/journal.log"
+JOURNAL_STREAM=$(stat -c '%d:%i' "$T/journal.log") "$HOTSNAP" --state-dir "$T/s2" daemon 2>>"$T/journal.log" &
+DAEMON_PID=$!
+for i in $(seq 200); do "$HOTSNAP" --state-dir "$T/s2" status >/dev/null 2>&1 && break; sleep 0.05; done
+"$HOTSNAP" --state-dir "$T/s2" snapshot delete none@x 2>/dev/null || true
+stop_daemon
+grep -q '^<6>hotsnapd info: daemon .* serving' "$T/journal.log" || fail "no journal priority: $(head -2 "$T/journal.log")"
 log "ok"

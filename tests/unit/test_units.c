@@ -16,7 +16,15 @@ int main(void)
 	CHECK(units_parse_size("8M", &v) == 0 && v == 8u << 20);
 	CHECK(units_parse_size("1GiB", &v) == 0 && v == 1u << 30);
 	CHECK(units_parse_size("2T", &v) == 0 && v == UINT64_C(2) << 40);
-	CHECK(units_parse_size("1.5G", &v) == -EINVAL);
+	CHECK(units_parse_size("1.5G", &v) == 0 && v == UINT64_C(3) << 29);
+	CHECK(units_parse_size("0.5k", &v) == 0 && v == 512);
+	CHECK(units_parse_size("1.1K", &v) == 0 && v == 1126); /* rounded down */
+	CHECK(units_parse_size("2E", &v) == 0 && v == UINT64_C(2) << 60);
+	CHECK(units_parse_size("15.99E", &v) == 0);
+	CHECK(units_parse_size("16E", &v) == -ERANGE);
+	CHECK(units_parse_size("1.5", &v) == -EINVAL);  /* no fraction of a byte */
+	CHECK(units_parse_size("1.", &v) == -EINVAL);
+	CHECK(units_parse_size("1.G", &v) == -EINVAL);
 	CHECK(units_parse_size("abc", &v) == -EINVAL);
 	CHECK(units_parse_size("", &v) == -EINVAL);
 	CHECK(units_parse_size("-1", &v) == -EINVAL);
