@@ -7,6 +7,7 @@
 #   make stress  the long variants of the reliability tests (kills, churn,
 #                randomized engine models)
 #   make fuzz    build the libFuzzer targets (clang)
+#   make deb     the Debian package (build-deb/hotsnap_*.deb), lintian-clean
 #   make install the binary, systemd unit, config, hooks, man page and
 #                completion under PREFIX (default /usr/local), into DESTDIR
 # Each target installs the Debian packages it needs first.
@@ -14,7 +15,7 @@
 BUILD ?= build
 SANITIZE ?= 0
 
-.PHONY: all build demo check bench fuzz stress clean install
+.PHONY: all build demo check bench fuzz stress clean install deb
 
 PREFIX ?= /usr/local
 DESTDIR ?=
@@ -31,7 +32,7 @@ demo: build
 	@scripts/demo.sh
 
 check:
-	@scripts/deps.sh build test
+	@scripts/deps.sh build test deb
 	@SANITIZE=$(SANITIZE) scripts/check.sh
 
 bench: build
@@ -55,5 +56,9 @@ install:
 	@ninja -C build-install hotsnap
 	@DESTDIR=$(DESTDIR) meson install -C build-install --no-rebuild --quiet
 
+deb:
+	@scripts/deps.sh build deb
+	@scripts/deb.sh
+
 clean:
-	rm -rf build build-asan build-san build-fuzz build-install
+	rm -rf build build-asan build-san build-fuzz build-install build-deb

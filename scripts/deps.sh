@@ -8,6 +8,7 @@ declare -A GROUP=(
     [test]="e2fsprogs xfsprogs util-linux fio qemu-utils libnbd-bin python3-libnbd python3 kmod mariadb-server-core mariadb-client-core postgresql-15 postgresql-client-15"
     [bench]="fio qemu-utils qemu-system-common libnbd-bin valgrind python3 e2fsprogs util-linux"
     [fuzz]="clang libclang-rt-14-dev"
+    [deb]="debhelper lintian dpkg-dev"
 )
 
 want=()
