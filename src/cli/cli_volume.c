@@ -236,7 +236,7 @@ static int volume_remove(const struct cli *cli, int argc, char **argv)
 int cli_volume(const struct cli *cli, int argc, char **argv)
 {
 	static const char help[] =
-		"usage: hotsnap volume create|attach|detach|list|remove ...\n"
+		"usage: hotsnap volume create|set|attach|detach|list|remove ...\n"
 		"  create NAME --backing PATH [--size SIZE] [--chunk-size SIZE] [--cow-buffer SIZE]\n"
 		"              [--diff-dir DIR] [--diff-limit SIZE] [--cache MODE]\n"
 		"              [--track-granularity SIZE | --no-tracking]\n"

@@ -16,7 +16,8 @@ deb=$(ls "$ROOT"/build-deb/hotsnap_*.deb)
 dpkg-deb -c "$deb" | awk '{print $6}' | sed 's|^\./|/|' >"$T/files"
 for f in /usr/sbin/hotsnap /lib/systemd/system/hotsnap.service /etc/hotsnap/hotsnap.conf \
          /etc/logrotate.d/hotsnap /usr/share/hotsnap/hooks/mariadb /usr/share/hotsnap/hooks/postgresql \
-         /usr/share/man/man8/hotsnap.8.gz /usr/share/bash-completion/completions/hotsnap; do
+         /usr/share/man/man8/hotsnap.8.gz /usr/share/man/man8/hotsnap-backup.8.gz \
+         /usr/share/bash-completion/completions/hotsnap; do
     grep -qx "$f" "$T/files" || fail "the package lacks $f"
 done
 dpkg-deb -e "$deb" "$T/ctl"
@@ -36,7 +37,7 @@ if [ ! -e /usr/sbin/policy-rc.d ]; then
 fi
 undo() {
     dpkg -P hotsnap >/dev/null 2>&1 || true
-    [ "$own_policy" = 1 ] && rm -f /usr/sbin/policy-rc.d
+    if [ "$own_policy" = 1 ]; then rm -f /usr/sbin/policy-rc.d; fi
 }
 trap 'rc=$?; undo; (exit $rc); cleanup' EXIT
 DEBIAN_FRONTEND=noninteractive dpkg -i "$deb" >"$T/install.log" 2>&1 || fail "dpkg -i: $(tail -5 "$T/install.log")"

@@ -31,6 +31,11 @@ if command -v meson >/dev/null; then
         grep -qx "\./${prefix#/}/$f" "$T/files" || fail "not installed: $prefix/$f ($(cat "$T/files"))"
     done
     grep -q "/hotsnap/hotsnap.conf$" "$T/files" || fail "no default config installed"
+    for g in volume snapshot backup restore image bookmark status events shutdown daemon; do
+        grep -q "/man8/hotsnap-$g.8$" "$T/files" || fail "no man page hotsnap-$g(8)"
+    done
+    man -l "$T/root$prefix/share/man/man8/hotsnap-volume.8" 2>/dev/null | grep -q -- "--diff-limit" ||
+        fail "hotsnap-volume(8) does not describe --diff-limit"
     [ -x "$T/root$prefix/sbin/hotsnap" ] || fail "the installed binary is not executable"
     if command -v systemd-analyze >/dev/null; then
         unit=$T/root$prefix/lib/systemd/system/hotsnap.service
