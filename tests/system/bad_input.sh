@@ -150,7 +150,7 @@ bad 2 "unknown option -x" hs volume create -x --backing "$T/new.img" --size 1M
 bad 2 "VOLUME@SNAPSHOT" hs snapshot delete v2
 
 # --- sizes
-for s in abc 1.5G -1 12Q ""; do
+for s in abc 1.5 1.5.5G 1.G -1 12Q ""; do
     bad 2 "--size '$s' is not a size" hs volume create x --backing "$T/new.img" --size "$s"
 done
 bad 2 "--size.*(too large|at most)" hs volume create x --backing "$T/new.img" --size 8192P

@@ -43,6 +43,10 @@ _mounts_under_t() {
 cleanup() {
     local rc=$? m p dev back i
     set +e
+    if [ -n "$WATCHDOG_PID" ]; then
+        pkill -TERM -P "$WATCHDOG_PID" 2>/dev/null
+        kill -TERM "$WATCHDOG_PID" 2>/dev/null
+    fi
     for p in "${BG_PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done
     for p in "${BG_PIDS[@]}"; do wait "$p" 2>/dev/null; done
     # our loop devices, listed now: once a mount under $T is gone (lazily),
@@ -87,6 +91,21 @@ setup() {
     STATE=$T/state
     trap cleanup EXIT
     trap 'exit 130' INT TERM
+    # meson ends a test past its timeout (600 s) with SIGKILL, which no trap
+    # sees: the test's loop devices and mounts would outlive it.  Before
+    # that, the watchdog ends the test's own children (by parent pid) and
+    # the test itself with SIGTERM, so cleanup runs.  A safety net, not a
+    # measure: no test is meant to come near it.
+    local deadline=${HS_TEST_DEADLINE:-560} self=$$
+    (
+        sleep "$deadline" || exit 0
+        echo "[$TEST_NAME] still running after $deadline s: ending it so it cleans up" >&3
+        kill -TERM "$self"
+        sleep 1
+        pkill -TERM -P "$self"
+    ) </dev/null >/dev/null 3>&2 2>/dev/null &   # quiet when it is ended
+    WATCHDOG_PID=$!
+    disown "$WATCHDOG_PID"   # its end is no news
 }
 
 hs() { "$HOTSNAP" --state-dir "$STATE" "$@"; }
