@@ -4,21 +4,28 @@
 
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/table.h"
 #include "common/names.h"
 
-void cli_print_bookmarks(json_object *res)
+const struct table_col cli_bookmark_cols[] = {
+	{ "BOOKMARK", "bookmark", CELL_TEXT, 0, "VOLUME#NAME" },
+	{ "INSTANT", "instant", CELL_TEXT, 0, "the instant of the snapshot it was left by" },
+	{ "KEPT-SINCE", "created", CELL_TEXT, 0, "when change tracking began to keep it" },
+	{ "VOLUME", "volume", CELL_TEXT, TABLE_EXTRA, "its volume" },
+	{ "NAME", "name", CELL_TEXT, TABLE_EXTRA, "its name on the volume" },
+	{ "GENERATION", "generation", CELL_COUNT, TABLE_EXTRA | TABLE_RIGHT,
+	  "the change-tracking generation it starts from" },
+	{ NULL, NULL, CELL_TEXT, 0, NULL },
+};
+
+int cli_print_bookmarks(json_object *res, const struct table_style *st)
 {
 	json_object *books;
 
 	if (!json_object_object_get_ex(res, "bookmarks", &books) ||
 	    json_object_array_length(books) == 0)
-		return;
-	printf("%-28s %-25s %-25s\n", "BOOKMARK", "INSTANT", "KEPT SINCE");
-	for (size_t i = 0; i < json_object_array_length(books); i++) {
-		json_object *b = json_object_array_get_idx(books, i);
-		printf("%-28s %-25s %-25s\n", cli_get_str(b, "bookmark"), cli_get_str(b, "instant"),
-		       cli_get_str(b, "created"));
-	}
+		return 0;
+	return table_print(st, books);
 }
 
 static int bookmark_list(const struct cli *cli, int argc, char **argv)
@@ -26,16 +33,20 @@ static int bookmark_list(const struct cli *cli, int argc, char **argv)
 	static const struct cmd_spec spec = {
 		.cmd = "bookmark list", .positional = "",
 		.summary = "Lists the bookmarks: instants of backed-up snapshots that an\n"
-			   "incremental backup can start from."
+			   "incremental backup can start from.",
+		.opts = { TABLE_OPT_SPECS },
 	};
-	json_object *res;
-	int r = cli_fetch_listing(cli, &spec, argc, argv, "bookmark.list", &res);
+	struct table_style st;
+	json_object *res, *books = NULL;
+	int r = cli_fetch_listing(cli, &spec, argc, argv, "bookmark.list", cli_bookmark_cols, &st,
+				  &res);
 
 	if (!res)
 		return r;
-	cli_print_bookmarks(res);
+	json_object_object_get_ex(res, "bookmarks", &books);
+	r = table_print(&st, books);
 	json_object_put(res);
-	return EXIT_OK;
+	return r ? EXIT_ERROR : EXIT_OK;
 }
 
 static bool bookmark_name_ok(const char *cmd, const char *full)
@@ -127,7 +138,7 @@ int cli_bookmark(const struct cli *cli, int argc, char **argv)
 {
 	static const char help[] =
 		"usage: hotsnap bookmark list|create|delete ...\n"
-		"  list\n"
+		"  list [-o|--output COLUMNS] [--bytes] [--noheadings] [--raw]\n"
 		"  create VOLUME@SNAPSHOT [--name NAME]\n"
 		"  delete VOLUME#NAME...\n";
 

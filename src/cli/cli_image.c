@@ -10,6 +10,7 @@
 #include "backup/backup_meta.h"
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/table.h"
 #include "common/names.h"
 #include "image/image.h"
 
@@ -72,27 +73,31 @@ static int image_detach(const struct cli *cli, int argc, char **argv)
 	return r;
 }
 
+static const struct table_col image_cols[] = {
+	{ "NAME", "name", CELL_TEXT, 0, "the attached image's name" },
+	{ "SIZE", "size", CELL_SIZE, TABLE_RIGHT, "its size" },
+	{ "DEVICE", "device", CELL_TEXT, TABLE_DASH, "the loop device it is attached as" },
+	{ "IMAGE", "image", CELL_TEXT, TABLE_WIDE, "the image file (the newest of its chain)" },
+	{ "FUSE-FILE", "fuse_file", CELL_TEXT, TABLE_EXTRA | TABLE_WIDE, "its FUSE block file" },
+	{ "NBD", "nbd_uri", CELL_TEXT, TABLE_EXTRA | TABLE_DASH, "its NBD export" },
+	{ NULL, NULL, CELL_TEXT, 0, NULL },
+};
+
 static int image_list(const struct cli *cli, int argc, char **argv)
 {
 	static const struct cmd_spec spec = { .cmd = "image list", .positional = "",
-					      .summary = "Lists the attached images." };
-	json_object *res, *imgs;
-	char a[32];
-	int r = cli_fetch_listing(cli, &spec, argc, argv, "image.list", &res);
+					      .summary = "Lists the attached images.",
+					      .opts = { TABLE_OPT_SPECS } };
+	struct table_style st;
+	json_object *res, *imgs = NULL;
+	int r = cli_fetch_listing(cli, &spec, argc, argv, "image.list", image_cols, &st, &res);
 
 	if (!res)
 		return r;
 	json_object_object_get_ex(res, "images", &imgs);
-	printf("%-20s %10s %-12s %s\n", "NAME", "SIZE", "DEVICE", "IMAGE");
-	for (size_t i = 0; i < json_object_array_length(imgs); i++) {
-		json_object *m = json_object_array_get_idx(imgs, i);
-		const char *dev = cli_get_str(m, "device");
-		printf("%-20s %10s %-12s %s\n", cli_get_str(m, "name"),
-		       cli_size((uint64_t)cli_get_int(m, "size"), a, sizeof(a)), dev ? dev : "-",
-		       cli_get_str(m, "image"));
-	}
+	r = table_print(&st, imgs);
 	json_object_put(res);
-	return EXIT_OK;
+	return r ? EXIT_ERROR : EXIT_OK;
 }
 
 static json_object *info_json(struct image_reader *r)
@@ -194,7 +199,7 @@ int cli_image(const struct cli *cli, int argc, char **argv)
 		"usage: hotsnap image attach|detach|list|info ...\n"
 		"  attach IMAGE [--name NAME]   serve read-only (prints /dev/loopM)\n"
 		"  detach NAME\n"
-		"  list\n"
+		"  list [-o|--output COLUMNS] [--bytes] [--noheadings] [--raw]\n"
 		"  info IMAGE                   the image and its chain (no daemon needed)\n";
 
 	static const struct cli_sub subs[] = {

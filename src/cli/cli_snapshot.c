@@ -4,6 +4,7 @@
 
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/table.h"
 #include "common/names.h"
 
 static const struct cmd_spec create_spec = {
@@ -74,33 +75,51 @@ static int snapshot_create(const struct cli *cli, int argc, char **argv)
 	return EXIT_OK;
 }
 
+static const struct table_col snapshot_cols[] = {
+	{ "SNAPSHOT", "snapshot", CELL_TEXT, 0, "VOLUME@NAME" },
+	{ "STATE", "state", CELL_TEXT, 0, "active, or failed" },
+	{ "CREATED", "created", CELL_TEXT, TABLE_DASH, "its instant" },
+	{ "COW", "cow_bytes", CELL_SIZE, TABLE_RIGHT, "originals copied on write for it" },
+	{ "HELD", "held_bytes", CELL_SIZE, TABLE_RIGHT, "originals the diff store holds for it" },
+	{ "DEVICE", "device", CELL_TEXT, TABLE_DASH, "the loop device it is attached as" },
+	{ "REASON", "reason", CELL_TEXT, TABLE_WIDE | TABLE_SOME, "why it failed" },
+	{ "VOLUME", "volume", CELL_TEXT, TABLE_EXTRA, "its volume" },
+	{ "NAME", "name", CELL_TEXT, TABLE_EXTRA, "its name on the volume" },
+	{ "LINK", "link", CELL_TEXT, TABLE_EXTRA | TABLE_DASH,
+	  "its stable name (/dev/hotsnap/VOLUME@NAME)" },
+	{ "ZERO", "zero_bytes", CELL_SIZE, TABLE_EXTRA | TABLE_RIGHT,
+	  "originals that read zeros: recorded, neither copied nor stored" },
+	{ "USED", "used_bytes", CELL_SIZE, TABLE_EXTRA | TABLE_RIGHT,
+	  "what its used-block map keeps (what a backup reads)" },
+	{ "NBD", "nbd_uri", CELL_TEXT, TABLE_EXTRA | TABLE_DASH, "its NBD export" },
+	{ "ALL-BLOCKS", "all_blocks", CELL_TEXT, TABLE_EXTRA,
+	  "true when it keeps free blocks too (no used-block map)" },
+	{ "TEMPORARY", "temporary", CELL_TEXT, TABLE_EXTRA,
+	  "true for a backup's own snapshot, deleted when it ends" },
+	{ NULL, NULL, CELL_TEXT, 0, NULL },
+};
+
 static int snapshot_list(const struct cli *cli, int argc, char **argv)
 {
-	static const struct cmd_spec spec = { .cmd = "snapshot list", .positional = "",
-					      .summary = "Lists the snapshots, with their state, and the bookmarks\n"
-							 "(VOLUME#NAME) their backups left." };
+	static const struct cmd_spec spec = {
+		.cmd = "snapshot list", .positional = "",
+		.summary = "Lists the snapshots, with their state, and the bookmarks\n"
+			   "(VOLUME#NAME) their backups left.  With -o, --noheadings or --raw,\n"
+			   "only the snapshots (bookmark list shows the bookmarks).",
+		.opts = { TABLE_OPT_SPECS },
+	};
+	struct table_style st, bst;
 	json_object *res, *snaps;
-	char a[32], b[32];
-	int r = cli_fetch_listing(cli, &spec, argc, argv, "snapshot.list", &res);
+	int r = cli_fetch_listing(cli, &spec, argc, argv, "snapshot.list", snapshot_cols, &st, &res);
 
 	if (!res)
 		return r;
 	json_object_object_get_ex(res, "snapshots", &snaps);
-	printf("%-28s %-7s %-25s %10s %10s %-12s %s\n", "SNAPSHOT", "STATE", "CREATED", "COW",
-	       "HELD", "DEVICE", "REASON");
-	for (size_t i = 0; i < json_object_array_length(snaps); i++) {
-		json_object *s = json_object_array_get_idx(snaps, i);
-		const char *dev = cli_get_str(s, "device"), *reason = cli_get_str(s, "reason");
-		const char *created = cli_get_str(s, "created");
-		printf("%-28s %-7s %-25s %10s %10s %-12s %s\n", cli_get_str(s, "snapshot"),
-		       cli_get_str(s, "state"), created ? created : "-",
-		       cli_size((uint64_t)cli_get_int(s, "cow_bytes"), a, sizeof(a)),
-		       cli_size((uint64_t)cli_get_int(s, "held_bytes"), b, sizeof(b)),
-		       dev ? dev : "-", reason ? reason : "");
-	}
-	cli_print_bookmarks(res);
+	r = table_print(&st, snaps);
+	if (!r && !st.chosen && !st.raw && !st.noheadings)
+		r = cli_print_bookmarks(res, table_style_like(&st, cli_bookmark_cols, &bst));
 	json_object_put(res);
-	return EXIT_OK;
+	return r ? EXIT_ERROR : EXIT_OK;
 }
 
 static int snapshot_simple(const struct cli *cli, const char *cmd, const char *rpc,
@@ -188,7 +207,7 @@ int cli_snapshot(const struct cli *cli, int argc, char **argv)
 	static const char help[] =
 		"usage: hotsnap snapshot create|list|attach|detach|delete ...\n"
 		"  create VOLUME... [--name NAME] [--no-freeze] [--all-blocks]\n"
-		"  list\n"
+		"  list [-o|--output COLUMNS] [--bytes] [--noheadings] [--raw]\n"
 		"  attach VOLUME@NAME   attach read-only (prints /dev/loopM)\n"
 		"  detach VOLUME@NAME\n"
 		"  delete VOLUME@NAME...\n";

@@ -4,6 +4,7 @@
 
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/table.h"
 #include "common/names.h"
 
 int cli_check_volume_name(const char *cmd, const char *name)
@@ -29,10 +30,10 @@ static const struct cmd_spec create_spec = {
 	.opts = {
 		{ "backing", OPT_PATH, 0, "PATH", "the file or block device holding the data (required)" },
 		{ "size", OPT_SIZE, 0, "SIZE", "volume size (default: the backing's size)" },
-		{ "chunk-size", OPT_SIZE, 0, "SIZE", "copy-on-write unit, 4K to 1M, a power of two (default 4K)" },
-		{ "cow-buffer", OPT_SIZE, 0, "SIZE", "RAM for saved originals (default 8M)" },
-		{ "diff-dir", OPT_PATH, 0, "DIR", "where the diff file goes (default: STATE_DIR/diff)" },
-		{ "diff-limit", OPT_SIZE, 0, "SIZE", "most the diff file may hold (default: 10% of the volume, at least 1G)" },
+		{ "chunk-size", OPT_SIZE, 0, "SIZE", "copy-on-write unit, 4K to 1M, a power of two (default 4K, or the daemon's --default-chunk-size)" },
+		{ "cow-buffer", OPT_SIZE, 0, "SIZE", "RAM for saved originals (default 8M, or the daemon's --default-cow-buffer)" },
+		{ "diff-dir", OPT_PATH, 0, "DIR", "where the diff file goes (default: STATE_DIR/diff, or the daemon's --default-diff-dir)" },
+		{ "diff-limit", OPT_SIZE, 0, "SIZE", "most the diff file may hold (default: 10% of the volume, at least 1G, or the daemon's --default-diff-limit)" },
 		{ "cache", OPT_STRING, 0, "MODE", "auto (default: writeback for files, none for devices), writeback or none" },
 		{ "track-granularity", OPT_SIZE, 0, "SIZE", "change map unit kept across crashes (default 64K)" },
 		{ "no-tracking", OPT_FLAG, 0, "", "no change tracking: no bookmarks, no incrementals" },
@@ -185,31 +186,41 @@ static int volume_simple(const struct cli *cli, const struct cmd_spec *spec, con
 	return EXIT_OK;
 }
 
+static const struct table_col volume_cols[] = {
+	{ "NAME", "name", CELL_TEXT, 0, "the volume's name" },
+	{ "SIZE", "size", CELL_SIZE, TABLE_RIGHT, "its size" },
+	{ "CHUNK", "chunk_size", CELL_SIZE, TABLE_RIGHT, "the unit of copy-on-write" },
+	{ "DEVICE", "device", CELL_TEXT, TABLE_DASH, "the loop device it is attached as" },
+	{ "SNAPS", "snapshots", CELL_COUNT, TABLE_RIGHT, "how many snapshots it has" },
+	{ "BACKING", "backing", CELL_TEXT, TABLE_WIDE, "the file or device that holds its data" },
+	{ "ERROR", "error", CELL_TEXT, TABLE_WIDE | TABLE_SOME, "why it cannot be served, when it cannot" },
+	{ "LINK", "link", CELL_TEXT, TABLE_EXTRA | TABLE_DASH, "its stable name (/dev/hotsnap/NAME)" },
+	{ "STATE", "state", CELL_TEXT, TABLE_EXTRA, "ok, or what is wrong" },
+	{ "COW-BUFFER", "cow_buffer", CELL_SIZE, TABLE_EXTRA | TABLE_RIGHT,
+	  "the RAM buffer for saved originals" },
+	{ "DIFF-LIMIT", "diff_limit", CELL_SIZE, TABLE_EXTRA | TABLE_RIGHT,
+	  "how much the diff store may hold" },
+	{ "DIFF-DIR", "diff_dir", CELL_TEXT, TABLE_EXTRA | TABLE_WIDE, "where diff files go" },
+	{ "FUSE-FILE", "fuse_file", CELL_TEXT, TABLE_EXTRA | TABLE_WIDE, "its FUSE block file" },
+	{ "HOOK", "hook", CELL_TEXT, TABLE_EXTRA | TABLE_DASH, "its application hook" },
+	{ NULL, NULL, CELL_TEXT, 0, NULL },
+};
+
 static int volume_list(const struct cli *cli, int argc, char **argv)
 {
 	static const struct cmd_spec spec = { .cmd = "volume list", .positional = "",
-					      .summary = "Lists the volumes." };
+					      .summary = "Lists the volumes.",
+					      .opts = { TABLE_OPT_SPECS } };
+	struct table_style st;
 	json_object *res, *vols;
-	char a[32], b[32];
-	int r = cli_fetch_listing(cli, &spec, argc, argv, "volume.list", &res);
+	int r = cli_fetch_listing(cli, &spec, argc, argv, "volume.list", volume_cols, &st, &res);
 
 	if (!res)
 		return r;
 	json_object_object_get_ex(res, "volumes", &vols);
-	printf("%-20s %10s %7s %-12s %5s  %s\n", "NAME", "SIZE", "CHUNK", "DEVICE", "SNAPS",
-	       "BACKING");
-	for (size_t i = 0; i < json_object_array_length(vols); i++) {
-		json_object *v = json_object_array_get_idx(vols, i);
-		const char *dev = cli_get_str(v, "device");
-		printf("%-20s %10s %7s %-12s %5lld  %s%s%s\n", cli_get_str(v, "name"),
-		       cli_size((uint64_t)cli_get_int(v, "size"), a, sizeof(a)),
-		       cli_size((uint64_t)cli_get_int(v, "chunk_size"), b, sizeof(b)),
-		       dev ? dev : "-", (long long)cli_get_int(v, "snapshots"),
-		       cli_get_str(v, "backing"), cli_get_str(v, "error") ? "  ERROR: " : "",
-		       cli_get_str(v, "error") ? cli_get_str(v, "error") : "");
-	}
+	r = table_print(&st, vols);
 	json_object_put(res);
-	return EXIT_OK;
+	return r ? EXIT_ERROR : EXIT_OK;
 }
 
 static int volume_attach(const struct cli *cli, int argc, char **argv)
@@ -244,7 +255,8 @@ int cli_volume(const struct cli *cli, int argc, char **argv)
 		"                  change settings at once, also under live snapshots\n"
 		"  attach NAME     attach a loop device (prints /dev/loopN)\n"
 		"  detach NAME     detach its loop device\n"
-		"  list            list the volumes\n"
+		"  list [-o|--output COLUMNS] [--bytes] [--noheadings] [--raw]\n"
+		"                  list the volumes\n"
 		"  remove NAME     forget the volume (its backing file stays)\n";
 
 	static const struct cli_sub subs[] = {

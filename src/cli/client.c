@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "cli/args.h"
+#include "cli/table.h"
 #include "common/units.h"
 #include "control/proto.h"
 #include "control/transport.h"
@@ -186,15 +187,18 @@ int cli_usage_error(const char *cmd, const char *fmt, ...)
 }
 
 int cli_fetch_listing(const struct cli *cli, const struct cmd_spec *spec, int argc, char **argv,
-		      const char *cmd, json_object **result)
+		      const char *cmd, const struct table_col *cols, struct table_style *st,
+		      json_object **result)
 {
 	struct parsed_args p;
 	json_object *res;
 	int r = args_parse(spec, argc, argv, &p);
 
 	*result = NULL;
+	if (!r)
+		r = table_style_parse(spec, &p, cols, st);
 	if (r)
-		return r < 0 ? EXIT_OK : r; /* < 0: --help was printed */
+		return r < 0 ? EXIT_OK : r; /* < 0: --help or -o help was printed */
 	r = cli_call(cli, cmd, NULL, -1, NULL, NULL, &res);
 	if (r)
 		return r;

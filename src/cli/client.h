@@ -26,12 +26,16 @@ int cli_call(const struct cli *cli, const char *cmd, json_object *args, int fd,
 	     event_fn on_event, void *arg, json_object **result);
 
 struct cmd_spec;
-/* The common part of a listing command that takes no arguments: parses
- * them, calls cmd, and under --json prints the reply.  Returns the exit
- * status; *result is set only when the caller still has to print it (and
- * put it), otherwise NULL. */
+struct table_col;
+struct table_style;
+/* The common part of a listing command that takes no arguments but the
+ * table options (table.h): parses them for the columns cols into st, calls
+ * cmd, and under --json prints the reply.  Returns the exit status;
+ * *result is set only when the caller still has to print it (and put it),
+ * otherwise NULL. */
 int cli_fetch_listing(const struct cli *cli, const struct cmd_spec *spec, int argc, char **argv,
-		      const char *cmd, json_object **result);
+		      const char *cmd, const struct table_col *cols, struct table_style *st,
+		      json_object **result);
 
 /* Prints the result as JSON on stdout (for --json). */
 void cli_print_json(json_object *result);

@@ -3,6 +3,7 @@
 #define HS_CLI_COMMANDS_H
 
 #include "cli/client.h"
+#include "cli/table.h"
 
 int cli_volume(const struct cli *cli, int argc, char **argv);
 int cli_snapshot(const struct cli *cli, int argc, char **argv);
@@ -10,8 +11,11 @@ int cli_backup(const struct cli *cli, int argc, char **argv);
 int cli_bookmark(const struct cli *cli, int argc, char **argv);
 int cli_restore(const struct cli *cli, int argc, char **argv);
 int cli_image(const struct cli *cli, int argc, char **argv);
-/* The "bookmarks" list of a reply, as a table (nothing when empty). */
-void cli_print_bookmarks(json_object *res);
+/* The columns of a bookmark listing (table.h). */
+extern const struct table_col cli_bookmark_cols[];
+/* The "bookmarks" list of a reply, as a table (nothing when empty);
+ * 0 or -ENOMEM. */
+int cli_print_bookmarks(json_object *res, const struct table_style *st);
 int cli_status(const struct cli *cli, int argc, char **argv);
 int cli_shutdown(const struct cli *cli, int argc, char **argv);
 int cli_events(const struct cli *cli, int argc, char **argv);

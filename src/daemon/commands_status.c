@@ -123,8 +123,10 @@ json_object *status_snapshot_json(struct daemon *d, struct vol_entry *ve, struct
 	json_object_object_add(o, "temporary", json_object_new_boolean(se->temporary));
 	add_u64(o, "readers", (uint64_t)snapshot_readers(se->snap));
 	add_u64(o, "backups", (uint64_t)se->backups);
-	if (se->loop.dev[0])
+	if (se->loop.dev[0]) {
 		add_str(o, "device", se->loop.dev);
+		add_str(o, "link", devlinks_path(d, full, buf, sizeof(buf)));
+	}
 	if (ss.state == SNAPSHOT_ACTIVE)
 		add_str(o, "nbd_uri", daemon_nbd_uri(d, full, buf, sizeof(buf)));
 	if (ve->vol && ss.state == SNAPSHOT_ACTIVE) {
@@ -262,6 +264,18 @@ static enum cmd_status cmd_status(struct daemon *d, const struct ctl_request *re
 	}
 	json_object_object_add(o, "hooks", hooks);
 	add_u64(o, "hook_timeout_s", d->hook_timeout_s);
+	json_object *vd = json_object_new_object(); /* what new volumes get */
+	add_u64(vd, "chunk_size", d->defaults.chunk_size ? d->defaults.chunk_size : 4096);
+	add_u64(vd, "cow_buffer", d->defaults.cow_buffer ? d->defaults.cow_buffer : UINT64_C(8) << 20);
+	if (d->defaults.diff_limit)
+		add_u64(vd, "diff_limit", d->defaults.diff_limit);
+	else if (d->defaults.diff_limit_pct)
+		add_u64(vd, "diff_limit_pct", d->defaults.diff_limit_pct);
+	else
+		add_str(vd, "diff_limit_rule", "10% of the volume, at least 1 GiB");
+	add_str(vd, "diff_dir", d->default_diff_dir);
+	add_str(vd, "cache", d->defaults.cache[0] ? d->defaults.cache : "auto");
+	json_object_object_add(o, "volume_defaults", vd);
 	json_object_object_add(o, "nbd_listen", nbd);
 	for (struct vol_entry *ve = d->volumes; ve; ve = ve->next) {
 		json_object_array_add(vols, status_volume_json(d, ve));

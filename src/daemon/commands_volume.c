@@ -55,10 +55,93 @@ static int backing_size(const char *path, uint64_t *size, char *err, size_t errl
 /* 10% of the volume, but at least 1 GiB (or the whole of a smaller volume):
  * a small volume gets room for a realistic burst of rewrites, a big one
  * keeps the classic 10%. */
-static uint64_t default_diff_limit(uint64_t size, uint64_t chunk)
+static uint64_t default_diff_limit(const struct daemon *d, uint64_t size, uint64_t chunk)
 {
+	if (d->defaults.diff_limit)
+		return HS_MAX(d->defaults.diff_limit, chunk);
+	if (d->defaults.diff_limit_pct)
+		return HS_MAX((uint64_t)((unsigned __int128)size * d->defaults.diff_limit_pct / 100),
+			      16 * chunk);
 	uint64_t floor = HS_MIN_U64(size, UINT64_C(1) << 30);
 	return HS_MAX(HS_MAX(size / 10, floor), 16 * chunk);
+}
+
+int volume_defaults_option(struct daemon *d, const char *name, const char *value, char *err,
+			   size_t errlen)
+{
+	struct volume_defaults *vd = &d->defaults;
+	uint64_t v = 0;
+	size_t len = strlen(value);
+
+	if (strcmp(name, "default-diff-dir") == 0) {
+		if (value[0] != '/' || len >= sizeof(d->default_diff_dir)) {
+			snprintf(err, errlen, "--%s must be an absolute path", name);
+			return -1;
+		}
+		snprintf(d->default_diff_dir, sizeof(d->default_diff_dir), "%s", value);
+		return 0;
+	}
+	if (strcmp(name, "default-cache") == 0) {
+		if (strcmp(value, "auto") && strcmp(value, "writeback") && strcmp(value, "none")) {
+			snprintf(err, errlen, "--%s '%.32s' is not auto, writeback or none", name,
+				 value);
+			return -1;
+		}
+		snprintf(vd->cache, sizeof(vd->cache), "%s", value);
+		return 0;
+	}
+	if (strcmp(name, "default-diff-limit") == 0 && len > 1 && value[len - 1] == '%') {
+		char *end;
+		unsigned long pct = strtoul(value, &end, 10);
+		if (end != value + len - 1 || pct < 1 || pct > 100) {
+			snprintf(err, errlen, "--%s '%s': a share is 1%% to 100%% of the volume", name,
+				 value);
+			return -1;
+		}
+		vd->diff_limit_pct = (unsigned)pct;
+		vd->diff_limit = 0;
+		return 0;
+	}
+	if (units_parse_size(value, &v) < 0) {
+		snprintf(err, errlen, "--%s '%s' is not a size (such as 64K, 8M or 1.5G)", name,
+			 value);
+		return -1;
+	}
+	if (strcmp(name, "default-chunk-size") == 0) {
+		if (!hs_is_pow2(v) || v < (1u << ENGINE_MIN_CHUNK_SHIFT) ||
+		    v > (1u << ENGINE_MAX_CHUNK_SHIFT)) {
+			snprintf(err, errlen, "--%s is not a power of two from 4 KiB to 1 MiB", name);
+			return -1;
+		}
+		vd->chunk_size = v;
+	} else if (strcmp(name, "default-cow-buffer") == 0) {
+		if (v < 2 * (1u << ENGINE_MIN_CHUNK_SHIFT) || v > (UINT64_C(64) << 30)) {
+			snprintf(err, errlen, "--%s is from 8 KiB to 64 GiB", name);
+			return -1;
+		}
+		vd->cow_buffer = v;
+	} else if (strcmp(name, "default-diff-limit") == 0) {
+		if (v < (1u << ENGINE_MIN_CHUNK_SHIFT)) {
+			snprintf(err, errlen, "--%s must hold at least one chunk (4 KiB)", name);
+			return -1;
+		}
+		vd->diff_limit = v;
+		vd->diff_limit_pct = 0;
+	} else {
+		snprintf(err, errlen, "--%s is not a volume default", name);
+		return -1;
+	}
+	return 0;
+}
+
+static uint64_t default_chunk(const struct daemon *d)
+{
+	return d->defaults.chunk_size ? d->defaults.chunk_size : DEFAULT_CHUNK;
+}
+
+static uint64_t default_cow_buffer(const struct daemon *d)
+{
+	return d->defaults.cow_buffer ? d->defaults.cow_buffer : DEFAULT_COW_BUFFER;
 }
 
 static enum cmd_status check_config(struct daemon *d, struct vol_config *c, char *err,
@@ -119,12 +202,13 @@ void volume_config_defaults(struct daemon *d, struct vol_config *c, const char *
 	memset(c, 0, sizeof(*c));
 	snprintf(c->name, sizeof(c->name), "%s", name);
 	snprintf(c->backing, sizeof(c->backing), "%s", backing);
-	c->chunk_size = DEFAULT_CHUNK;
-	c->cow_buffer = DEFAULT_COW_BUFFER;
+	c->chunk_size = default_chunk(d);
+	c->cow_buffer = default_cow_buffer(d);
 	snprintf(c->diff_dir, sizeof(c->diff_dir), "%s", d->default_diff_dir);
 	c->next_snapshot = 1;
 	c->track_granularity = HS_MAX(c->chunk_size, UINT64_C(1) << TRACKER_DEFAULT_REGION_SHIFT);
-	snprintf(c->cache, sizeof(c->cache), "auto");
+	snprintf(c->cache, sizeof(c->cache), "%s",
+		 d->defaults.cache[0] ? d->defaults.cache : "auto");
 }
 
 static enum cmd_status cmd_volume_create(struct daemon *d, const struct ctl_request *req,
@@ -145,8 +229,8 @@ static enum cmd_status cmd_volume_create(struct daemon *d, const struct ctl_requ
 		return CMD_USAGE;
 	}
 	volume_config_defaults(d, &c, ctl_str(req, "name"), ctl_str(req, "backing"));
-	c.chunk_size = ctl_u64(req, "chunk_size", DEFAULT_CHUNK);
-	c.cow_buffer = ctl_u64(req, "cow_buffer", DEFAULT_COW_BUFFER);
+	c.chunk_size = ctl_u64(req, "chunk_size", default_chunk(d));
+	c.cow_buffer = ctl_u64(req, "cow_buffer", default_cow_buffer(d));
 	const char *dd = ctl_str(req, "diff_dir");
 	if (dd && strlen(dd) >= sizeof(c.diff_dir)) {
 		snprintf(err, errlen, "--diff-dir is too long");
@@ -275,7 +359,7 @@ enum cmd_status volume_create_locked(struct daemon *d, struct vol_config *c, boo
 		}
 	}
 	if (!c->diff_limit)
-		c->diff_limit = default_diff_limit(c->size, c->chunk_size);
+		c->diff_limit = default_diff_limit(d, c->size, c->chunk_size);
 	st = check_config(d, c, err, errlen);
 	if (st != CMD_OK)
 		goto undo;

@@ -13,7 +13,8 @@ static const struct {
 } keys[] = {
 	{ "state-dir", true },  { "nbd", true },	   { "no-nbd", false },
 	{ "debug", false },	{ "hooks-dir", true },	   { "hook-timeout", true },
-	{ "dev-dir", true },
+	{ "dev-dir", true },	{ "default-chunk-size", true }, { "default-cow-buffer", true },
+	{ "default-diff-limit", true }, { "default-diff-dir", true }, { "default-cache", true },
 };
 
 static char *trim(char *s)

@@ -41,7 +41,10 @@ static void daemon_usage(FILE *f)
 {
 	fprintf(f, "usage: hotsnap daemon [--state-dir DIR] [--detach] "
 		   "[--nbd unix:PATH|tcp:HOST:PORT]... [--no-nbd] [--hooks-dir DIR]\n"
-		   "       [--hook-timeout SECONDS] [--dev-dir DIR] [--config FILE] [--debug]\n");
+		   "       [--hook-timeout SECONDS] [--dev-dir DIR] [--config FILE] [--debug]\n"
+		   "       [--default-chunk-size SIZE] [--default-cow-buffer SIZE]\n"
+		   "       [--default-diff-limit SIZE|N%%] [--default-diff-dir DIR]\n"
+		   "       [--default-cache MODE]\n");
 }
 
 void daemon_request_stop(struct daemon *d)
@@ -237,6 +240,7 @@ static int serve(struct daemon *d, int ready_fd)
 		goto fail;
 	}
 	d->started_ns = clock_mono_ns();
+	service_journal_init();
 	events_init();
 	write_pid(d);
 	freeze_journal_recover(d->state_dir);
@@ -385,6 +389,11 @@ static const struct option daemon_opts[] = {
 	{ "hook-timeout", required_argument, NULL, 'T' },
 	{ "dev-dir", required_argument, NULL, 'V' },
 	{ "config", required_argument, NULL, 'C' },
+	{ "default-chunk-size", required_argument, NULL, 'v' },
+	{ "default-cow-buffer", required_argument, NULL, 'v' },
+	{ "default-diff-limit", required_argument, NULL, 'v' },
+	{ "default-diff-dir", required_argument, NULL, 'v' },
+	{ "default-cache", required_argument, NULL, 'v' },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
 };
@@ -393,11 +402,20 @@ static const struct option daemon_opts[] = {
 static int parse_options(struct daemon *d, struct opt_state *o, int argc, char **argv,
 			 const char *where)
 {
-	int c;
+	int c, idx = 0;
 
 	optind = 0; /* a fresh scan (glibc) */
-	while ((c = getopt_long(argc, argv, "+h", daemon_opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "+h", daemon_opts, &idx)) != -1) {
 		switch (c) {
+		case 'v': { /* what new volumes get (commands_volume.c checks it) */
+			char err[256];
+			if (volume_defaults_option(d, daemon_opts[idx].name, optarg, err,
+						   sizeof(err)) < 0) {
+				fprintf(stderr, "hotsnap daemon: %s%s\n", where, err);
+				return 2;
+			}
+			break;
+		}
 		case 's':
 			o->state_dir = optarg;
 			break;
@@ -519,7 +537,8 @@ int daemon_main(const char *state_dir, int argc, char **argv)
 	snprintf(d->state_dir, sizeof(d->state_dir), "%s", state_dir);
 	snprintf(d->mnt_dir, sizeof(d->mnt_dir), "%s/mnt", state_dir);
 	snprintf(d->control_path, sizeof(d->control_path), "%s/control.sock", state_dir);
-	snprintf(d->default_diff_dir, sizeof(d->default_diff_dir), "%s/diff", state_dir);
+	if (!d->default_diff_dir[0])
+		snprintf(d->default_diff_dir, sizeof(d->default_diff_dir), "%s/diff", state_dir);
 	if (!d->hooks_dir[0])
 		snprintf(d->hooks_dir, sizeof(d->hooks_dir), "%s/hooks.d", state_dir);
 	/* the system daemon owns /dev/hotsnap; any other keeps its names home */

@@ -108,11 +108,22 @@ struct image_entry {
 	struct image_entry *next;
 };
 
+/* What a new volume gets for what `volume create` does not say: the
+ * daemon's --default-* options (or its config file), else the built-in
+ * values.  0 / "" here: the built-in value. */
+struct volume_defaults {
+	uint64_t chunk_size, cow_buffer;
+	uint64_t diff_limit;      /* bytes; 0: diff_limit_pct or the built-in rule */
+	unsigned diff_limit_pct;  /* a share of the volume's size, 1..100 */
+	char cache[16];
+};
+
 struct daemon {
 	char state_dir[PATH_MAX];
 	char mnt_dir[PATH_MAX];
 	char control_path[PATH_MAX];
-	char default_diff_dir[PATH_MAX];
+	char default_diff_dir[PATH_MAX]; /* STATE_DIR/diff, or --default-diff-dir */
+	struct volume_defaults defaults;
 	const char *nbd_listen[DAEMON_MAX_NBD];
 	size_t nbd_nlisten;
 	int lock_fd;
@@ -133,6 +144,11 @@ struct daemon {
 	char log_path[PATH_MAX];   /* the log file (detached), reopened on SIGHUP; or "" */
 	unsigned hook_timeout_s;   /* per hook and phase */
 };
+
+/* Reads one --default-* option (NAME without the dashes, such as
+ * "default-chunk-size") into d: 0, or -1 with err saying what is wrong. */
+int volume_defaults_option(struct daemon *d, const char *name, const char *value, char *err,
+			   size_t errlen);
 
 /* --- registry (registry.c); callers hold d->mu ------------------------- */
 struct vol_entry *registry_volume(struct daemon *d, const char *name);

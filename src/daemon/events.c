@@ -48,6 +48,15 @@ void events_post(const char *type, json_object *fields, const char *fmt, ...)
 	json_object_object_add(o, "time", json_object_new_string(stamp));
 	json_object_object_add(o, "message", json_object_new_string(msg));
 
+	/* what the line is about, for the journal's fields (copied: o is put
+	 * before the line is logged) */
+	char volume[256] = "", snapshot[512] = "";
+	json_object *v;
+	if (json_object_object_get_ex(o, "volume", &v) && v)
+		snprintf(volume, sizeof(volume), "%s", json_object_get_string(v));
+	if (json_object_object_get_ex(o, "snapshot", &v) && v)
+		snprintf(snapshot, sizeof(snapshot), "%s", json_object_get_string(v));
+
 	pthread_mutex_lock(&mu);
 	json_object_object_add(o, "seq", json_object_new_int64((int64_t)next_seq));
 	const char *line = json_object_to_json_string_ext(o, JSON_C_TO_STRING_PLAIN);
@@ -58,7 +67,9 @@ void events_post(const char *type, json_object *fields, const char *fmt, ...)
 	json_object_put(o);
 
 	bool bad = strstr(type, "failed") != NULL;
-	hs_log(bad ? HS_LOG_WARN : HS_LOG_INFO, "event %s: %s", type, msg);
+	struct hs_log_about about = { volume[0] ? volume : NULL, snapshot[0] ? snapshot : NULL,
+				      type };
+	hs_log_about(bad ? HS_LOG_WARN : HS_LOG_INFO, &about, "event %s: %s", type, msg);
 }
 
 uint64_t events_next_seq(void)

@@ -3,10 +3,15 @@
 #include "daemon/service.h"
 
 #include <stdbool.h>
+#include <stdio.h>
+#include <sys/uio.h>
 #include <systemd/sd-daemon.h>
+#include <systemd/sd-journal.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "common/clock.h"
+#include "common/log.h"
 
 static uint64_t watchdog_usec; /* 0: no watchdog */
 static uint64_t last_ping_ns;
@@ -40,4 +45,45 @@ void service_watchdog_tick(void)
 		(void)sd_notify(0, "WATCHDOG=1");
 		last_ping_ns = now;
 	}
+}
+
+/* One journal field as "NAME=value" in buf; the iovec points into buf. */
+static void field(struct iovec *iov, int *n, char *buf, size_t len, const char *name,
+		  const char *value)
+{
+	if (!value || !value[0])
+		return;
+	int w = snprintf(buf, len, "%s=%s", name, value);
+	iov[*n].iov_base = buf;
+	iov[*n].iov_len = (size_t)w < len ? (size_t)w : len - 1;
+	(*n)++;
+}
+
+static int journal_sink(enum hs_log_level level, const struct hs_log_about *about,
+			const char *prefix, const char *message)
+{
+	static const char *const prio[] = { "7", "6", "4", "3" }; /* syslog's */
+	char b[6][1100];
+	struct iovec iov[6];
+	int n = 0;
+
+	field(iov, &n, b[0], sizeof(b[0]), "MESSAGE", message);
+	field(iov, &n, b[1], sizeof(b[1]), "PRIORITY", prio[level]);
+	field(iov, &n, b[2], sizeof(b[2]), "SYSLOG_IDENTIFIER", prefix);
+	if (about) {
+		field(iov, &n, b[3], sizeof(b[3]), "VOLUME", about->volume);
+		field(iov, &n, b[4], sizeof(b[4]), "SNAPSHOT", about->snapshot);
+		field(iov, &n, b[5], sizeof(b[5]), "HOTSNAP_EVENT", about->event);
+	}
+	/* sd_journal_sendv drops a line silently when the journal's socket is
+	 * missing; such a line belongs on stderr */
+	if (access("/run/systemd/journal/socket", F_OK) != 0)
+		return -1;
+	return sd_journal_sendv(iov, n) < 0 ? -1 : 0;
+}
+
+void service_journal_init(void)
+{
+	if (hs_log_stderr_is_journal())
+		hs_log_set_sink(journal_sink);
 }

@@ -12,5 +12,9 @@ void service_stopping(void);
 void service_status(const char *status);
 /* Called about once a second; pings at half the watchdog interval. */
 void service_watchdog_tick(void);
+/* When stderr is the journal's stream, log lines go to the journal as
+ * entries with PRIORITY= and the fields of log.h's hs_log_about (VOLUME=,
+ * SNAPSHOT=, HOTSNAP_EVENT=); a line the journal refuses goes to stderr. */
+void service_journal_init(void);
 
 #endif

@@ -13,7 +13,11 @@ man=$(sed 's/\\-/-/g; s/\\f[BIR]//g' "$DIST/hotsnap.8")
 comp=$DIST/hotsnap.bash-completion
 
 # the options of one command, from its parser's table
-parser_opts() { "$HOTSNAP" "$@" --help | sed -n '/^options:/,$p' | grep -oE -- '--[a-z][a-z-]+' | sort -u; }
+# (the option each line starts with; its help text may name others)
+parser_opts() {
+    "$HOTSNAP" "$@" --help | sed -n '/^options:/,$p' | grep -oE -- '^ +(-[a-zA-Z], )?--[a-z][a-z-]+' |
+        grep -oE -- '--[a-z][a-z-]+' | sort -u
+}
 # what the completion offers after "hotsnap WORDS... -"
 comp_opts() {
     bash -c '. "$1"; shift; COMP_WORDS=(hotsnap "$@" -); COMP_CWORD=${#COMP_WORDS[@]}; COMP_CWORD=$((COMP_CWORD - 1)); _hotsnap; printf "%s\n" "${COMPREPLY[@]}"' \
@@ -22,7 +26,8 @@ comp_opts() {
 
 bad=0
 for cmd in "volume create" "volume set" "snapshot create" "backup" "restore" "image attach" \
-           "bookmark create" "status" "events"; do
+           "bookmark create" "status" "events" "volume list" "snapshot list" "image list" \
+           "bookmark list"; do
     # shellcheck disable=SC2086
     p=$(parser_opts $cmd)
     # shellcheck disable=SC2086

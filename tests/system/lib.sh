@@ -17,6 +17,7 @@ T=""
 STATE=""
 DAEMON_PID=""
 BG_PIDS=()
+AT_EXIT=()
 
 log() { printf '[%s] %s\n' "$TEST_NAME" "$*"; }
 skip() { echo "SKIP: $*"; exit 77; }
@@ -83,6 +84,7 @@ cleanup() {
         fi
         if [ "${KEEP:-0}" = 1 ]; then echo "kept $T" >&2; else rm -rf "$T"; fi
     fi
+    for ((i = ${#AT_EXIT[@]} - 1; i >= 0; i--)); do eval "${AT_EXIT[i]}" 2>/dev/null; done
     exit "$rc"
 }
 
@@ -109,6 +111,10 @@ setup() {
 }
 
 hs() { "$HOTSNAP" --state-dir "$STATE" "$@"; }
+
+# at_exit CMD: cleanup runs CMD (last registered first), even when the test
+# fails: for what a test makes outside $T.
+at_exit() { AT_EXIT+=("$*"); }
 
 # Starts a daemon in the background and waits until it answers.
 start_daemon() {
@@ -182,9 +188,10 @@ fill_files() {
     sync
 }
 
-expect_fail() {   # expect_fail STATUS WORDS -- CMD... : exit STATUS, stderr has WORDS
+expect_fail() {   # expect_fail STATUS WORDS [--] CMD... : exit STATUS, stderr has WORDS
     local want=$1 words=$2 rc=0 err
     shift 2
+    [ "$1" = -- ] && shift
     err=$("$@" 2>&1 >/dev/null) || rc=$?
     [ "$rc" = "$want" ] || fail "'$*' exited $rc, expected $want (stderr: $err)"
     echo "$err" | grep -qiE -- "$words" || fail "'$*': message '$err' does not say '$words'"

@@ -6,12 +6,14 @@
 #     under its stable name STATE/dev/NAME, and under a test NOTIFY_SOCKET
 #     says READY=1 only once that name reads; the data is the same;
 #  3. --config: options from the file, the command line wins, a bad key is
-#     refused with its line;
+#     refused with its line; the defaults for new volumes apply, and what
+#     volume create says wins;
 #  4. SIGHUP makes a detached daemon open its log file again (logrotate);
 #  5. bash completion offers volume and snapshot names;
 #  6. with --json, errors are JSON on stdout and delete/shutdown print JSON;
-#     sizes take fractions; log lines carry the date, and under the journal
-#     a syslog priority instead.
+#     sizes take fractions; log lines carry the date;
+#  7. under the journal, entries with VOLUME=, SNAPSHOT=, HOTSNAP_EVENT= and
+#     PRIORITY=, and "<N>" priority lines on stderr when no journal listens.
 . "$(dirname "$0")/lib.sh"
 require_block
 require mkfs.ext4
@@ -94,14 +96,35 @@ cat >"$T/hotsnap.conf" <<CONF
 hook-timeout = 7
 dev-dir = $T/names
 no-nbd = yes
+default-chunk-size = 64K
+default-cow-buffer = 2M
+default-diff-limit = 25%
+default-diff-dir = $T/diffs
+default-cache = none
 CONF
-start_daemon --config "$T/hotsnap.conf" --hook-timeout 9
+start_daemon --config "$T/hotsnap.conf" --hook-timeout 9 --default-cow-buffer 1.5M
 [ "$(hs --json status | json_get '["hook_timeout_s"]')" = 9 ] || fail "the command line did not win over the file"
 [ "$(hs --json status | json_get '["nbd_listen"]')" = "[]" ] || fail "no-nbd from the file was not applied"
 dev=$(hs volume attach vol0)
 [ "$(readlink "$T/names/vol0")" = "$dev" ] || fail "dev-dir from the file was not applied"
 hs volume detach vol0 >/dev/null
+# what a new volume gets: the file's defaults, the command line's over them,
+# and what volume create says over both
+truncate -s 64M "$T/d1.img" "$T/d2.img"
+hs volume create d1 --backing "$T/d1.img" >/dev/null
+got=$(hs --json volume list | json_eval "[(x['chunk_size'], x['cow_buffer'], x['diff_limit'], x['diff_dir'], x['cache']) for x in v['volumes'] if x['name'] == 'd1'][0]")
+[ "$got" = "(65536, 1572864, 16777216, '$T/diffs', 'none')" ] ||
+    fail "a new volume did not get the configured defaults: $got"
+hs volume create d2 --backing "$T/d2.img" --chunk-size 4K --diff-limit 8M --cache auto >/dev/null
+got=$(hs --json volume list | json_eval "[(x['chunk_size'], x['diff_limit'], x['cache']) for x in v['volumes'] if x['name'] == 'd2'][0]")
+[ "$got" = "(4096, 8388608, 'auto')" ] || fail "volume create's own values did not win over the defaults: $got"
+hs volume remove d1 && hs volume remove d2
 stop_daemon
+expect_fail 2 "default-chunk-size is not a power of two" \
+    "$HOTSNAP" --state-dir "$STATE" daemon --default-chunk-size 3K
+printf 'default-diff-limit = 150%%\n' >"$T/bad-limit.conf"
+expect_fail 2 "bad-limit.conf.*default-diff-limit '150%' *: a share is 1% to 100%" \
+    "$HOTSNAP" --state-dir "$STATE" daemon --config "$T/bad-limit.conf"
 printf 'hook-timeout = 7\nhooks-dri = /x\n' >"$T/bad.conf"
 expect_fail 2 "bad.conf, line 2: 'hooks-dri' is not a daemon option" \
     "$HOTSNAP" --state-dir "$STATE" daemon --config "$T/bad.conf"
@@ -144,10 +167,48 @@ grep -qE '^[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3} hotsn
 [ "$(hs --json shutdown | json_get '["stopped"]')" = True ] || fail "shutdown printed no JSON"
 DAEMON_PID=""
 : >"$T/journal.log"
+# 7. under systemd (stderr is the journal's stream): entries with the fields
+# VOLUME=, SNAPSHOT=, HOTSNAP_EVENT= and PRIORITY= go to the journal's
+# socket; when no journal takes them, "<N>" lines on stderr.  A fake journal
+# listens at the journal's socket path when none runs here.
+JSOCK=/run/systemd/journal/socket
+fake=""
+if [ ! -e "$JSOCK" ]; then
+    for dir in /run/systemd /run/systemd/journal; do
+        [ -d "$dir" ] || { mkdir "$dir" && at_exit "rmdir $dir"; }
+    done
+    at_exit "rm -f $JSOCK"
+    /usr/bin/python3 "$HERE/journal_fake.py" "$JSOCK" "$T/entries" >"$T/fake.out" 2>&1 &
+    fake=$!
+    BG_PIDS+=("$fake")
+    for i in $(seq 200); do grep -q listening "$T/fake.out" && break; sleep 0.05; done
+fi
+truncate -s 8M "$T/j.img"
 JOURNAL_STREAM=$(stat -c '%d:%i' "$T/journal.log") "$HOTSNAP" --state-dir "$T/s2" daemon 2>>"$T/journal.log" &
 DAEMON_PID=$!
 for i in $(seq 200); do "$HOTSNAP" --state-dir "$T/s2" status >/dev/null 2>&1 && break; sleep 0.05; done
-"$HOTSNAP" --state-dir "$T/s2" snapshot delete none@x 2>/dev/null || true
+"$HOTSNAP" --state-dir "$T/s2" volume create j --backing "$T/j.img" >/dev/null
+"$HOTSNAP" --state-dir "$T/s2" snapshot create j --name s --no-freeze >/dev/null
+if [ -n "$fake" ]; then
+    want='{"VOLUME": "j", "SNAPSHOT": "j@s", "HOTSNAP_EVENT": "snapshot.created", "PRIORITY": "6", "SYSLOG_IDENTIFIER": "hotsnapd"}'
+    check='import json, sys
+want = json.loads(sys.argv[1])
+for line in open(sys.argv[2]):
+    e = json.loads(line)
+    if all(e.get(k) == v for k, v in want.items()) and e["MESSAGE"].startswith("event snapshot.created: snapshot j@s"):
+        sys.exit(0)
+sys.exit(1)'
+    for i in $(seq 200); do /usr/bin/python3 -c "$check" "$want" "$T/entries" 2>/dev/null && break; sleep 0.05; done
+    /usr/bin/python3 -c "$check" "$want" "$T/entries" ||
+        fail "the journal got no snapshot.created entry with its fields: $(cat "$T/entries")"
+    grep -q 'snapshot.created' "$T/journal.log" && fail "a line the journal took also went to stderr"
+    kill "$fake"; wait "$fake" 2>/dev/null || true; bg_forget "$fake"
+    rm -f "$JSOCK"   # none listens now: lines go to stderr, with priorities
+fi
+"$HOTSNAP" --state-dir "$T/s2" snapshot delete j@s >/dev/null
 stop_daemon
-grep -q '^<6>hotsnapd info: daemon .* serving' "$T/journal.log" || fail "no journal priority: $(head -2 "$T/journal.log")"
+if [ -n "$fake" ]; then
+    grep -q '^<6>hotsnapd info: event snapshot.deleted' "$T/journal.log" ||
+        fail "no <6> line on stderr when no journal listens: $(cat "$T/journal.log")"
+fi
 log "ok"
