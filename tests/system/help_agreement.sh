@@ -20,7 +20,7 @@ parser_opts() {
 }
 # what the completion offers after "hotsnap WORDS... -"
 comp_opts() {
-    bash -c '. "$1"; shift; COMP_WORDS=(hotsnap "$@" -); COMP_CWORD=${#COMP_WORDS[@]}; COMP_CWORD=$((COMP_CWORD - 1)); _hotsnap; printf "%s\n" "${COMPREPLY[@]}"' \
+    PATH=$(dirname "$HOTSNAP"):$PATH bash -c '. "$1"; shift; COMP_WORDS=(hotsnap "$@" -); COMP_CWORD=${#COMP_WORDS[@]}; COMP_CWORD=$((COMP_CWORD - 1)); _hotsnap; printf "%s\n" "${COMPREPLY[@]}"' \
         _ "$comp" "$@" | grep -- '^--' | grep -vx -- '--help' | sort -u
 }
 
