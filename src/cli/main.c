@@ -16,6 +16,8 @@ static const char usage[] =
 	"         [--default-chunk-size SIZE] [--default-cow-buffer SIZE]\n"
 	"         [--default-diff-limit SIZE|N%] [--default-diff-dir DIR]\n"
 	"         [--default-cache MODE]         what new volumes get unless told\n"
+	"         [--tls off|on|require] [--tls-psk FILE] [--tls-certificates DIR]\n"
+	"         [--tls-no-verify-peer] [--nbd-writable]   NBD over TLS, TCP policy\n"
 	"  volume create NAME --backing PATH [--size SIZE] [--chunk-size SIZE]\n"
 	"                [--cow-buffer SIZE] [--diff-dir DIR] [--diff-limit SIZE]\n"
 	"                [--cache MODE] [--track-granularity SIZE | --no-tracking]\n"

@@ -15,6 +15,8 @@ static const struct {
 	{ "debug", false },	{ "hooks-dir", true },	   { "hook-timeout", true },
 	{ "dev-dir", true },	{ "default-chunk-size", true }, { "default-cow-buffer", true },
 	{ "default-diff-limit", true }, { "default-diff-dir", true }, { "default-cache", true },
+	{ "tls", true },	{ "tls-certificates", true },	{ "tls-psk", true },
+	{ "tls-no-verify-peer", false },	{ "nbd-writable", false },
 };
 
 static char *trim(char *s)

@@ -44,7 +44,8 @@ static void daemon_usage(FILE *f)
 		   "       [--hook-timeout SECONDS] [--dev-dir DIR] [--config FILE] [--debug]\n"
 		   "       [--default-chunk-size SIZE] [--default-cow-buffer SIZE]\n"
 		   "       [--default-diff-limit SIZE|N%%] [--default-diff-dir DIR]\n"
-		   "       [--default-cache MODE]\n");
+		   "       [--default-cache MODE] [--tls off|on|require] [--tls-certificates DIR]\n"
+		   "       [--tls-psk FILE] [--tls-no-verify-peer] [--nbd-writable]\n");
 }
 
 void daemon_request_stop(struct daemon *d)
@@ -161,8 +162,10 @@ static int start_nbd(struct daemon *d, char *err, size_t errlen)
 	if (d->nbd_nlisten == 0)
 		return 0;
 	nbd_catalog_init(d, &cat);
-	r = nbd_server_start(&d->nbd, d->nbd_listen, d->nbd_nlisten, &cat, &why);
-	if (r < 0)
+	r = nbd_server_start(&d->nbd, d->nbd_listen, d->nbd_nlisten, &cat, &d->nbd_cfg, &why);
+	if (r == -EINVAL)
+		snprintf(err, errlen, "cannot start the NBD server: %s", why);
+	else if (r < 0)
 		snprintf(err, errlen, "cannot start the NBD server: %s: %s", why, strerror(-r));
 	return r;
 }
@@ -394,6 +397,11 @@ static const struct option daemon_opts[] = {
 	{ "default-diff-limit", required_argument, NULL, 'v' },
 	{ "default-diff-dir", required_argument, NULL, 'v' },
 	{ "default-cache", required_argument, NULL, 'v' },
+	{ "tls", required_argument, NULL, 't' },
+	{ "tls-certificates", required_argument, NULL, 'X' },
+	{ "tls-psk", required_argument, NULL, 'P' },
+	{ "tls-no-verify-peer", no_argument, NULL, 'Y' },
+	{ "nbd-writable", no_argument, NULL, 'W' },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
 };
@@ -441,6 +449,37 @@ static int parse_options(struct daemon *d, struct opt_state *o, int argc, char *
 			break;
 		case 'N':
 			o->no_nbd = true;
+			break;
+		case 't':
+			if (strcmp(optarg, "off") == 0)
+				d->nbd_cfg.tls_mode = NBD_TLS_OFF;
+			else if (strcmp(optarg, "on") == 0)
+				d->nbd_cfg.tls_mode = NBD_TLS_ON;
+			else if (strcmp(optarg, "require") == 0)
+				d->nbd_cfg.tls_mode = NBD_TLS_REQUIRE;
+			else {
+				fprintf(stderr, "hotsnap daemon: %s--tls '%s': expected off, on or "
+						"require\n", where, optarg);
+				return 2;
+			}
+			break;
+		case 'X':
+		case 'P':
+			if (optarg[0] != '/') {
+				fprintf(stderr, "hotsnap daemon: %s--%s must be an absolute path\n",
+					where, c == 'X' ? "tls-certificates" : "tls-psk");
+				return 2;
+			}
+			if (c == 'X')
+				d->nbd_cfg.tls_certificates = optarg;
+			else
+				d->nbd_cfg.tls_psk = optarg;
+			break;
+		case 'Y':
+			d->nbd_cfg.tls_anonymous = true;
+			break;
+		case 'W':
+			d->nbd_cfg.tcp_writable = true;
 			break;
 		case 'D':
 			hs_log_set_level(HS_LOG_DEBUG);

@@ -35,6 +35,7 @@
 #include "control/proto.h"
 #include "daemon/loopdev.h"
 #include "engine/engine.h"
+#include "nbd/nbd_server.h"
 
 #define DAEMON_MAX_NBD 8
 #define RATE_SAMPLES 16
@@ -126,6 +127,7 @@ struct daemon {
 	struct volume_defaults defaults;
 	const char *nbd_listen[DAEMON_MAX_NBD];
 	size_t nbd_nlisten;
+	struct nbd_server_config nbd_cfg; /* TLS and TCP policy (nbd_server.h) */
 	int lock_fd;
 	int listen_fd;
 	pthread_mutex_t mu;

@@ -77,6 +77,15 @@ static void validate(const struct nbd_conn *c, struct nbd_req *r)
 		refuse(r, NBD_EINVAL, "flag not valid for this command");
 		return;
 	}
+	/* a volume served read-only by policy (TCP without --nbd-writable):
+	 * nothing may change it, TRIM included */
+	if (c->policy.volumes_readonly && export_kind(c->exp) == EXPORT_VOLUME &&
+	    (r->type == NBD_CMD_WRITE || r->type == NBD_CMD_TRIM ||
+	     r->type == NBD_CMD_WRITE_ZEROES)) {
+		refuse(r, NBD_EPERM, "volumes are read-only over this listener "
+				     "(the daemon's --nbd-writable allows writes)");
+		return;
+	}
 	if (r->type == NBD_CMD_FLUSH)
 		return; /* offset and length are reserved: ignored */
 	if (r->offset > c->size || r->length > c->size - r->offset) {
@@ -284,7 +293,7 @@ struct nbd_conn *nbd_conn_new(struct nbd_transport *t, const struct nbd_catalog 
 		t->ops->close(t);
 		return NULL;
 	}
-	c->t = t;
+	c->t = c->raw = t;
 	c->catalog = catalog;
 	c->nworkers = HS_MIN(nworkers, NBD_CONN_WORKERS);
 	atomic_init(&c->dead, false);
@@ -293,6 +302,11 @@ struct nbd_conn *nbd_conn_new(struct nbd_transport *t, const struct nbd_catalog 
 	pthread_cond_init(&c->work, NULL);
 	pthread_cond_init(&c->room, NULL);
 	return c;
+}
+
+void nbd_conn_set_policy(struct nbd_conn *c, const struct nbd_policy *p)
+{
+	c->policy = *p;
 }
 
 void nbd_conn_serve(struct nbd_conn *c)
@@ -316,7 +330,8 @@ void nbd_conn_serve(struct nbd_conn *c)
 void nbd_conn_kill(struct nbd_conn *c)
 {
 	atomic_store(&c->dead, true);
-	c->t->ops->shutdown(c->t);
+	/* the socket, not c->t: the handshake thread may be putting TLS over it */
+	c->raw->ops->shutdown(c->raw);
 	pthread_mutex_lock(&c->mu);
 	pthread_cond_broadcast(&c->room);
 	pthread_cond_broadcast(&c->work);

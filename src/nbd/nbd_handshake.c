@@ -21,7 +21,9 @@
 #include <string.h>
 
 #include "common/compiler.h"
+#include "common/log.h"
 #include "nbd_internal.h"
+#include "nbd_tls.h"
 
 /* --- reading option data ---------------------------------------------------- */
 
@@ -172,7 +174,8 @@ static uint16_t tflags_of(const struct nbd_conn *c, struct export *e)
 		     NBD_FLAG_SEND_CACHE |
 		     /* one volume, one page cache, and flush is a global fdatasync */
 		     NBD_FLAG_CAN_MULTI_CONN;
-	if (export_readonly(e))
+	if (export_readonly(e) ||
+	    (c->policy.volumes_readonly && export_kind(e) == EXPORT_VOLUME))
 		f |= NBD_FLAG_READ_ONLY;
 	if (c->structured)
 		f |= NBD_FLAG_SEND_DF;
@@ -436,10 +439,63 @@ static int opt_meta_context(struct nbd_conn *c, uint32_t opt, struct cursor *cur
 	return r ? r : opt_reply(c, opt, NBD_REP_ACK, NULL, 0);
 }
 
+/* NBD_OPT_STARTTLS: ACK in clear text, then the TLS handshake on the same
+ * socket; everything after is encrypted.  What was negotiated before is
+ * forgotten, as the protocol asks (a man in the middle could have chosen
+ * it). */
+static int opt_starttls(struct nbd_conn *c, uint32_t opt, struct cursor *cur)
+{
+	struct nbd_transport *tls_t;
+	char why[256];
+	int r;
+
+	if (cur->left)
+		return opt_error(c, opt, NBD_REP_ERR_INVALID, "NBD_OPT_STARTTLS takes no data");
+	if (c->tls_on)
+		return opt_error(c, opt, NBD_REP_ERR_INVALID, "TLS is on already");
+	if (!c->policy.tls)
+		return opt_error(c, opt, NBD_REP_ERR_POLICY,
+				 "this listener offers no TLS (the daemon has no TLS credentials)");
+	r = opt_reply(c, opt, NBD_REP_ACK, NULL, 0);
+	if (r)
+		return r;
+	r = nbd_tls_upgrade(c->policy.tls, c->raw, &tls_t, c->peer, sizeof(c->peer), why,
+			    sizeof(why));
+	if (r) {
+		hs_warn("nbd: a client on %s: %s", c->policy.where ? c->policy.where : "?", why);
+		return r;
+	}
+	c->t = tls_t;
+	c->tls_on = true;
+	c->structured = false;
+	c->meta = 0;
+	c->meta_export[0] = '\0';
+	c->meta_bookmark[0] = '\0';
+	export_changes_free(c->changes);
+	c->changes = NULL;
+	hs_info("nbd: TLS on %s with %s", c->policy.where ? c->policy.where : "?", c->peer);
+	return 0;
+}
+
 /* >0: transmission begins; 0: next option; <0: close. */
 static int handle_option(struct nbd_conn *c, uint32_t opt, struct cursor *cur)
 {
+	if (c->policy.tls_required && !c->tls_on) {
+		switch (opt) {
+		case NBD_OPT_STARTTLS:
+		case NBD_OPT_ABORT:
+			break;
+		case NBD_OPT_EXPORT_NAME:
+			return -EACCES; /* it cannot be answered with an error: hang up */
+		default:
+			return opt_error(c, opt, NBD_REP_ERR_TLS_REQD,
+					 "TLS is required: connect with nbds:// (STARTTLS) and "
+					 "the server's PSK or certificates");
+		}
+	}
 	switch (opt) {
+	case NBD_OPT_STARTTLS:
+		return opt_starttls(c, opt, cur);
 	case NBD_OPT_EXPORT_NAME:
 		return opt_export_name(c, cur);
 	case NBD_OPT_INFO:
@@ -459,7 +515,7 @@ static int handle_option(struct nbd_conn *c, uint32_t opt, struct cursor *cur)
 	case NBD_OPT_LIST_META_CONTEXT:
 	case NBD_OPT_SET_META_CONTEXT:
 		return opt_meta_context(c, opt, cur);
-	default: /* NBD_OPT_STARTTLS included: no TLS yet */
+	default:
 		return opt_error(c, opt, NBD_REP_ERR_UNSUP, "unsupported option");
 	}
 }

@@ -80,10 +80,24 @@ struct nbd_req {
 	uint8_t *data;      /* WRITE payload, owned by this request alone */
 };
 
+/* What a listener allows its connections (nbd_server.c sets it from the
+ * server's config; the fuzzer's connections keep the zero policy: no TLS,
+ * writable). */
+struct nbd_policy {
+	struct nbd_tls *tls;     /* NULL: STARTTLS is refused */
+	bool tls_required;       /* nothing but STARTTLS and ABORT before TLS */
+	bool volumes_readonly;   /* volume exports are served read-only */
+	const char *where;       /* "tcp:HOST:PORT" or "unix:PATH", for the log */
+};
+
 struct nbd_conn {
-	struct nbd_transport *t;
+	struct nbd_transport *t;   /* the stream: the socket, or TLS over it */
+	struct nbd_transport *raw; /* the socket itself, for nbd_conn_kill */
 	const struct nbd_catalog *catalog;
 	unsigned nworkers; /* 0: the reader runs each request itself (fuzzing) */
+	struct nbd_policy policy;
+	bool tls_on;       /* STARTTLS done: everything after it is encrypted */
+	char peer[256];    /* who the client proved to be, once tls_on */
 
 	/* Negotiated in the handshake; read-only once transmission starts. */
 	bool structured;
@@ -118,6 +132,8 @@ struct nbd_conn {
  * of memory.  nworkers 0 runs requests inline, for the fuzzer. */
 struct nbd_conn *nbd_conn_new(struct nbd_transport *t, const struct nbd_catalog *catalog,
 			      unsigned nworkers);
+/* Sets what the connection allows (before nbd_conn_serve). */
+void nbd_conn_set_policy(struct nbd_conn *c, const struct nbd_policy *p);
 /* Handshake, then requests until the client leaves or the stream breaks. */
 void nbd_conn_serve(struct nbd_conn *c);
 /* Wakes a connection blocked in I/O so nbd_conn_serve returns soon.  Any

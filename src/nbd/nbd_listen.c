@@ -285,7 +285,8 @@ const char *nbd_listen_uri(const struct nbd_listener *l, const char *name, char 
 			return NULL;
 		return buf;
 	}
-	n = snprintf(p, len, l->bracket ? "nbd://[%s]:%u/" : "nbd://%s:%u/", l->host, l->port);
+	n = snprintf(p, len, l->bracket ? "%s://[%s]:%u/" : "%s://%s:%u/", l->tls ? "nbds" : "nbd",
+		     l->host, l->port);
 	if (n < 0 || (size_t)n >= len)
 		return NULL;
 	p += n;

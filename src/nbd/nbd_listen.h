@@ -15,6 +15,7 @@ struct nbd_listener {
 	char *host;     /* tcp: the host as given, without brackets */
 	bool bracket;   /* tcp: an IPv6 literal, bracketed in URIs */
 	unsigned port;  /* tcp: the bound port (a given 0 becomes the real one) */
+	bool tls;       /* clients must use TLS: URIs say nbds:// */
 };
 
 struct nbd_listeners {

@@ -7,8 +7,8 @@
  * with static_assert so a layout mistake fails the build, not a client.
  *
  * The reference is doc/proto.md of the NetworkBlockDevice/nbd project.  Only
- * the fixed newstyle handshake is spoken; there is no oldstyle and no TLS
- * (NBD_OPT_STARTTLS gets NBD_REP_ERR_UNSUP like any unknown option). */
+ * the fixed newstyle handshake is spoken, with TLS by NBD_OPT_STARTTLS
+ * (nbd_tls.h); there is no oldstyle. */
 #ifndef HS_NBD_PROTO_H
 #define HS_NBD_PROTO_H
 

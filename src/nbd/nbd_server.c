@@ -23,6 +23,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -33,6 +34,7 @@
 #include "common/log.h"
 #include "nbd_internal.h"
 #include "nbd_listen.h"
+#include "nbd_tls.h"
 
 struct srv_conn {
 	struct nbd_server *srv;
@@ -45,6 +47,9 @@ struct srv_conn {
 struct nbd_server {
 	struct nbd_catalog catalog;
 	struct nbd_listeners ls;
+	struct nbd_policy *policy; /* one per listener, same index */
+	char (*where)[160];        /* each listener as "tcp:HOST:PORT", for the log */
+	struct nbd_tls *tls;       /* NULL: no credentials */
 	int wake[2]; /* non-blocking pipe: stop, or a connection ended */
 	pthread_t acceptor;
 
@@ -104,8 +109,9 @@ static void reap(struct nbd_server *srv)
 	}
 }
 
-static void accept_one(struct nbd_server *srv, int lfd)
+static void accept_one(struct nbd_server *srv, size_t li)
 {
+	int lfd = srv->ls.v[li].fd;
 	struct srv_conn *sc;
 	struct nbd_transport *t;
 	int one = 1;
@@ -143,6 +149,7 @@ static void accept_one(struct nbd_server *srv, int lfd)
 		free(sc);
 		return;
 	}
+	nbd_conn_set_policy(sc->conn, &srv->policy[li]);
 	pthread_mutex_lock(&srv->mu);
 	if (pthread_create(&sc->thread, NULL, conn_main, sc) != 0) {
 		pthread_mutex_unlock(&srv->mu);
@@ -190,14 +197,82 @@ static void *acceptor_main(void *arg)
 		}
 		for (size_t i = 0; i < n; i++)
 			if (pfd[i + 1].revents & POLLIN)
-				accept_one(srv, pfd[i + 1].fd);
+				accept_one(srv, i);
 	}
 	free(pfd);
 	return NULL;
 }
 
+/* --- policies ------------------------------------------------------------------- */
+
+static void free_policies(struct nbd_server *srv)
+{
+	free(srv->policy);
+	free(srv->where);
+	nbd_tls_free(srv->tls);
+	srv->policy = NULL;
+	srv->where = NULL;
+	srv->tls = NULL;
+}
+
+/* What each listener allows (nbd_server.h says the rules).  0, or -errno
+ * with *why naming the listener or the credentials. */
+static int set_policies(struct nbd_server *srv, const struct nbd_server_config *cfg,
+			const char **why)
+{
+	static __thread char msg[768];
+	char err[512] = "";
+	int r;
+
+	srv->policy = calloc(srv->ls.n, sizeof(*srv->policy));
+	srv->where = calloc(srv->ls.n, sizeof(*srv->where));
+	if (!srv->policy || !srv->where) {
+		*why = "nbd: out of memory";
+		return -ENOMEM;
+	}
+	if (cfg->tls_certificates || cfg->tls_psk) {
+		r = nbd_tls_new(&srv->tls, cfg->tls_certificates, cfg->tls_psk,
+				!cfg->tls_anonymous, err, sizeof(err));
+		if (r) {
+			snprintf(msg, sizeof(msg), "TLS: %s", err);
+			*why = msg;
+			return r;
+		}
+	}
+	for (size_t i = 0; i < srv->ls.n; i++) {
+		struct nbd_listener *l = &srv->ls.v[i];
+		struct nbd_policy *p = &srv->policy[i];
+		if (l->is_unix)
+			snprintf(srv->where[i], sizeof(srv->where[i]), "unix:%s", l->path);
+		else
+			snprintf(srv->where[i], sizeof(srv->where[i]),
+				 l->bracket ? "tcp:[%s]:%u" : "tcp:%s:%u", l->host, l->port);
+		p->where = srv->where[i];
+		if (cfg->tls_mode != NBD_TLS_OFF)
+			p->tls = srv->tls; /* offered wherever there are credentials */
+		if (l->is_unix)
+			continue; /* the socket file's mode guards it */
+		p->volumes_readonly = !cfg->tcp_writable;
+		if (cfg->tls_mode == NBD_TLS_OFF)
+			continue;
+		p->tls_required = cfg->tls_mode != NBD_TLS_ON;
+		l->tls = p->tls_required;
+		if (!srv->tls) {
+			snprintf(msg, sizeof(msg),
+				 "%s serves volumes over the network and needs TLS: give "
+				 "--tls-psk FILE or --tls-certificates DIR (or --tls off, on a "
+				 "trusted network only)",
+				 srv->where[i]);
+			*why = msg;
+			return -EINVAL;
+		}
+	}
+	return 0;
+}
+
 int nbd_server_start(struct nbd_server **out, const char *const *listen, size_t nlisten,
-		     const struct nbd_catalog *catalog, const char **why)
+		     const struct nbd_catalog *catalog, const struct nbd_server_config *cfg,
+		     const char **why)
 {
 	static const char *dummy;
 	struct nbd_server *srv;
@@ -228,6 +303,9 @@ int nbd_server_start(struct nbd_server **out, const char *const *listen, size_t 
 		if (r)
 			goto err_listen;
 	}
+	r = set_policies(srv, cfg ? cfg : &(struct nbd_server_config){ 0 }, why);
+	if (r)
+		goto err_listen;
 	r = -pthread_create(&srv->acceptor, NULL, acceptor_main, srv);
 	if (r) {
 		*why = "nbd: cannot start the acceptor thread";
@@ -238,6 +316,7 @@ int nbd_server_start(struct nbd_server **out, const char *const *listen, size_t 
 
 err_listen:
 	nbd_listen_close_all(&srv->ls);
+	free_policies(srv);
 	close(srv->wake[0]);
 	close(srv->wake[1]);
 err_free:
@@ -266,6 +345,7 @@ void nbd_server_stop(struct nbd_server *srv)
 		pthread_cond_wait(&srv->gone, &srv->mu);
 	pthread_mutex_unlock(&srv->mu);
 	reap(srv);
+	free_policies(srv);
 
 	close(srv->wake[0]);
 	close(srv->wake[1]);

@@ -6,6 +6,7 @@
 #ifndef HS_NBD_SERVER_H
 #define HS_NBD_SERVER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "export/export.h"
@@ -23,10 +24,34 @@ struct nbd_catalog {
 	void *ctx;
 };
 
+enum nbd_tls_mode {
+	NBD_TLS_DEFAULT, /* TCP: require; unix: offered when credentials exist */
+	NBD_TLS_OFF,     /* never: STARTTLS is refused */
+	NBD_TLS_ON,      /* offered, not required */
+	NBD_TLS_REQUIRE, /* on TCP, nothing but STARTTLS before TLS */
+};
+
+/* How the server treats its clients.  TLS applies to TCP listeners as the
+ * mode says; a unix socket is guarded by its file mode (0600) and never
+ * requires TLS, but offers it when credentials are given.  A TCP listener
+ * that would need TLS without credentials is refused at start: plain text
+ * over a network is only ever asked for (--tls off). */
+struct nbd_server_config {
+	enum nbd_tls_mode tls_mode;
+	const char *tls_certificates; /* a directory (nbd_tls.h), or NULL */
+	const char *tls_psk;          /* a psktool file, or NULL */
+	bool tls_anonymous;           /* X.509 clients need no certificate of their
+				       * own (encryption only: anyone who reaches
+				       * the port reads); else one signed by the CA */
+	bool tcp_writable;            /* volumes writable over TCP too */
+};
+
 /* listen: "unix:PATH" or "tcp:HOST:PORT" (HOST may be an IPv6 address in
- * brackets).  0 or -errno; on error *why names the address and the cause. */
+ * brackets); cfg NULL: all defaults, no TLS.  0 or -errno; on error *why
+ * names the address (or the credentials) and the cause. */
 int nbd_server_start(struct nbd_server **out, const char *const *listen, size_t nlisten,
-		     const struct nbd_catalog *catalog, const char **why);
+		     const struct nbd_catalog *catalog, const struct nbd_server_config *cfg,
+		     const char **why);
 /* Stops listening, ends every connection, frees the server. */
 void nbd_server_stop(struct nbd_server *srv);
 

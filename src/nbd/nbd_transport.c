@@ -114,6 +114,11 @@ struct nbd_transport *nbd_transport_socket(int fd)
 	return &s->t;
 }
 
+int nbd_transport_socket_fd(struct nbd_transport *t)
+{
+	return t->ops == &socket_ops ? sock_fd(t) : -1;
+}
+
 int nbd_skip(struct nbd_transport *t, uint64_t len)
 {
 	uint8_t scratch[4096];

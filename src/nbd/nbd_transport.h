@@ -2,8 +2,8 @@
  *
  * The protocol code never calls recv() or send(): it reads and writes whole
  * messages through a transport.  Today there are two: a socket (below) and
- * the fuzzer's in-memory stream; TLS slots in as a third without touching the
- * protocol.  Every call moves the whole length or fails: 0 or -errno, and
+ * the fuzzer's in-memory stream, and TLS over a socket (nbd_tls.c), which
+ * slots in after STARTTLS without touching the protocol.  Every call moves the whole length or fails: 0 or -errno, and
  * -ECONNRESET when the peer closed the stream. */
 #ifndef HS_NBD_TRANSPORT_H
 #define HS_NBD_TRANSPORT_H
@@ -53,5 +53,7 @@ int nbd_skip(struct nbd_transport *t, uint64_t len);
 /* A connected stream socket; takes ownership of fd (also on failure).
  * NULL when out of memory. */
 struct nbd_transport *nbd_transport_socket(int fd);
+/* The descriptor of a socket transport; -1 for any other transport. */
+int nbd_transport_socket_fd(struct nbd_transport *t);
 
 #endif

@@ -96,12 +96,14 @@ def handshake_cases():
     closed(c, "option longer than its data")
     alive("option longer than its data")
 
-    # unknown options and STARTTLS: NBD_REP_ERR_UNSUP, and the next option works
+    # unknown options: NBD_REP_ERR_UNSUP; STARTTLS where no TLS is offered:
+    # NBD_REP_ERR_POLICY; and the next option works
     c = n.Client(SOCK)
     c.greet()
     check(opt_error(c, 0x1234, b"junk") == n.REP_ERR_UNSUP, "unknown option not UNSUP")
     check(opt_error(c, 0x7FFFFFFF) == n.REP_ERR_UNSUP, "unknown option not UNSUP")
-    check(opt_error(c, n.OPT_STARTTLS) == n.REP_ERR_UNSUP, "STARTTLS not UNSUP")
+    check(opt_error(c, n.OPT_STARTTLS) == n.REP_ERR_POLICY, "STARTTLS without TLS not POLICY")
+    check(opt_error(c, n.OPT_STARTTLS, b"x") == n.REP_ERR_INVALID, "STARTTLS with data")
     # syntactically bad options: NBD_REP_ERR_INVALID, connection still fine
     check(opt_error(c, n.OPT_LIST, b"x") == n.REP_ERR_INVALID, "LIST with data")
     check(opt_error(c, n.OPT_STRUCTURED_REPLY, b"x") == n.REP_ERR_INVALID, "SR with data")

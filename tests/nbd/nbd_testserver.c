@@ -282,7 +282,9 @@ int main(int argc, char **argv)
 	run_actions(argc - i, argv + i);
 
 	struct nbd_catalog cat = { .open = cat_open, .list = cat_list, .ctx = NULL };
-	int r = nbd_server_start(&srv, listen, nlisten, &cat, &why);
+	/* a test harness: clear text and writable on TCP, as the tests ask */
+	struct nbd_server_config cfg = { .tls_mode = NBD_TLS_OFF, .tcp_writable = true };
+	int r = nbd_server_start(&srv, listen, nlisten, &cat, &cfg, &why);
 	if (r)
 		die("cannot serve: ", why ? why : strerror(-r));
 	if (pidfile) {

@@ -34,21 +34,21 @@ for cmd in "volume create" "volume set" "snapshot create" "backup" "restore" "im
     c=$(comp_opts $cmd)
     line=$(echo "$usage" | awk -v c="  $cmd " 'index($0, c) == 1 { on = 1; print; next } on && /^         / { print; next } { on = 0 }')
     for o in $p; do
-        echo "$line" | grep -qw -- "$o" || { echo "hotsnap --help lacks $o for '$cmd'"; bad=1; }
-        echo "$man" | grep -q -- "$o" || { echo "hotsnap(8) lacks $o ('$cmd')"; bad=1; }
-        echo "$c" | grep -qx -- "$o" || { echo "the completion lacks $o for '$cmd'"; bad=1; }
+        grep -qw -- "$o" <<<"$line" || { echo "hotsnap --help lacks $o for '$cmd'"; bad=1; }
+        grep -q -- "$o" <<<"$man" || { echo "hotsnap(8) lacks $o ('$cmd')"; bad=1; }
+        grep -qx -- "$o" <<<"$c" || { echo "the completion lacks $o for '$cmd'"; bad=1; }
     done
     for o in $c; do
-        echo "$p" | grep -qx -- "$o" || { echo "the completion offers $o for '$cmd', which its parser refuses"; bad=1; }
+        grep -qx -- "$o" <<<"$p" || { echo "the completion offers $o for '$cmd', which its parser refuses"; bad=1; }
     done
 done
 # the daemon parses for itself (getopt): its usage line is the reference
 d=$("$HOTSNAP" daemon --help | grep -oE -- '--[a-z][a-z-]+' | grep -v state-dir | sort -u)
 dc=$(comp_opts daemon)
 for o in $d; do
-    echo "$usage" | grep -q -- "$o" || { echo "hotsnap --help lacks daemon $o"; bad=1; }
-    echo "$man" | grep -q -- "$o" || { echo "hotsnap(8) lacks daemon $o"; bad=1; }
-    echo "$dc" | grep -qx -- "$o" || { echo "the completion lacks daemon $o"; bad=1; }
+    grep -q -- "$o" <<<"$usage" || { echo "hotsnap --help lacks daemon $o"; bad=1; }
+    grep -q -- "$o" <<<"$man" || { echo "hotsnap(8) lacks daemon $o"; bad=1; }
+    grep -qx -- "$o" <<<"$dc" || { echo "the completion lacks daemon $o"; bad=1; }
 done
 [ "$bad" = 0 ] || fail "help, man page and completion disagree with the parsers (above)"
 log "ok"

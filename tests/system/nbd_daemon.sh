@@ -9,13 +9,14 @@
 #    through the FUSE file and through the loop device;
 #  - qemu-img convert of the snapshot export to qcow2 compares identical;
 #  - writes to a snapshot export are refused; a TCP listener on 127.0.0.1
-#    serves the same exports.
+#    (in clear text only when asked: --tls off) serves the same exports,
+#    volumes read-only.
 . "$(dirname "$0")/lib.sh"
 require_block
 require nbdinfo nbdcopy qemu-io qemu-img
 setup
 PORT=$((20000 + $$ % 20000))
-start_daemon --nbd "unix:$STATE/nbd.sock" --nbd "tcp:127.0.0.1:$PORT"
+start_daemon --nbd "unix:$STATE/nbd.sock" --nbd "tcp:127.0.0.1:$PORT" --tls off
 SOCK=$STATE/nbd.sock
 uri() { echo "nbd+unix:///$1?socket=$SOCK"; }
 
@@ -61,7 +62,11 @@ qemu-io -f raw -c "read -P 0xab 1M 1M" "$(uri vol0)" | grep -q "read 1048576" ||
 if qemu-io -f raw -c "write -P 1 0 4k" "$(uri "$snap")" 2>"$T/ro.err" | grep -q "wrote"; then
     fail "a write to the snapshot export succeeded"
 fi
-# TCP serves the same exports
-nbdinfo "nbd://127.0.0.1:$PORT/vol0" | grep -q "export-size: 134217728" ||
-    fail "the TCP listener does not serve vol0"
+# TCP serves the same exports, volumes read-only without --nbd-writable
+info=$(nbdinfo "nbd://127.0.0.1:$PORT/vol0")
+grep -q "export-size: 134217728" <<<"$info" || fail "the TCP listener does not serve vol0"
+grep -q "is_read_only: true" <<<"$info" || fail "vol0 is writable over TCP: $info"
+if qemu-io -f raw -c "write -P 1 0 4k" "nbd://127.0.0.1:$PORT/vol0" 2>"$T/tcp.err" | grep -q "wrote"; then
+    fail "a write to vol0 over TCP succeeded"
+fi
 log "nbd through the daemon: list, concurrent FUSE+NBD writers, copies exact, patterns shared, TCP"
