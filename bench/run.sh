@@ -23,6 +23,8 @@
 #               same snapshot over NBD (speed, size); restore of the chain
 #               against qemu-img convert onto a raw backing; 4k random
 #               writes with change tracking against a volume without
+#   tls         a remote pull of a 1 GiB snapshot with nbdcopy over TCP on the
+#               loopback: TLS (PSK) against clear text, 4 connections
 #   peers       ../shared/peers/bench.sh -b raw,qsd,hotsnap (the harness)
 #
 # BENCH_ONLY="engine frontend ..." runs a subset; BENCH_SECONDS sets fio
@@ -34,7 +36,7 @@ ROOT=$PWD
 HOTSNAP=$ROOT/build/hotsnap
 PY=/usr/bin/python3
 SECS=${BENCH_SECONDS:-10}
-ONLY=${BENCH_ONLY:-engine frontend backup memory diffpeak latency chains peers}
+ONLY=${BENCH_ONLY:-engine frontend backup memory diffpeak latency chains tls peers}
 RUN=$(date +%Y%m%dT%H%M%S)
 OUTDIR=$ROOT/bench/results
 mkdir -p "$OUTDIR"
@@ -67,9 +69,10 @@ log() { printf '[bench %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 jget() { $PY -c 'import json,sys; v=json.load(sys.stdin); print(eval("v"+sys.argv[1]))' "$1"; }
 drop_caches() { sync; echo 3 >/proc/sys/vm/drop_caches; }
 
-start_daemon() {   # start_daemon STATEDIR
+start_daemon() {   # start_daemon STATEDIR [daemon options]
     S=$1
-    "$HOTSNAP" --state-dir "$S" daemon >"$W/daemon.log" 2>&1 &
+    shift
+    "$HOTSNAP" --state-dir "$S" daemon "$@" >"$W/daemon.log" 2>&1 &
     DAEMON=$!
     for _ in $(seq 200); do "$HOTSNAP" --state-dir "$S" status >/dev/null 2>&1 && return; sleep 0.05; done
     echo "daemon did not start" >&2; exit 1
@@ -336,6 +339,27 @@ bench_chains() {
     emit "{\"test\":\"chains\",\"volume_bytes\":$((4 << 30)),\"written_bytes\":$((n * 4096)),\"full_seconds\":$full_s,\"inc_read_bytes\":$inc_read,\"inc_changed_bytes\":$inc_changed,\"inc_seconds\":$inc_s,\"crash_read_bytes\":$crash_read,\"crash_changed_bytes\":$crash_changed,\"crash_seconds\":$crash_s,\"restore_seconds\":$restore_s,\"qemu_convert_restore_seconds\":$qemu_restore_s,\"restore_runs\":[$(IFS=,; echo "${rs[*]}")],\"qemu_restore_runs\":[$(IFS=,; echo "${qs[*]}")],\"zstd_seconds\":$(median "${hz[@]}"),\"qemu_zstd_seconds\":$(median "${qz[@]}"),\"zstd_runs\":[$(IFS=,; echo "${hz[*]}")],\"qemu_zstd_runs\":[$(IFS=,; echo "${qz[*]}")],\"zstd_image_bytes\":$hz_size,\"qemu_zstd_image_bytes\":$qz_size,\"tracking_on_iops\":$(median "${on[@]}"),\"tracking_off_iops\":$(median "${off[@]}"),\"tracking_on_runs\":[$(IFS=,; echo "${on[*]}")],\"tracking_off_runs\":[$(IFS=,; echo "${off[*]}")]}"
 }
 
+bench_tls() {
+    log "tls: nbdcopy of a 1 GiB snapshot over TCP, TLS (PSK) against clear text"
+    local port=$((30000 + $$ % 20000)) plain=() tls=() t0 t1 i
+    psktool -u bench -p "$W/keys.psk" >/dev/null 2>&1
+    start_daemon "$W/tls" --nbd "tcp:127.0.0.1:$port" --tls on --tls-psk "$W/keys.psk"
+    hs volume create tv --backing "$W/tv.img" --size 1G >/dev/null
+    dd if=/dev/urandom of="$S/mnt/tv" bs=1M count=1024 conv=notrunc status=none
+    hs snapshot create tv --name s --no-freeze >/dev/null
+    for i in 1 2 3; do
+        t0=$(date +%s%N); nbdcopy --connections=4 "nbd://127.0.0.1:$port/tv@s" null: ; t1=$(date +%s%N)
+        plain+=("$(secs "$t0" "$t1")")
+        t0=$(date +%s%N)
+        nbdcopy --connections=4 "nbds://bench@127.0.0.1:$port/tv@s?tls-psk-file=$W/keys.psk" null:
+        t1=$(date +%s%N)
+        tls+=("$(secs "$t0" "$t1")")
+    done
+    hs snapshot delete tv@s >/dev/null
+    stop_daemon
+    emit "{\"test\":\"tls\",\"bytes\":$((1 << 30)),\"plain_seconds\":$(median "${plain[@]}"),\"tls_seconds\":$(median "${tls[@]}"),\"plain_runs\":[$(IFS=,; echo "${plain[*]}")],\"tls_runs\":[$(IFS=,; echo "${tls[*]}")]}"
+}
+
 bench_peers() {
     log "peers: ../shared/peers/bench.sh -b raw,qsd,hotsnap"
     local out=$W/peers.jsonl
@@ -419,6 +443,11 @@ if "chains" in rows:
     out.append(("4k randwrite QD16 IOPS: no tracking | tracking",
                 "%d | %d" % (c["tracking_off_iops"], c["tracking_on_iops"]),
                 ratio(c["tracking_on_iops"], c["tracking_off_iops"])))
+if "tls" in rows:
+    t = rows["tls"]
+    out.append(("remote pull of 1 GiB, nbdcopy x4 on loopback, MB/s: clear text | TLS (PSK)",
+                "%.0f | %.0f" % (t["bytes"] / t["plain_seconds"] / 1e6, t["bytes"] / t["tls_seconds"] / 1e6),
+                ratio(t["plain_seconds"], t["tls_seconds"])))
 if "latency" in rows:
     l = rows["latency"]
     out.append(("4k randwrite p99 us, default buffer: no snapshot | after snapshot",
