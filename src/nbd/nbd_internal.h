@@ -18,6 +18,7 @@
 #include "nbd_proto.h"
 #include "nbd_server.h"
 #include "nbd_transport.h"
+#include "tls/tls.h"
 
 /* --- bounds: every one of them is a promise to the rest of the daemon -------- */
 
@@ -84,7 +85,7 @@ struct nbd_req {
  * server's config; the fuzzer's connections keep the zero policy: no TLS,
  * writable). */
 struct nbd_policy {
-	struct nbd_tls *tls;     /* NULL: STARTTLS is refused */
+	struct tls_creds *tls;   /* NULL: STARTTLS is refused */
 	bool tls_required;       /* nothing but STARTTLS and ABORT before TLS */
 	bool volumes_readonly;   /* volume exports are served read-only */
 	const char *where;       /* "tcp:HOST:PORT" or "unix:PATH", for the log */

@@ -49,7 +49,7 @@ struct nbd_server {
 	struct nbd_listeners ls;
 	struct nbd_policy *policy; /* one per listener, same index */
 	char (*where)[160];        /* each listener as "tcp:HOST:PORT", for the log */
-	struct nbd_tls *tls;       /* NULL: no credentials */
+	struct tls_creds *tls;     /* NULL: no credentials */
 	int wake[2]; /* non-blocking pipe: stop, or a connection ended */
 	pthread_t acceptor;
 
@@ -209,7 +209,7 @@ static void free_policies(struct nbd_server *srv)
 {
 	free(srv->policy);
 	free(srv->where);
-	nbd_tls_free(srv->tls);
+	tls_creds_free(srv->tls);
 	srv->policy = NULL;
 	srv->where = NULL;
 	srv->tls = NULL;
@@ -231,7 +231,7 @@ static int set_policies(struct nbd_server *srv, const struct nbd_server_config *
 		return -ENOMEM;
 	}
 	if (cfg->tls_certificates || cfg->tls_psk) {
-		r = nbd_tls_new(&srv->tls, cfg->tls_certificates, cfg->tls_psk,
+		r = tls_creds_new(&srv->tls, cfg->tls_certificates, cfg->tls_psk,
 				!cfg->tls_anonymous, err, sizeof(err));
 		if (r) {
 			snprintf(msg, sizeof(msg), "TLS: %s", err);
