@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "cli/args.h"
+#include "cli/remote.h"
 #include "cli/table.h"
 #include "common/units.h"
 #include "control/proto.h"
@@ -43,6 +44,16 @@ static int connect_daemon(const struct cli *cli)
 {
 	struct sockaddr_un sa = { .sun_family = AF_UNIX };
 	int fd;
+
+	if (cli->remote) {
+		char msg[1024];
+		fd = cli_remote_connect(cli, msg, sizeof(msg));
+		if (fd < 0) {
+			fprintf(stderr, "hotsnap: %s\n", msg);
+			json_error(msg, false);
+		}
+		return fd;
+	}
 
 	if (snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/control.sock", cli->state_dir) >=
 	    (int)sizeof(sa.sun_path)) {
@@ -79,10 +90,20 @@ int cli_call(const struct cli *cli, const char *cmd, json_object *args, int fd,
 	static char line[CONTROL_MAX_LINE + 2];
 	struct ctl_reader rd;
 	json_object *req = ctl_request_new(cmd, args);
-	int sock = connect_daemon(cli);
 	int status = EXIT_ERROR;
+	int sock;
 
 	*result = NULL;
+	if (cli->remote && fd >= 0) {
+		const char *msg = "this command hands a file of this machine to the daemon, which "
+				  "a remote daemon cannot take: run it on the daemon's host (a "
+				  "remote backup pulls: hotsnap backup nbds://HOST/VOLUME@SNAPSHOT)";
+		fprintf(stderr, "hotsnap: %s\n", msg);
+		json_error(msg, false);
+		json_object_put(req);
+		return EXIT_ERROR;
+	}
+	sock = connect_daemon(cli);
 	if (sock < 0) {
 		json_object_put(req);
 		return EXIT_ERROR;
@@ -98,6 +119,11 @@ int cli_call(const struct cli *cli, const char *cmd, json_object *args, int fd,
 			if (send_err < 0)
 				fprintf(stderr, "hotsnap: cannot send the request: %s\n",
 					strerror(-send_err));
+			else if (cli->remote)
+				fprintf(stderr, "hotsnap: the daemon at %s closed the connection "
+						"without an answer: it refused this client (a "
+						"certificate its CA did not sign?) or stopped; its "
+						"log says which\n", cli->remote);
 			else
 				fprintf(stderr, "hotsnap: the daemon closed the connection without "
 						"an answer (did it stop? see its log)\n");

@@ -8,6 +8,9 @@
 struct cli {
 	const char *state_dir;
 	bool json;
+	const char *remote;           /* --remote HOST:PORT, or NULL: the local daemon */
+	const char *tls_psk;          /* with --remote: a psktool file */
+	const char *tls_certificates; /* ... or a directory of certificates */
 };
 
 /* Exit statuses of every command. */

@@ -9,6 +9,7 @@
 
 static const char usage[] =
 	"usage: hotsnap [--state-dir DIR] [--json] COMMAND ...\n"
+	"       hotsnap --remote HOST:PORT --tls-psk FILE|--tls-certificates DIR [--json] COMMAND ...\n"
 	"\n"
 	"  daemon [--detach] [--nbd unix:PATH|tcp:HOST:PORT]... [--no-nbd]\n"
 	"         [--hooks-dir DIR] [--hook-timeout SECONDS] [--dev-dir DIR]\n"
@@ -18,6 +19,7 @@ static const char usage[] =
 	"         [--default-cache MODE]         what new volumes get unless told\n"
 	"         [--tls off|on|require] [--tls-psk FILE] [--tls-certificates DIR]\n"
 	"         [--tls-no-verify-peer] [--nbd-writable]   NBD over TLS, TCP policy\n"
+	"         [--control tcp:HOST:PORT]...     the commands over the network (TLS)\n"
 	"  volume create NAME --backing PATH [--size SIZE] [--chunk-size SIZE]\n"
 	"                [--cow-buffer SIZE] [--diff-dir DIR] [--diff-limit SIZE]\n"
 	"                [--cache MODE] [--track-granularity SIZE | --no-tracking]\n"
@@ -60,6 +62,20 @@ int main(int argc, char **argv)
 			cli.state_dir = argv[++i];
 		} else if (strncmp(argv[i], "--state-dir=", 12) == 0) {
 			cli.state_dir = argv[i] + 12;
+		} else if (strcmp(argv[i], "--remote") == 0 || strcmp(argv[i], "--tls-psk") == 0 ||
+			   strcmp(argv[i], "--tls-certificates") == 0) {
+			if (i + 1 >= argc || !argv[i + 1][0]) {
+				fprintf(stderr, "hotsnap: %s needs a value\n", argv[i]);
+				return EXIT_USAGE;
+			}
+			const char *value = argv[i + 1];
+			if (strcmp(argv[i], "--remote") == 0)
+				cli.remote = value;
+			else if (strcmp(argv[i], "--tls-psk") == 0)
+				cli.tls_psk = value;
+			else
+				cli.tls_certificates = value;
+			i++;
 		} else if (strcmp(argv[i], "--json") == 0) {
 			cli.json = true;
 			cli_set_json_errors(true);
@@ -94,8 +110,25 @@ int main(int argc, char **argv)
 	}
 	argc = kept;
 	argv[argc] = NULL;
-	if (strcmp(cmd, "daemon") == 0)
+	if (strcmp(cmd, "daemon") == 0) {
+		if (cli.remote) {
+			fprintf(stderr, "hotsnap: --remote runs commands on a daemon elsewhere; "
+					"a daemon runs here\n");
+			return EXIT_USAGE;
+		}
 		return daemon_main(cli.state_dir, argc, argv);
+	}
+	if (cli.remote && !cli.tls_psk && !cli.tls_certificates) {
+		fprintf(stderr, "hotsnap: --remote %s needs --tls-psk FILE or --tls-certificates "
+				"DIR (the remote control channel is always TLS)\n",
+			cli.remote);
+		return EXIT_USAGE;
+	}
+	if (!cli.remote && (cli.tls_psk || cli.tls_certificates)) {
+		fprintf(stderr, "hotsnap: --tls-psk and --tls-certificates go with --remote "
+				"HOST:PORT\n");
+		return EXIT_USAGE;
+	}
 	if (cli.state_dir[0] != '/') {
 		fprintf(stderr, "hotsnap: the state dir must be an absolute path, not '%s'\n",
 			cli.state_dir);

@@ -16,7 +16,7 @@ static const struct {
 	{ "dev-dir", true },	{ "default-chunk-size", true }, { "default-cow-buffer", true },
 	{ "default-diff-limit", true }, { "default-diff-dir", true }, { "default-cache", true },
 	{ "tls", true },	{ "tls-certificates", true },	{ "tls-psk", true },
-	{ "tls-no-verify-peer", false },	{ "nbd-writable", false },
+	{ "tls-no-verify-peer", false },	{ "nbd-writable", false },	{ "control", true },
 };
 
 static char *trim(char *s)

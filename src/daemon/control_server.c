@@ -7,7 +7,12 @@
  * dropped after IDLE_SECONDS.  Requests are parsed and checked against
  * their schema (proto.c) before any handler sees them, so malformed input
  * gets an error reply and never reaches the registry.  Handlers run under
- * d->mu, except the backup, which locks for itself. */
+ * d->mu, except the backup, which locks for itself.
+ *
+ * Remote clients (control_remote.c) reach the same sessions through a
+ * socketpair behind their TLS session; such a session carries the client's
+ * identity, runs only what control_remote_allows, and logs each command
+ * with who asked. */
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
@@ -32,6 +37,7 @@ struct ctl_session {
 	int fd;
 	struct ctl_reader rd;
 	uid_t uid;
+	char remote[256]; /* a remote client's identity (control_remote.c); "" when local */
 	char line[CONTROL_MAX_LINE + 2];
 	struct ctl_session *next; /* in the list of live sessions */
 };
@@ -129,6 +135,21 @@ static void serve_request(struct ctl_session *sess, const char *line, size_t len
 	}
 	if (!req.cmd->takes_fd)
 		ctl_reader_close_fd(&sess->rd); /* nobody asked for it */
+	if (sess->remote[0]) {
+		if (!control_remote_allows(req.cmd->name)) {
+			hs_warn("remote %s: %s refused (not over the network)", sess->remote,
+				req.cmd->name);
+			snprintf(err, sizeof(err),
+				 "'%s' is not run over the network: it works on paths and devices of "
+				 "the daemon's host; run it there (a remote backup pulls over NBD: "
+				 "hotsnap backup nbds://HOST/VOLUME@SNAPSHOT)",
+				 req.cmd->name);
+			reply(sess, CMD_ERROR, NULL, err);
+			ctl_request_free(&req);
+			return;
+		}
+		hs_info("remote %s: %s", sess->remote, req.cmd->name);
+	}
 	fn = commands_find(req.cmd->name);
 	if (!fn) {
 		snprintf(err, sizeof(err), "command '%s' is not available", req.cmd->name);
@@ -200,15 +221,13 @@ static void refuse(int fd, const char *why)
 	close(fd);
 }
 
+static void start_session(struct daemon *d, int fd, uid_t uid, const char *remote);
+
 static void *accept_main(void *arg)
 {
 	struct daemon *d = arg;
 	struct stat sd;
-	pthread_attr_t attr;
 
-	pthread_attr_init(&attr);
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	pthread_attr_setstacksize(&attr, CLIENT_STACK);
 	while (!atomic_load(&d->stopping)) {
 		int fd = accept4(d->listen_fd, NULL, NULL, SOCK_CLOEXEC);
 		if (fd < 0) {
@@ -228,35 +247,57 @@ static void *accept_main(void *arg)
 				   "use this daemon");
 			continue;
 		}
-		if (atomic_load(&d->clients) >= MAX_CLIENTS) {
-			refuse(fd, "the daemon is busy (too many clients at once); try again");
-			continue;
-		}
-		struct ctl_session *sess = calloc(1, sizeof(*sess));
-		if (!sess) {
-			close(fd);
-			continue;
-		}
-		sess->d = d;
-		sess->fd = fd;
-		sess->uid = cred.uid;
+		start_session(d, fd, cred.uid, "");
+	}
+	return NULL;
+}
+
+/* A session on fd (owned from now on), served by its own thread. */
+static void start_session(struct daemon *d, int fd, uid_t uid, const char *remote)
+{
+	pthread_attr_t attr;
+	pthread_t t;
+
+	if (atomic_load(&d->clients) >= MAX_CLIENTS) {
+		refuse(fd, "the daemon is busy (too many clients at once); try again");
+		return;
+	}
+	struct ctl_session *sess = calloc(1, sizeof(*sess));
+	if (!sess) {
+		close(fd);
+		return;
+	}
+	sess->d = d;
+	sess->fd = fd;
+	sess->uid = uid;
+	snprintf(sess->remote, sizeof(sess->remote), "%s", remote);
+	pthread_mutex_lock(&sessions_mu);
+	sess->next = sessions;
+	sessions = sess;
+	atomic_fetch_add(&d->clients, 1);
+	pthread_mutex_unlock(&sessions_mu);
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	pthread_attr_setstacksize(&attr, CLIENT_STACK);
+	if (pthread_create(&t, &attr, client_main, sess) != 0) {
 		pthread_mutex_lock(&sessions_mu);
-		sess->next = sessions;
-		sessions = sess;
-		atomic_fetch_add(&d->clients, 1);
+		for (struct ctl_session **pp = &sessions; *pp; pp = &(*pp)->next)
+			if (*pp == sess) {
+				*pp = sess->next;
+				break;
+			}
+		atomic_fetch_sub(&d->clients, 1);
+		pthread_cond_broadcast(&sessions_cv);
 		pthread_mutex_unlock(&sessions_mu);
-		pthread_t t;
-		if (pthread_create(&t, &attr, client_main, sess) != 0) {
-			pthread_mutex_lock(&sessions_mu);
-			sessions = sess->next;
-			atomic_fetch_sub(&d->clients, 1);
-			pthread_mutex_unlock(&sessions_mu);
-			refuse(fd, "the daemon cannot start a thread for this client; try again");
-			free(sess);
-		}
+		refuse(fd, "the daemon cannot start a thread for this client; try again");
+		free(sess);
 	}
 	pthread_attr_destroy(&attr);
-	return NULL;
+}
+
+void control_server_adopt(struct daemon *d, int fd, const char *remote)
+{
+	start_session(d, fd, 0, remote);
 }
 
 int control_server_start(struct daemon *d, char *err, size_t errlen)

@@ -45,7 +45,8 @@ static void daemon_usage(FILE *f)
 		   "       [--default-chunk-size SIZE] [--default-cow-buffer SIZE]\n"
 		   "       [--default-diff-limit SIZE|N%%] [--default-diff-dir DIR]\n"
 		   "       [--default-cache MODE] [--tls off|on|require] [--tls-certificates DIR]\n"
-		   "       [--tls-psk FILE] [--tls-no-verify-peer] [--nbd-writable]\n");
+		   "       [--tls-psk FILE] [--tls-no-verify-peer] [--nbd-writable]\n"
+		   "       [--control tcp:HOST:PORT]...\n");
 }
 
 void daemon_request_stop(struct daemon *d)
@@ -175,6 +176,7 @@ static void stop_everything(struct daemon *d)
 	atomic_store(&d->stopping, true);
 	service_stopping();
 	events_wake_all(); /* `hotsnap events` clients end */
+	control_remote_stop(d); /* its sessions end with their pumps */
 	control_server_stop(d);
 	if (d->sampler_started)
 		pthread_join(d->sampler, NULL);
@@ -269,6 +271,9 @@ static int serve(struct daemon *d, int ready_fd)
 	if (r < 0)
 		goto fail;
 	r = control_server_start(d, err, sizeof(err));
+	if (r < 0)
+		goto fail;
+	r = control_remote_start(d, err, sizeof(err));
 	if (r < 0)
 		goto fail;
 	if (pthread_create(&d->sampler, NULL, sampler_main, d) == 0)
@@ -402,6 +407,7 @@ static const struct option daemon_opts[] = {
 	{ "tls-psk", required_argument, NULL, 'P' },
 	{ "tls-no-verify-peer", no_argument, NULL, 'Y' },
 	{ "nbd-writable", no_argument, NULL, 'W' },
+	{ "control", required_argument, NULL, 'c' },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
 };
@@ -480,6 +486,14 @@ static int parse_options(struct daemon *d, struct opt_state *o, int argc, char *
 			break;
 		case 'W':
 			d->nbd_cfg.tcp_writable = true;
+			break;
+		case 'c':
+			if (d->control_nlisten == DAEMON_MAX_CONTROL) {
+				fprintf(stderr, "hotsnap daemon: at most %d --control addresses\n",
+					DAEMON_MAX_CONTROL);
+				return 2;
+			}
+			d->control_listen[d->control_nlisten++] = optarg;
 			break;
 		case 'D':
 			hs_log_set_level(HS_LOG_DEBUG);

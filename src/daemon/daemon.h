@@ -38,6 +38,7 @@
 #include "nbd/nbd_server.h"
 
 #define DAEMON_MAX_NBD 8
+#define DAEMON_MAX_CONTROL 4 /* --control listeners */
 #define RATE_SAMPLES 16
 
 struct fuse_front;
@@ -128,6 +129,9 @@ struct daemon {
 	const char *nbd_listen[DAEMON_MAX_NBD];
 	size_t nbd_nlisten;
 	struct nbd_server_config nbd_cfg; /* TLS and TCP policy (nbd_server.h) */
+	const char *control_listen[DAEMON_MAX_CONTROL]; /* --control tcp:HOST:PORT */
+	size_t control_nlisten;
+	struct control_remote *remote;    /* the remote channel, when listening */
 	int lock_fd;
 	int listen_fd;
 	pthread_mutex_t mu;
@@ -258,6 +262,19 @@ void images_release_all(struct daemon *d);
 /* --- control socket (control_server.c) ------------------------------------ */
 int control_server_start(struct daemon *d, char *err, size_t errlen);
 void control_server_stop(struct daemon *d);
+/* Serves fd (a socketpair end; owned from now on) as a session of a remote
+ * client who proved to be remote ("PSK identity 'NAME'", ...). */
+void control_server_adopt(struct daemon *d, int fd, const char *remote);
+
+/* --- the remote control channel (control_remote.c) ------------------------ */
+/* Listens on d->control_listen (tcp:HOST:PORT) with TLS always; 0 or -errno
+ * with err. */
+int control_remote_start(struct daemon *d, char *err, size_t errlen);
+void control_remote_stop(struct daemon *d);
+/* Whether a remote client may run cmd: what reads state, takes, lists and
+ * deletes snapshots and bookmarks, and follows events; not what works on
+ * the host's paths and devices, nor shutdown. */
+bool control_remote_allows(const char *cmd);
 
 /* --- lifecycle (daemon.c) -------------------------------------------------- */
 void daemon_request_stop(struct daemon *d);

@@ -113,6 +113,9 @@ int nbd_tls_upgrade(struct tls_creds *creds, struct nbd_transport *raw,
 	x->t.ops = &tls_ops;
 	x->raw = raw;
 	x->s = s;
+	char desc[128];
+	size_t used = strlen(peer);
+	snprintf(peer + used, peerlen - used, " %s", tls_session_desc(s, desc, sizeof(desc)));
 	*out = &x->t;
 	return 0;
 }

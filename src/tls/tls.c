@@ -239,15 +239,12 @@ void tls_session_free(struct tls_session *t)
 	session_free_parts(t);
 }
 
-/* the protocol and cipher, appended to peer: " (TLS1.3)-(...)-(AES-128-GCM)" */
-static void add_desc(gnutls_session_t s, char *peer, size_t peerlen)
+const char *tls_session_desc(struct tls_session *t, char *buf, size_t len)
 {
-	char *desc = gnutls_session_get_desc(s);
-	if (desc) {
-		size_t used = strlen(peer);
-		snprintf(peer + used, peerlen - used, " %s", desc);
-		gnutls_free(desc);
-	}
+	char *desc = gnutls_session_get_desc(t->s);
+	snprintf(buf, len, "%s", desc ? desc : "TLS");
+	gnutls_free(desc);
+	return buf;
 }
 
 /* --- the server's handshake ------------------------------------------------------------- */
@@ -341,7 +338,6 @@ int tls_accept(struct tls_creds *c, int fd, unsigned timeout_s, struct tls_sessi
 		session_free_parts(t);
 		return -EACCES;
 	}
-	add_desc(t->s, peer, peerlen);
 	*out = t;
 	return 0;
 }

@@ -42,8 +42,7 @@ const char *tls_creds_kind(const struct tls_creds *c);
 
 /* The server side of the handshake on the connected socket fd (not owned:
  * the session never closes it).  0 with *out and peer ("PSK identity
- * 'NAME'" or "certificate 'DN'", then the protocol and cipher); or -errno
- * with why. */
+ * 'NAME'" or "certificate 'DN'"); or -errno with why. */
 int tls_accept(struct tls_creds *c, int fd, unsigned timeout_s, struct tls_session **out,
 	       char *peer, size_t peerlen, char *why, size_t whylen);
 
@@ -67,6 +66,8 @@ int tls_send_all(struct tls_session *s, const void *buf, size_t len);
 /* Bytes already decrypted and waiting, which poll(2) cannot see. */
 size_t tls_pending(struct tls_session *s);
 int tls_session_fd(const struct tls_session *s);
+/* The protocol and cipher, for the log: "(TLS1.3)-(...)-(AES-128-GCM)". */
+const char *tls_session_desc(struct tls_session *s, char *buf, size_t len);
 /* Says goodbye (close_notify, best effort) and frees; closes the socket
  * only when tls_connect opened it. */
 void tls_session_free(struct tls_session *s);

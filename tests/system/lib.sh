@@ -112,6 +112,39 @@ setup() {
 
 hs() { "$HOTSNAP" --state-dir "$STATE" "$@"; }
 
+# make_tls_keys DIR: what TLS tests need, made with GnuTLS's tools:
+# DIR/keys.psk (user alice) and DIR/wrong.psk (alice, another key); a CA
+# that signs DIR/pki (server: localhost, 127.0.0.1) and DIR/client (CN
+# backup-server), as qemu and libnbd read them; DIR/rogue, a client whose
+# certificate signs itself; DIR/nocert, a client with the CA alone.
+make_tls_keys() {
+    local k=$1
+    mkdir -p "$k/pki" "$k/client" "$k/rogue" "$k/nocert"
+    psktool -u alice -p "$k/keys.psk" >/dev/null 2>&1
+    psktool -u alice -p "$k/wrong.psk" >/dev/null 2>&1
+    certtool --generate-privkey --outfile "$k/ca-key.pem" 2>/dev/null
+    printf 'cn = hotsnap test CA\nca\ncert_signing_key\nexpiration_days = 2\n' >"$k/ca.info"
+    certtool --generate-self-signed --load-privkey "$k/ca-key.pem" --template "$k/ca.info" \
+        --outfile "$k/pki/ca-cert.pem" 2>/dev/null
+    certtool --generate-privkey --outfile "$k/pki/server-key.pem" 2>/dev/null
+    printf 'cn = localhost\ndns_name = localhost\nip_address = 127.0.0.1\ntls_www_server\nencryption_key\nsigning_key\nexpiration_days = 2\n' >"$k/server.info"
+    certtool --generate-certificate --load-privkey "$k/pki/server-key.pem" \
+        --load-ca-certificate "$k/pki/ca-cert.pem" --load-ca-privkey "$k/ca-key.pem" \
+        --template "$k/server.info" --outfile "$k/pki/server-cert.pem" 2>/dev/null
+    chmod 600 "$k/pki/server-key.pem" "$k/keys.psk"
+    cp "$k/pki/ca-cert.pem" "$k/client/ca-cert.pem"
+    cp "$k/pki/ca-cert.pem" "$k/nocert/ca-cert.pem"
+    cp "$k/pki/ca-cert.pem" "$k/rogue/ca-cert.pem"
+    certtool --generate-privkey --outfile "$k/client/client-key.pem" 2>/dev/null
+    printf 'cn = backup-server\ntls_www_client\nsigning_key\nexpiration_days = 2\n' >"$k/client.info"
+    certtool --generate-certificate --load-privkey "$k/client/client-key.pem" \
+        --load-ca-certificate "$k/pki/ca-cert.pem" --load-ca-privkey "$k/ca-key.pem" \
+        --template "$k/client.info" --outfile "$k/client/client-cert.pem" 2>/dev/null
+    certtool --generate-privkey --outfile "$k/rogue/client-key.pem" 2>/dev/null
+    certtool --generate-self-signed --load-privkey "$k/rogue/client-key.pem" \
+        --template "$k/client.info" --outfile "$k/rogue/client-cert.pem" 2>/dev/null
+}
+
 # at_exit CMD: cleanup runs CMD (last registered first), even when the test
 # fails: for what a test makes outside $T.
 at_exit() { AT_EXIT+=("$*"); }

@@ -18,32 +18,7 @@ require nbdinfo nbdcopy qemu-img qemu-io certtool psktool
 setup
 PORT=$((20000 + ($$ + 7) % 20000))
 
-# keys: a PSK file, and a CA that signs the server's and a client's certificates
-psktool -u alice -p "$T/keys.psk" >/dev/null 2>&1
-psktool -u alice -p "$T/wrong.psk" >/dev/null 2>&1
-mkdir -p "$T/pki" "$T/client" "$T/rogue" "$T/nocert"
-certtool --generate-privkey --outfile "$T/ca-key.pem" 2>/dev/null
-printf 'cn = hotsnap test CA\nca\ncert_signing_key\nexpiration_days = 2\n' >"$T/ca.info"
-certtool --generate-self-signed --load-privkey "$T/ca-key.pem" --template "$T/ca.info" \
-    --outfile "$T/pki/ca-cert.pem" 2>/dev/null
-certtool --generate-privkey --outfile "$T/pki/server-key.pem" 2>/dev/null
-printf 'cn = localhost\ndns_name = localhost\nip_address = 127.0.0.1\ntls_www_server\nencryption_key\nsigning_key\nexpiration_days = 2\n' >"$T/server.info"
-certtool --generate-certificate --load-privkey "$T/pki/server-key.pem" \
-    --load-ca-certificate "$T/pki/ca-cert.pem" --load-ca-privkey "$T/ca-key.pem" \
-    --template "$T/server.info" --outfile "$T/pki/server-cert.pem" 2>/dev/null
-chmod 600 "$T/pki/server-key.pem" "$T/keys.psk"
-cp "$T/pki/ca-cert.pem" "$T/client/ca-cert.pem"
-cp "$T/pki/ca-cert.pem" "$T/nocert/ca-cert.pem"
-certtool --generate-privkey --outfile "$T/client/client-key.pem" 2>/dev/null
-printf 'cn = backup-server\ntls_www_client\nsigning_key\nexpiration_days = 2\n' >"$T/client.info"
-certtool --generate-certificate --load-privkey "$T/client/client-key.pem" \
-    --load-ca-certificate "$T/pki/ca-cert.pem" --load-ca-privkey "$T/ca-key.pem" \
-    --template "$T/client.info" --outfile "$T/client/client-cert.pem" 2>/dev/null
-# a client certificate that signs itself
-cp "$T/pki/ca-cert.pem" "$T/rogue/ca-cert.pem"
-certtool --generate-privkey --outfile "$T/rogue/client-key.pem" 2>/dev/null
-certtool --generate-self-signed --load-privkey "$T/rogue/client-key.pem" \
-    --template "$T/client.info" --outfile "$T/rogue/client-cert.pem" 2>/dev/null
+make_tls_keys "$T"
 
 # 1. no plain text over a network unless asked
 expect_fail 1 "tcp:127.0.0.1:$PORT serves volumes over the network and needs TLS: give --tls-psk FILE or --tls-certificates DIR" \
