@@ -15,9 +15,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cli/args.h"
+#include "pull/pull.h"
 #include "cli/commands.h"
 #include "cli/progress.h"
 
@@ -35,7 +37,12 @@ static const struct cmd_spec backup_spec = {
 		"to the volume's own I/O.\n"
 		"--incremental PARENT (a qcow2 image hotsnap wrote of the same volume) writes\n"
 		"only what changed since PARENT's instant, as a qcow2 whose backing file is\n"
-		"PARENT.  Every backup leaves a bookmark VOLUME#SNAPSHOT for the next one.",
+		"PARENT.  Every backup leaves a bookmark VOLUME#SNAPSHOT for the next one.\n"
+		"SOURCE may be an NBD URI of another host's daemon (a backup server pulls):\n"
+		"nbds://HOST[:PORT]/VOLUME@SNAPSHOT?tls-psk-file=FILE (or tls-certificates=DIR),\n"
+		"nbd://, nbd+unix://; it is read from here with libnbd over several\n"
+		"connections, no local daemon needed; --consume releases on the remote what\n"
+		"was written.",
 	.opts = {
 		{ "output", OPT_PATH, 'o', "FILE", "the image to write (required)" },
 		{ "no-progress", OPT_FLAG, 0, "", "no progress bar, even on a terminal" },
@@ -147,6 +154,91 @@ static void print_summary(FILE *f, json_object *res, const char *output)
 		fprintf(f, "  no bookmark: %s\n", cli_get_str(res, "bookmark_problem"));
 }
 
+struct pull_progress {
+	struct progress *pr;
+	struct timespec t0;
+};
+
+static void pull_tick(void *arg, uint64_t done, uint64_t size)
+{
+	struct pull_progress *pp = arg;
+	json_object *ev = json_object_new_object();
+	struct timespec now;
+
+	clock_gettime(CLOCK_MONOTONIC, &now);
+	json_object_object_add(ev, "position", json_object_new_int64((int64_t)done));
+	json_object_object_add(ev, "size", json_object_new_int64((int64_t)size));
+	json_object_object_add(ev, "seconds",
+			       json_object_new_double((double)(now.tv_sec - pp->t0.tv_sec) +
+						      (double)(now.tv_nsec - pp->t0.tv_nsec) / 1e9));
+	progress_draw(pp->pr, ev);
+	json_object_put(ev);
+}
+
+/* A backup of a remote export (pull.h), here, without a local daemon; its
+ * result in the shape a summary prints.  The exit status. */
+static int pull_backup(const struct cli *cli, const char *uri, const char *output, int fd,
+		       const char *format, const char *compress, bool consume,
+		       struct progress *pr, json_object **res)
+{
+	struct pull_progress pp = { .pr = pr };
+	struct pull_job job = { .uri = uri, .output = output, .fd = fd, .consume = consume,
+				.tick = pr->show ? pull_tick : NULL, .tick_arg = &pp };
+
+	clock_gettime(CLOCK_MONOTONIC, &pp.t0);
+	*res = NULL;
+	image_format_parse(format, &job.format);
+	job.compress = job.format == IMAGE_QCOW2 ? IMAGE_COMPRESS_ZSTD : IMAGE_COMPRESS_NONE;
+	if (compress)
+		image_compress_parse(compress, &job.compress);
+	if (pull_run(&job) < 0) {
+		progress_end(pr);
+		fprintf(stderr, "hotsnap: backup of %s failed: %s\n", uri, job.error);
+		return EXIT_ERROR;
+	}
+	json_object *o = json_object_new_object();
+	json_object_object_add(o, "source", json_object_new_string(uri));
+	json_object_object_add(o, "output", json_object_new_string(output));
+	json_object_object_add(o, "format", json_object_new_string(format));
+	if (job.format == IMAGE_QCOW2)
+		json_object_object_add(o, "compress",
+				       json_object_new_string(image_compress_name(job.compress)));
+	json_object_object_add(o, "size_bytes", json_object_new_int64((int64_t)job.size));
+	json_object_object_add(o, "bytes_read", json_object_new_int64((int64_t)job.bytes_read));
+	json_object_object_add(o, "bytes_skipped", json_object_new_int64((int64_t)job.bytes_zero));
+	json_object_object_add(o, "image_bytes", json_object_new_int64((int64_t)job.image_bytes));
+	json_object_object_add(o, "seconds", json_object_new_double(job.seconds));
+	json_object_object_add(o, "read_mb_per_s",
+			       json_object_new_double(job.seconds > 0 ? (double)job.bytes_read /
+									  job.seconds / 1e6
+								      : 0));
+	json_object_object_add(o, "connections", json_object_new_int((int)job.connections));
+	json_object_object_add(o, "consumed", json_object_new_boolean(consume));
+	*res = o;
+	(void)cli;
+	return EXIT_OK;
+}
+
+static void print_pull_summary(FILE *f, json_object *res, const char *output)
+{
+	char a[32], b[32], c[32];
+
+	fprintf(f, "%s -> %s: %s", cli_get_str(res, "source"), output, cli_get_str(res, "format"));
+	if (cli_get_str(res, "compress"))
+		fprintf(f, " (%s)", cli_get_str(res, "compress"));
+	fprintf(f, ", volume %s, over %lld connection%s%s\n",
+		cli_size((uint64_t)cli_get_int(res, "size_bytes"), a, sizeof(a)),
+		(long long)cli_get_int(res, "connections"),
+		cli_get_int(res, "connections") == 1 ? "" : "s",
+		cli_get_bool(res, "consumed") ? ", consumed as read" : "");
+	fprintf(f, "  read %s in %.2f s (%.0f MB/s), %s skipped as holes or zeros; image %s on "
+		   "disk\n",
+		cli_size((uint64_t)cli_get_int(res, "bytes_read"), a, sizeof(a)),
+		cli_get_double(res, "seconds"), cli_get_double(res, "read_mb_per_s"),
+		cli_size((uint64_t)cli_get_int(res, "bytes_skipped"), b, sizeof(b)),
+		cli_size((uint64_t)cli_get_int(res, "image_bytes"), c, sizeof(c)));
+}
+
 int cli_backup(const struct cli *cli, int argc, char **argv)
 {
 	struct parsed_args p;
@@ -164,10 +256,22 @@ int cli_backup(const struct cli *cli, int argc, char **argv)
 	out = args_get(&backup_spec, &p, "output");
 	if (!out->set)
 		return cli_usage_error("backup", "-o FILE is required");
-	if (strchr(p.pos[0], '@') ? (r = cli_check_snapshot_name("backup", p.pos[0]))
-				  : (r = cli_check_volume_name("backup", p.pos[0])))
+	bool remote = pull_is_uri(p.pos[0]);
+	if (remote) {
+		static const char *const local_only[] = { "incremental", "all-blocks", "rate",
+							  "no-yield" };
+		for (size_t k = 0; k < sizeof(local_only) / sizeof(local_only[0]); k++)
+			if (args_get(&backup_spec, &p, local_only[k])->set)
+				return cli_usage_error("backup", "--%s is for a local source; an NBD "
+								 "URI is read as its server serves it",
+						       local_only[k]);
+		if (cli->remote)
+			return cli_usage_error("backup", "an NBD URI is read from here: drop --remote");
+	} else if (strchr(p.pos[0], '@') ? (r = cli_check_snapshot_name("backup", p.pos[0]))
+					 : (r = cli_check_volume_name("backup", p.pos[0]))) {
 		return r;
-	if (args_get(&backup_spec, &p, "consume")->set && !strchr(p.pos[0], '@'))
+	}
+	if (args_get(&backup_spec, &p, "consume")->set && !strchr(p.pos[0], '@') && !remote)
 		return cli_usage_error("backup",
 				       "--consume is for VOLUME@SNAPSHOT (a backup of a VOLUME always "
 				       "consumes its own snapshot)");
@@ -224,6 +328,12 @@ int cli_backup(const struct cli *cli, int argc, char **argv)
 			return EXIT_ERROR;
 		}
 	}
+	if (remote) {
+		pr.show = !args_get(&backup_spec, &p, "no-progress")->set && isatty(STDERR_FILENO);
+		r = pull_backup(cli, p.pos[0], out->str, fd, format, compress->set ? compress->str : NULL,
+				args_get(&backup_spec, &p, "consume")->set, &pr, &res);
+		goto done;
+	}
 	args = json_object_new_object();
 	json_object_object_add(args, "source", json_object_new_string(p.pos[0]));
 	json_object_object_add(args, "output",
@@ -245,6 +355,7 @@ int cli_backup(const struct cli *cli, int argc, char **argv)
 	json_object_object_add(args, "progress", json_object_new_boolean(pr.show));
 
 	r = cli_call(cli, "backup", args, fd, progress_draw, &pr, &res);
+done:
 	progress_end(&pr);
 	if (r == EXIT_OK && !direct) {
 		int pr_err = publish(fd, out->str, dir);
@@ -263,6 +374,8 @@ int cli_backup(const struct cli *cli, int argc, char **argv)
 	}
 	if (cli->json && !to_stdout) {
 		cli_print_json(res);
+	} else if (remote) {
+		print_pull_summary(to_stdout ? stderr : stdout, res, out->str);
 	} else {
 		/* with the image on standard output, the summary goes to stderr */
 		print_summary(to_stdout ? stderr : stdout, res, out->str);

@@ -11,7 +11,12 @@
 #  4. refused: a wrong key, a client certificate not signed by the CA, an
 #     X.509 client without a certificate, a client without TLS (it gets no
 #     export list either), a write to a volume over TCP;
-#  5. the unix socket still serves without TLS, writable.
+#  5. the unix socket still serves without TLS, writable;
+#  6. hotsnap backup nbds://...: a remote pull of a snapshot under write load
+#     equals the frozen image, raw and qcow2; with --consume the remote diff
+#     store lets go of what was read; a wrong key fails with a message and
+#     leaves no file; a remote that closes mid-backup leaves no image under
+#     the final name (nor a temporary one).
 . "$(dirname "$0")/lib.sh"
 require_block
 require nbdinfo nbdcopy qemu-img qemu-io certtool psktool
@@ -78,5 +83,31 @@ fi
 # 5. the unix socket: no TLS needed, writable
 qemu-io -f raw -c "write -P 0x5a 0 64k" "nbd+unix:///vol0?socket=$STATE/nbd.sock" | grep -q wrote ||
     fail "the unix socket no longer serves vol0 writable without TLS"
+# 6. hotsnap backup from an NBD URI (no local daemon takes part)
+bg bash -c "while :; do dd if=/dev/urandom of='$dev' bs=64k count=16 seek=\$((RANDOM % 1000)) oflag=direct conv=notrunc status=none; done"
+"$HOTSNAP" --state-dir "$T/none" backup "$(psk_uri "$snap" "$T/keys.psk")" -o "$T/pull.raw" --no-progress >"$T/pull.out" ||
+    fail "a remote pull failed: $(cat "$T/pull.out")"
+grep -q "over 4 connections" "$T/pull.out" || fail "the pull did not use 4 connections: $(cat "$T/pull.out")"
+"$HOTSNAP" backup "$(psk_uri "$snap" "$T/keys.psk")" -o "$T/pull.qcow2" --format qcow2 --consume --no-progress >/dev/null ||
+    fail "a remote pull to qcow2 with --consume failed"
+stop_bg
+[ "$(sha_file "$T/pull.raw")" = "$ref" ] || fail "the remote pull (raw) differs from the frozen image"
+qemu-img compare -q -f qcow2 -F raw "$T/pull.qcow2" "$T/pull.raw" || fail "the remote pull (qcow2) differs"
+[ "$(hs --json snapshot list | json_eval "[x['consumed_bytes'] for x in v['snapshots']][0]")" = 67108864 ] ||
+    fail "--consume over the network did not release the snapshot: $(hs --json snapshot list)"
+[ "$(hs --json snapshot list | json_eval "[x['held_bytes'] for x in v['snapshots']][0]")" = 0 ] ||
+    fail "the remote diff store still holds originals after a consuming pull"
+expect_fail 1 "backup of .* failed: cannot read .*" \
+    "$HOTSNAP" backup "$(psk_uri "$snap" "$T/wrong.psk")" -o "$T/wrongkey.raw" --no-progress
+[ -e "$T/wrongkey.raw" ] && fail "a failed pull left an image"
+/usr/bin/python3 "$HERE/nbd_dying_server.py" "$T/dying.sock" $((64 << 20)) 3 >"$T/dying.out" 2>&1 &
+dying=$!
+BG_PIDS+=("$dying")
+for i in $(seq 100); do grep -q listening "$T/dying.out" && break; sleep 0.05; done
+expect_fail 1 "reading the export at offset [0-9]+ failed" \
+    "$HOTSNAP" backup "nbd+unix:///x?socket=$T/dying.sock" -o "$T/dying.raw" --no-progress
+wait "$dying" 2>/dev/null || true; bg_forget "$dying"
+[ -e "$T/dying.raw" ] && fail "a pull cut short left an image under the final name"
+ls -a "$T" | grep -q 'dying.raw.hotsnap' && fail "a pull cut short left its temporary file"
 kill -0 "$DAEMON_PID" || fail "the daemon died"
-log "NBD over TLS: PSK and X.509 with nbdinfo, nbdcopy and qemu-img; wrong keys, rogue certificates and clear text refused"
+log "NBD over TLS: PSK and X.509 with nbdinfo, nbdcopy, qemu-img and hotsnap backup nbds://; wrong keys, rogue certificates, clear text and a dying remote handled"

@@ -1,0 +1,340 @@
+/* pull.c - see pull.h. */
+#include "pull/pull.h"
+
+#include <errno.h>
+#include <libnbd.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "common/clock.h"
+#include "common/compiler.h"
+
+/* A window's extents: data to read, or zeros to declare. */
+struct piece {
+	uint64_t off; /* within the export */
+	uint64_t len;
+	bool zero;
+};
+
+#define MAX_PIECES 512 /* a window split finer than this is read whole */
+
+struct worker {
+	struct pull *pl;
+	unsigned index;
+	struct nbd_handle *h;
+	uint8_t *buf; /* PULL_WINDOW */
+	struct piece pieces[MAX_PIECES];
+	unsigned npieces;
+	bool overflow;
+	pthread_t thread;
+};
+
+struct pull {
+	struct pull_job *job;
+	struct image_writer *w;
+	bool meta; /* the server offers base:allocation */
+	uint64_t nwin;
+	pthread_mutex_t mu;
+	pthread_cond_t turn;
+	uint64_t next; /* [mu] the window the writer takes next */
+	bool failed;   /* [mu] */
+	uint64_t last_tick_ns;
+	struct worker workers[PULL_MAX_CONNECTIONS];
+};
+
+bool pull_is_uri(const char *s)
+{
+	return strncmp(s, "nbd://", 6) == 0 || strncmp(s, "nbds://", 7) == 0 ||
+	       strncmp(s, "nbd+unix://", 11) == 0 || strncmp(s, "nbds+unix://", 12) == 0;
+}
+
+/* The first error wins; the others stop at their next turn. */
+static void fail(struct pull *pl, const char *fmt, ...) HS_PRINTF(2, 3);
+static void fail(struct pull *pl, const char *fmt, ...)
+{
+	va_list ap;
+
+	pthread_mutex_lock(&pl->mu);
+	if (!pl->failed) {
+		pl->failed = true;
+		va_start(ap, fmt);
+		vsnprintf(pl->job->error, sizeof(pl->job->error), fmt, ap);
+		va_end(ap);
+	}
+	pthread_cond_broadcast(&pl->turn);
+	pthread_mutex_unlock(&pl->mu);
+}
+
+static void add_piece(struct worker *wk, uint64_t off, uint64_t len, bool zero)
+{
+	struct piece *last = wk->npieces ? &wk->pieces[wk->npieces - 1] : NULL;
+
+	if (last && last->zero == zero && last->off + last->len == off) {
+		last->len += len;
+	} else if (wk->npieces < MAX_PIECES) {
+		wk->pieces[wk->npieces++] = (struct piece){ off, len, zero };
+	} else {
+		wk->overflow = true;
+	}
+}
+
+static int extent_cb(void *arg, const char *ctx, uint64_t off, uint32_t *e, size_t n, int *err)
+{
+	struct worker *wk = arg;
+
+	if (strcmp(ctx, LIBNBD_CONTEXT_BASE_ALLOCATION) != 0)
+		return 0;
+	for (size_t i = 0; i + 1 < n; i += 2) {
+		/* zero (2), or hole (1) that reads zeros: nothing to read */
+		add_piece(wk, off, e[i], (e[i + 1] & LIBNBD_STATE_ZERO) != 0);
+		off += e[i];
+	}
+	return 0;
+}
+
+/* What window k holds: its pieces, data read into wk->buf.  0 or -1. */
+static int read_window(struct worker *wk, uint64_t k)
+{
+	struct pull *pl = wk->pl;
+	uint64_t start = k * PULL_WINDOW;
+	uint64_t len = pl->job->size - start < PULL_WINDOW ? pl->job->size - start : PULL_WINDOW;
+
+	wk->npieces = 0;
+	wk->overflow = false;
+	if (pl->meta) {
+		/* the server may answer for less than asked: ask again from there */
+		uint64_t at = start;
+		while (at < start + len && !wk->overflow) {
+			unsigned before = wk->npieces;
+			uint64_t covered = at;
+			if (nbd_block_status(wk->h, start + len - at, at,
+					     (nbd_extent_callback){ .callback = extent_cb,
+								    .user_data = wk },
+					     0) < 0) {
+				fail(pl, "asking which blocks hold data at offset %llu failed: %s",
+				     (unsigned long long)at, nbd_get_error());
+				return -1;
+			}
+			for (unsigned i = before; i < wk->npieces; i++)
+				covered = wk->pieces[i].off + wk->pieces[i].len;
+			if (covered <= at)
+				break; /* no progress: read the rest */
+			at = covered;
+		}
+		/* clip what the server described past the window */
+		while (wk->npieces && wk->pieces[wk->npieces - 1].off >= start + len)
+			wk->npieces--;
+		if (wk->npieces) {
+			struct piece *l = &wk->pieces[wk->npieces - 1];
+			if (l->off + l->len > start + len)
+				l->len = start + len - l->off;
+			if (l->off + l->len < start + len && !wk->overflow)
+				add_piece(wk, l->off + l->len, start + len - l->off - l->len, false);
+		}
+	}
+	if (!pl->meta || wk->overflow || wk->npieces == 0) {
+		wk->npieces = 0;
+		add_piece(wk, start, len, false);
+	}
+	for (unsigned i = 0; i < wk->npieces; i++) {
+		struct piece *p = &wk->pieces[i];
+		if (p->zero)
+			continue;
+		if (nbd_pread(wk->h, wk->buf + (p->off - start), p->len, p->off, 0) < 0) {
+			fail(pl, "reading the export at offset %llu failed: %s",
+			     (unsigned long long)p->off, nbd_get_error());
+			return -1;
+		}
+		atomic_fetch_add(&pl->job->bytes_read, p->len);
+	}
+	return 0;
+}
+
+/* Hands window k to the writer; called in window order. */
+static int write_window(struct worker *wk, uint64_t k)
+{
+	struct pull *pl = wk->pl;
+	uint64_t start = k * PULL_WINDOW;
+	int r = 0;
+
+	for (unsigned i = 0; i < wk->npieces && r == 0; i++) {
+		struct piece *p = &wk->pieces[i];
+		if (p->zero) {
+			r = image_writer_zero(pl->w, p->off, p->len);
+			atomic_fetch_add(&pl->job->bytes_zero, p->len);
+		} else {
+			r = image_writer_data(pl->w, wk->buf + (p->off - start), p->len, p->off);
+		}
+	}
+	if (r < 0) {
+		fail(pl, "writing the image at offset %llu failed: %s", (unsigned long long)start,
+		     pl->w->error[0] ? pl->w->error : strerror(-r));
+		return -1;
+	}
+	uint64_t end = start + (k + 1 == pl->nwin ? pl->job->size - start : PULL_WINDOW);
+	image_writer_position(pl->w, end);
+	atomic_store(&pl->job->position, end);
+	return 0;
+}
+
+static void *worker_main(void *arg)
+{
+	struct worker *wk = arg;
+	struct pull *pl = wk->pl;
+	unsigned n = pl->job->connections;
+
+	for (uint64_t k = wk->index; k < pl->nwin; k += n) {
+		if (read_window(wk, k) < 0)
+			return NULL;
+		pthread_mutex_lock(&pl->mu);
+		while (pl->next != k && !pl->failed)
+			pthread_cond_wait(&pl->turn, &pl->mu);
+		bool stop = pl->failed;
+		pthread_mutex_unlock(&pl->mu);
+		if (stop || write_window(wk, k) < 0)
+			return NULL;
+		uint64_t now = clock_mono_ns();
+		if (pl->job->tick && now - pl->last_tick_ns >= 200000000u) {
+			pl->last_tick_ns = now; /* only the thread whose turn it is gets here */
+			pl->job->tick(pl->job->tick_arg, atomic_load(&pl->job->position),
+				      pl->job->size);
+		}
+		pthread_mutex_lock(&pl->mu);
+		pl->next = k + 1;
+		pthread_cond_broadcast(&pl->turn);
+		pthread_mutex_unlock(&pl->mu);
+		/* the window is in the image: the remote snapshot may let it go */
+		if (pl->job->consume) {
+			uint64_t start = k * PULL_WINDOW;
+			uint64_t len = k + 1 == pl->nwin ? pl->job->size - start : PULL_WINDOW;
+			if (nbd_trim(wk->h, len, start, 0) < 0) {
+				fail(pl, "releasing what was read (TRIM at offset %llu) failed: %s",
+				     (unsigned long long)start, nbd_get_error());
+				return NULL;
+			}
+		}
+	}
+	return NULL;
+}
+
+static struct nbd_handle *connect_one(struct pull_job *job, bool consume)
+{
+	struct nbd_handle *h = nbd_create();
+
+	if (!h)
+		return NULL;
+	nbd_add_meta_context(h, LIBNBD_CONTEXT_BASE_ALLOCATION);
+	/* TRIM of a read-only snapshot export is how a reader says it is done
+	 * with a range (hotsnap's NBD server allows it); libnbd's own check
+	 * would refuse it before asking */
+	if (consume)
+		nbd_set_strict_mode(h, nbd_get_strict_mode(h) & ~LIBNBD_STRICT_COMMANDS);
+	/* the URI is the administrator's own (the command line): its
+	 * tls-psk-file= and tls-certificates= may name local files */
+	nbd_set_uri_allow_local_file(h, true);
+	if (nbd_connect_uri(h, job->uri) < 0) {
+		snprintf(job->error, sizeof(job->error), "cannot read %s: %s", job->uri,
+			 nbd_get_error());
+		nbd_close(h);
+		return NULL;
+	}
+	return h;
+}
+
+int pull_run(struct pull_job *job)
+{
+	struct pull *pl = calloc(1, sizeof(*pl));
+	uint64_t t0 = clock_mono_ns();
+	unsigned n = job->connections ? job->connections : 4, started = 0;
+	int r = -EIO;
+
+	if (!pl) {
+		snprintf(job->error, sizeof(job->error), "out of memory");
+		return -ENOMEM;
+	}
+	if (n > PULL_MAX_CONNECTIONS)
+		n = PULL_MAX_CONNECTIONS;
+	pl->job = job;
+	pthread_mutex_init(&pl->mu, NULL);
+	pthread_cond_init(&pl->turn, NULL);
+
+	struct nbd_handle *h0 = connect_one(job, job->consume);
+	if (!h0)
+		goto out;
+	int64_t size = nbd_get_size(h0);
+	if (size <= 0 || size % 512) {
+		snprintf(job->error, sizeof(job->error), "%s: the export's size (%lld) is not a "
+				 "positive multiple of 512", job->uri, (long long)size);
+		nbd_close(h0);
+		goto out;
+	}
+	job->size = (uint64_t)size;
+	pl->meta = nbd_can_meta_context(h0, LIBNBD_CONTEXT_BASE_ALLOCATION) > 0;
+	if (nbd_can_multi_conn(h0) <= 0)
+		n = 1; /* the server does not promise that connections see each other */
+	pl->nwin = (job->size + PULL_WINDOW - 1) / PULL_WINDOW;
+	if (pl->nwin < n)
+		n = (unsigned)pl->nwin;
+	job->connections = n;
+	pl->workers[0].h = h0;
+	for (unsigned i = 1; i < n; i++) {
+		pl->workers[i].h = connect_one(job, job->consume);
+		if (!pl->workers[i].h)
+			goto out;
+	}
+	struct image_params ip = { .format = job->format, .size = job->size,
+				   .compress = job->compress, .name = job->output };
+	char err[512];
+	if (image_writer_begin(&pl->w, job->fd, &ip, err, sizeof(err)) < 0) {
+		snprintf(job->error, sizeof(job->error), "%s", err);
+		goto out;
+	}
+	for (unsigned i = 0; i < n; i++) {
+		struct worker *wk = &pl->workers[i];
+		wk->pl = pl;
+		wk->index = i;
+		wk->buf = malloc(PULL_WINDOW);
+		if (!wk->buf || pthread_create(&wk->thread, NULL, worker_main, wk) != 0) {
+			fail(pl, "cannot start the reading threads");
+			break;
+		}
+		started++;
+	}
+	for (unsigned i = 0; i < started; i++)
+		pthread_join(pl->workers[i].thread, NULL);
+	if (!pl->failed && started == n) {
+		r = image_writer_finish(pl->w, err, sizeof(err));
+		if (r < 0)
+			snprintf(job->error, sizeof(job->error), "%s", err);
+	} else {
+		image_writer_abort(pl->w);
+		r = -EIO;
+	}
+	pl->w = NULL;
+	if (r == 0) {
+		struct stat st;
+		job->image_bytes = fstat(job->fd, &st) == 0 ? (uint64_t)st.st_blocks * 512 : 0;
+		if (job->tick)
+			job->tick(job->tick_arg, job->size, job->size);
+	}
+out:
+	if (pl->w)
+		image_writer_abort(pl->w);
+	for (unsigned i = 0; i < PULL_MAX_CONNECTIONS; i++) {
+		if (pl->workers[i].h) {
+			nbd_shutdown(pl->workers[i].h, 0);
+			nbd_close(pl->workers[i].h);
+		}
+		free(pl->workers[i].buf);
+	}
+	pthread_cond_destroy(&pl->turn);
+	pthread_mutex_destroy(&pl->mu);
+	free(pl);
+	job->seconds = (double)(clock_mono_ns() - t0) / 1e9;
+	return r;
+}
