@@ -341,7 +341,7 @@ bench_chains() {
 
 bench_tls() {
     log "tls: nbdcopy of a 1 GiB snapshot over TCP, TLS (PSK) against clear text"
-    local port=$((30000 + $$ % 20000)) plain=() tls=() t0 t1 i
+    local port=$((30000 + $$ % 20000)) plain=() tls=() pulls=() t0 t1 i
     psktool -u bench -p "$W/keys.psk" >/dev/null 2>&1
     start_daemon "$W/tls" --nbd "tcp:127.0.0.1:$port" --tls on --tls-psk "$W/keys.psk"
     hs volume create tv --backing "$W/tv.img" --size 1G >/dev/null
@@ -354,10 +354,16 @@ bench_tls() {
         nbdcopy --connections=4 "nbds://bench@127.0.0.1:$port/tv@s?tls-psk-file=$W/keys.psk" null:
         t1=$(date +%s%N)
         tls+=("$(secs "$t0" "$t1")")
+        rm -f "$W/pull.raw"
+        t0=$(date +%s%N)
+        "$HOTSNAP" backup "nbds://bench@127.0.0.1:$port/tv@s?tls-psk-file=$W/keys.psk" -o "$W/pull.raw" --no-progress >/dev/null
+        t1=$(date +%s%N)
+        pulls+=("$(secs "$t0" "$t1")")
     done
+    rm -f "$W/pull.raw"
     hs snapshot delete tv@s >/dev/null
     stop_daemon
-    emit "{\"test\":\"tls\",\"bytes\":$((1 << 30)),\"plain_seconds\":$(median "${plain[@]}"),\"tls_seconds\":$(median "${tls[@]}"),\"plain_runs\":[$(IFS=,; echo "${plain[*]}")],\"tls_runs\":[$(IFS=,; echo "${tls[*]}")]}"
+    emit "{\"test\":\"tls\",\"bytes\":$((1 << 30)),\"plain_seconds\":$(median "${plain[@]}"),\"tls_seconds\":$(median "${tls[@]}"),\"plain_runs\":[$(IFS=,; echo "${plain[*]}")],\"tls_runs\":[$(IFS=,; echo "${tls[*]}")],\"pull_seconds\":$(median "${pulls[@]}"),\"pull_runs\":[$(IFS=,; echo "${pulls[*]}")]}"
 }
 
 bench_peers() {
@@ -448,6 +454,9 @@ if "tls" in rows:
     out.append(("remote pull of 1 GiB, nbdcopy x4 on loopback, MB/s: clear text | TLS (PSK)",
                 "%.0f | %.0f" % (t["bytes"] / t["plain_seconds"] / 1e6, t["bytes"] / t["tls_seconds"] / 1e6),
                 ratio(t["plain_seconds"], t["tls_seconds"])))
+    out.append(("  hotsnap backup nbds:// to a raw file, MB/s: nbdcopy TLS | hotsnap (speed)",
+                "%.0f | %.0f" % (t["bytes"] / t["tls_seconds"] / 1e6, t["bytes"] / t["pull_seconds"] / 1e6),
+                ratio(t["tls_seconds"], t["pull_seconds"])))
 if "latency" in rows:
     l = rows["latency"]
     out.append(("4k randwrite p99 us, default buffer: no snapshot | after snapshot",

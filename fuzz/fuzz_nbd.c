@@ -7,7 +7,9 @@
  * its requests inline (no worker threads) so every input replays the same
  * way.  Each input gets a fresh memory volume "vol" with data and a snapshot
  * "vol@s" taken before later writes, so reads, holes, consumed ranges and the
- * changed map are all reachable.
+ * changed map are all reachable.  Each input runs under the three listener
+ * policies (nbd_internal.h): a unix socket's, TCP's with TLS required, and
+ * TCP's in clear text with read-only volumes.
  *
  * Built with -fsanitize=fuzzer by fuzz/meson.build, and without it by
  * tests/nbd (fuzz_nbd_replay) to replay fuzz/regress/nbd/ in the test suite. */
@@ -151,18 +153,31 @@ static void world_free(struct fuzz_world *w)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	struct mem_stream ms = { .t.ops = &mem_stream_ops, .p = data, .left = size };
-	struct fuzz_world w;
-	struct nbd_catalog cat = { .open = fz_open, .list = fz_list, .ctx = &w };
-	struct nbd_conn *c;
+	/* The same stream under each listener policy: a unix socket's (no
+	 * TLS, writable), TCP's default (TLS required: this stream cannot do
+	 * TLS, so STARTTLS is refused and so must be everything but ABORT), and
+	 * TCP's in clear text (volumes read-only). */
+	static const struct nbd_policy policies[] = {
+		{ .where = "unix:fuzz" },
+		{ .tls_required = true, .volumes_readonly = true, .where = "tcp:fuzz" },
+		{ .volumes_readonly = true, .where = "tcp:fuzz" },
+	};
 
-	if (world_make(&w) != 0)
-		abort();
-	c = nbd_conn_new(&ms.t, &cat, 0);
-	if (c) {
-		nbd_conn_serve(c);
-		nbd_conn_free(c);
+	for (size_t i = 0; i < sizeof(policies) / sizeof(policies[0]); i++) {
+		struct mem_stream ms = { .t.ops = &mem_stream_ops, .p = data, .left = size };
+		struct fuzz_world w;
+		struct nbd_catalog cat = { .open = fz_open, .list = fz_list, .ctx = &w };
+		struct nbd_conn *c;
+
+		if (world_make(&w) != 0)
+			abort();
+		c = nbd_conn_new(&ms.t, &cat, 0);
+		if (c) {
+			nbd_conn_set_policy(c, &policies[i]);
+			nbd_conn_serve(c);
+			nbd_conn_free(c);
+		}
+		world_free(&w);
 	}
-	world_free(&w);
 	return 0;
 }
