@@ -42,7 +42,9 @@ static const struct cmd_spec backup_spec = {
 		"nbds://HOST[:PORT]/VOLUME@SNAPSHOT?tls-psk-file=FILE (or tls-certificates=DIR),\n"
 		"nbd://, nbd+unix://; it is read from here with libnbd over several\n"
 		"connections, no local daemon needed; --consume releases on the remote what\n"
-		"was written.",
+		"was written; --incremental PARENT (an earlier pull) reads only what changed\n"
+		"since the bookmark of PARENT's snapshot, which the remote must keep\n"
+		"(`hotsnap --remote HOST:PORT ... bookmark create VOLUME@SNAPSHOT`).",
 	.opts = {
 		{ "output", OPT_PATH, 'o', "FILE", "the image to write (required)" },
 		{ "no-progress", OPT_FLAG, 0, "", "no progress bar, even on a terminal" },
@@ -178,12 +180,13 @@ static void pull_tick(void *arg, uint64_t done, uint64_t size)
 /* A backup of a remote export (pull.h), here, without a local daemon; its
  * result in the shape a summary prints.  The exit status. */
 static int pull_backup(const struct cli *cli, const char *uri, const char *output, int fd,
-		       const char *format, const char *compress, bool consume,
+		       const char *format, const char *compress, bool consume, const char *parent,
 		       struct progress *pr, json_object **res)
 {
 	struct pull_progress pp = { .pr = pr };
 	struct pull_job job = { .uri = uri, .output = output, .fd = fd, .consume = consume,
-				.tick = pr->show ? pull_tick : NULL, .tick_arg = &pp };
+				.parent = parent, .tick = pr->show ? pull_tick : NULL,
+				.tick_arg = &pp };
 
 	clock_gettime(CLOCK_MONOTONIC, &pp.t0);
 	*res = NULL;
@@ -214,6 +217,12 @@ static int pull_backup(const struct cli *cli, const char *uri, const char *outpu
 								      : 0));
 	json_object_object_add(o, "connections", json_object_new_int((int)job.connections));
 	json_object_object_add(o, "consumed", json_object_new_boolean(consume));
+	if (parent) {
+		json_object_object_add(o, "incremental", json_object_new_string(parent));
+		json_object_object_add(o, "since", json_object_new_string(job.since));
+		json_object_object_add(o, "unchanged_bytes",
+				       json_object_new_int64((int64_t)job.bytes_unchanged));
+	}
 	*res = o;
 	(void)cli;
 	return EXIT_OK;
@@ -226,6 +235,10 @@ static void print_pull_summary(FILE *f, json_object *res, const char *output)
 	fprintf(f, "%s -> %s: %s", cli_get_str(res, "source"), output, cli_get_str(res, "format"));
 	if (cli_get_str(res, "compress"))
 		fprintf(f, " (%s)", cli_get_str(res, "compress"));
+	if (cli_get_str(res, "incremental"))
+		fprintf(f, " over %s (changed since %s; %s unchanged, not read)",
+			cli_get_str(res, "incremental"), cli_get_str(res, "since"),
+			cli_size((uint64_t)cli_get_int(res, "unchanged_bytes"), c, sizeof(c)));
 	fprintf(f, ", volume %s, over %lld connection%s%s\n",
 		cli_size((uint64_t)cli_get_int(res, "size_bytes"), a, sizeof(a)),
 		(long long)cli_get_int(res, "connections"),
@@ -258,8 +271,7 @@ int cli_backup(const struct cli *cli, int argc, char **argv)
 		return cli_usage_error("backup", "-o FILE is required");
 	bool remote = pull_is_uri(p.pos[0]);
 	if (remote) {
-		static const char *const local_only[] = { "incremental", "all-blocks", "rate",
-							  "no-yield" };
+		static const char *const local_only[] = { "all-blocks", "rate", "no-yield" };
 		for (size_t k = 0; k < sizeof(local_only) / sizeof(local_only[0]); k++)
 			if (args_get(&backup_spec, &p, local_only[k])->set)
 				return cli_usage_error("backup", "--%s is for a local source; an NBD "
@@ -331,7 +343,8 @@ int cli_backup(const struct cli *cli, int argc, char **argv)
 	if (remote) {
 		pr.show = !args_get(&backup_spec, &p, "no-progress")->set && isatty(STDERR_FILENO);
 		r = pull_backup(cli, p.pos[0], out->str, fd, format, compress->set ? compress->str : NULL,
-				args_get(&backup_spec, &p, "consume")->set, &pr, &res);
+				args_get(&backup_spec, &p, "consume")->set,
+				parent->set ? parent->str : NULL, &pr, &res);
 		goto done;
 	}
 	args = json_object_new_object();

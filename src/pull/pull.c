@@ -2,6 +2,8 @@
 #include "pull/pull.h"
 
 #include <errno.h>
+#include <libgen.h>
+#include <limits.h>
 #include <libnbd.h>
 #include <pthread.h>
 #include <stdarg.h>
@@ -11,7 +13,9 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "backup/backup_meta.h"
 #include "common/clock.h"
+#include "common/paths.h"
 #include "common/compiler.h"
 
 /* A window's extents: data to read, or zeros to declare. */
@@ -19,6 +23,7 @@ struct piece {
 	uint64_t off; /* within the export */
 	uint64_t len;
 	bool zero;
+	bool skip; /* incrementals: unchanged, the parent has it */
 };
 
 #define MAX_PIECES 512 /* a window split finer than this is read whole */
@@ -38,6 +43,8 @@ struct pull {
 	struct pull_job *job;
 	struct image_writer *w;
 	bool meta; /* the server offers base:allocation */
+	char changed_ctx[256]; /* incrementals: hotsnap:changed-since:VOLUME#NAME */
+	uint32_t cluster;      /* incrementals: changed regions widen to these */
 	uint64_t nwin;
 	pthread_mutex_t mu;
 	pthread_cond_t turn;
@@ -70,23 +77,38 @@ static void fail(struct pull *pl, const char *fmt, ...)
 	pthread_mutex_unlock(&pl->mu);
 }
 
-static void add_piece(struct worker *wk, uint64_t off, uint64_t len, bool zero)
+static void add_piece2(struct worker *wk, uint64_t off, uint64_t len, bool zero, bool skip)
 {
 	struct piece *last = wk->npieces ? &wk->pieces[wk->npieces - 1] : NULL;
 
-	if (last && last->zero == zero && last->off + last->len == off) {
+	if (last && last->zero == zero && last->skip == skip && last->off + last->len == off) {
 		last->len += len;
 	} else if (wk->npieces < MAX_PIECES) {
-		wk->pieces[wk->npieces++] = (struct piece){ off, len, zero };
+		wk->pieces[wk->npieces++] = (struct piece){ off, len, zero, skip };
 	} else {
 		wk->overflow = true;
 	}
+}
+
+static void add_piece(struct worker *wk, uint64_t off, uint64_t len, bool zero)
+{
+	add_piece2(wk, off, len, zero, false);
 }
 
 static int extent_cb(void *arg, const char *ctx, uint64_t off, uint32_t *e, size_t n, int *err)
 {
 	struct worker *wk = arg;
 
+	if (wk->pl->changed_ctx[0]) {
+		/* incrementals: bit 0 set is changed since the bookmark */
+		if (strcmp(ctx, wk->pl->changed_ctx) != 0)
+			return 0;
+		for (size_t i = 0; i + 1 < n; i += 2) {
+			add_piece2(wk, off, e[i], false, !(e[i + 1] & 1));
+			off += e[i];
+		}
+		return 0;
+	}
 	if (strcmp(ctx, LIBNBD_CONTEXT_BASE_ALLOCATION) != 0)
 		return 0;
 	for (size_t i = 0; i + 1 < n; i += 2) {
@@ -95,6 +117,35 @@ static int extent_cb(void *arg, const char *ctx, uint64_t off, uint32_t *e, size
 		off += e[i];
 	}
 	return 0;
+}
+
+/* An incremental writes whole clusters: a cluster the image holds hides
+ * its parent's whole, so a changed byte anywhere in it means the cluster
+ * is read whole from the snapshot.  Rebuilds wk->pieces as changed
+ * (cluster-aligned, read) and unchanged (skipped) runs. */
+static void widen_to_clusters(struct worker *wk, uint64_t start, uint64_t len)
+{
+	uint64_t cl = wk->pl->cluster, ncl = (len + cl - 1) / cl;
+	bool changed[PULL_WINDOW / 512];
+	unsigned n = wk->npieces;
+	struct piece old[MAX_PIECES];
+
+	memcpy(old, wk->pieces, sizeof(old[0]) * n);
+	memset(changed, 0, sizeof(changed[0]) * ncl);
+	for (unsigned i = 0; i < n; i++) {
+		if (old[i].skip)
+			continue;
+		for (uint64_t c = (old[i].off - start) / cl;
+		     c < ncl && start + c * cl < old[i].off + old[i].len; c++)
+			changed[c] = true;
+	}
+	wk->npieces = 0;
+	wk->overflow = false;
+	for (uint64_t c = 0; c < ncl; c++) {
+		uint64_t off = start + c * cl;
+		uint64_t l = off + cl > start + len ? start + len - off : cl;
+		add_piece2(wk, off, l, false, !changed[c]);
+	}
 }
 
 /* What window k holds: its pieces, data read into wk->buf.  0 or -1. */
@@ -141,10 +192,15 @@ static int read_window(struct worker *wk, uint64_t k)
 		wk->npieces = 0;
 		add_piece(wk, start, len, false);
 	}
+	if (pl->changed_ctx[0])
+		widen_to_clusters(wk, start, len);
 	for (unsigned i = 0; i < wk->npieces; i++) {
 		struct piece *p = &wk->pieces[i];
-		if (p->zero)
+		if (p->zero || p->skip) {
+			if (p->skip)
+				atomic_fetch_add(&pl->job->bytes_unchanged, p->len);
 			continue;
+		}
 		if (nbd_pread(wk->h, wk->buf + (p->off - start), p->len, p->off, 0) < 0) {
 			fail(pl, "reading the export at offset %llu failed: %s",
 			     (unsigned long long)p->off, nbd_get_error());
@@ -164,6 +220,8 @@ static int write_window(struct worker *wk, uint64_t k)
 
 	for (unsigned i = 0; i < wk->npieces && r == 0; i++) {
 		struct piece *p = &wk->pieces[i];
+		if (p->skip)
+			continue; /* the parent's */
 		if (p->zero) {
 			r = image_writer_zero(pl->w, p->off, p->len);
 			atomic_fetch_add(&pl->job->bytes_zero, p->len);
@@ -222,13 +280,15 @@ static void *worker_main(void *arg)
 	return NULL;
 }
 
-static struct nbd_handle *connect_one(struct pull_job *job, bool consume)
+static struct nbd_handle *connect_one(struct pull *pl, bool consume)
 {
+	struct pull_job *job = pl->job;
 	struct nbd_handle *h = nbd_create();
 
 	if (!h)
 		return NULL;
-	nbd_add_meta_context(h, LIBNBD_CONTEXT_BASE_ALLOCATION);
+	nbd_add_meta_context(h, pl->changed_ctx[0] ? pl->changed_ctx
+						  : LIBNBD_CONTEXT_BASE_ALLOCATION);
 	/* TRIM of a read-only snapshot export is how a reader says it is done
 	 * with a range (hotsnap's NBD server allows it); libnbd's own check
 	 * would refuse it before asking */
@@ -244,6 +304,56 @@ static struct nbd_handle *connect_one(struct pull_job *job, bool consume)
 		return NULL;
 	}
 	return h;
+}
+
+/* The parent of an incremental: a qcow2 a pull (or a backup) of the same
+ * volume wrote; its chain must open.  Sets the changed-since context and
+ * the backing name (relative to the new image's directory).  0 or -1. */
+static int read_parent(struct pull *pl, struct backup_meta *m, char *backing, size_t len)
+{
+	struct pull_job *job = pl->job;
+	struct image_reader *r;
+	const struct image_info *info;
+	char real[4096], copy[4096], dir[4096], msg[IMAGE_ERROR_MAX];
+	const char *why = NULL;
+	int e;
+
+	if (!realpath(job->parent, real)) {
+		snprintf(job->error, sizeof(job->error), "--incremental %s: %s", job->parent,
+			 strerror(errno));
+		return -1;
+	}
+	if (image_open(&r, real, 0, msg, sizeof(msg)) < 0) {
+		snprintf(job->error, sizeof(job->error), "--incremental %s cannot be opened: %s",
+			 job->parent, msg);
+		return -1;
+	}
+	info = image_get_info(r);
+	e = info->format != IMAGE_QCOW2 || !info->meta ? -EINVAL
+	    : backup_meta_decode(info->meta, info->meta_len, m, &why);
+	if (e == 0 && !m->bookmark[0]) {
+		why = "it records no snapshot name";
+		e = -EINVAL;
+	}
+	image_close(r);
+	if (e < 0) {
+		snprintf(job->error, sizeof(job->error),
+			 "--incremental %s is not a qcow2 image hotsnap wrote of a snapshot%s%s; "
+			 "a full pull is needed",
+			 job->parent, why ? ": " : "", why ? why : "");
+		return -1;
+	}
+	snprintf(copy, sizeof(copy), "%s", job->output);
+	if (!realpath(dirname(copy), dir) || path_relative(dir, real, backing, len) < 0) {
+		snprintf(job->error, sizeof(job->error), "cannot name %s relative to %s", real,
+			 job->output);
+		return -1;
+	}
+	snprintf(job->since, sizeof(job->since), "%s#%s", m->volume, m->bookmark);
+	snprintf(pl->changed_ctx, sizeof(pl->changed_ctx), "hotsnap:changed-since:%s",
+		 job->since);
+	pl->cluster = 65536;
+	return 0;
 }
 
 int pull_run(struct pull_job *job)
@@ -263,7 +373,11 @@ int pull_run(struct pull_job *job)
 	pthread_mutex_init(&pl->mu, NULL);
 	pthread_cond_init(&pl->turn, NULL);
 
-	struct nbd_handle *h0 = connect_one(job, job->consume);
+	struct backup_meta parent = { 0 };
+	char backing[4096] = "";
+	if (job->parent && read_parent(pl, &parent, backing, sizeof(backing)) < 0)
+		goto out;
+	struct nbd_handle *h0 = connect_one(pl, job->consume);
 	if (!h0)
 		goto out;
 	int64_t size = nbd_get_size(h0);
@@ -274,7 +388,40 @@ int pull_run(struct pull_job *job)
 		goto out;
 	}
 	job->size = (uint64_t)size;
-	pl->meta = nbd_can_meta_context(h0, LIBNBD_CONTEXT_BASE_ALLOCATION) > 0;
+	/* the export's own name: VOLUME@SNAPSHOT, for the image's metadata */
+	struct backup_meta meta = { .volume_size = job->size };
+	char *export = nbd_get_export_name(h0), *at = export ? strchr(export, '@') : NULL;
+	if (export && at && (size_t)(at - export) < sizeof(meta.volume)) {
+		snprintf(meta.volume, sizeof(meta.volume), "%.*s", (int)(at - export), export);
+		snprintf(meta.bookmark, sizeof(meta.bookmark), "%s", at + 1);
+		meta.instant_s = (uint64_t)time(NULL);
+	}
+	free(export);
+	if (job->parent) {
+		if (strcmp(meta.volume, parent.volume) != 0 || parent.volume_size != job->size) {
+			snprintf(job->error, sizeof(job->error),
+				 "--incremental %s is an image of volume %s (%llu bytes), not of "
+				 "this export's (%s, %llu bytes)",
+				 job->parent, parent.volume, (unsigned long long)parent.volume_size,
+				 meta.volume[0] ? meta.volume : "not a snapshot",
+				 (unsigned long long)job->size);
+			nbd_close(h0);
+			goto out;
+		}
+		if (nbd_can_meta_context(h0, pl->changed_ctx) <= 0) {
+			snprintf(job->error, sizeof(job->error),
+				 "the remote keeps no bookmark %s older than this snapshot, so what "
+				 "changed since %s is not known there: after a pull, keep its instant "
+				 "with `hotsnap --remote HOST:PORT ... bookmark create %s@%s`, or "
+				 "pull a full image",
+				 job->since, job->parent, parent.volume, parent.bookmark);
+			nbd_close(h0);
+			goto out;
+		}
+		pl->meta = true;
+	} else {
+		pl->meta = nbd_can_meta_context(h0, LIBNBD_CONTEXT_BASE_ALLOCATION) > 0;
+	}
 	if (nbd_can_multi_conn(h0) <= 0)
 		n = 1; /* the server does not promise that connections see each other */
 	pl->nwin = (job->size + PULL_WINDOW - 1) / PULL_WINDOW;
@@ -283,13 +430,22 @@ int pull_run(struct pull_job *job)
 	job->connections = n;
 	pl->workers[0].h = h0;
 	for (unsigned i = 1; i < n; i++) {
-		pl->workers[i].h = connect_one(job, job->consume);
+		pl->workers[i].h = connect_one(pl, job->consume);
 		if (!pl->workers[i].h)
 			goto out;
 	}
 	struct image_params ip = { .format = job->format, .size = job->size,
 				   .compress = job->compress, .name = job->output };
-	char err[512];
+	char err[512], metabuf[IMAGE_META_MAX];
+	if (job->format == IMAGE_QCOW2 && meta.volume[0]) {
+		ip.meta = metabuf; /* what the next incremental pull starts from */
+		ip.meta_len = backup_meta_encode(&meta, metabuf, sizeof(metabuf));
+	}
+	if (job->parent) {
+		ip.backing = backing;
+		ip.backing_format = "qcow2";
+		ip.cluster_size = pl->cluster;
+	}
 	if (image_writer_begin(&pl->w, job->fd, &ip, err, sizeof(err)) < 0) {
 		snprintf(job->error, sizeof(job->error), "%s", err);
 		goto out;

@@ -14,6 +14,15 @@
  * each window is trimmed on the export once written, so the remote diff
  * store releases what this backup no longer needs.
  *
+ * An incremental (`parent`, a qcow2 an earlier pull wrote of the same
+ * volume): the parent's metadata names the instant it holds (a snapshot
+ * name, whose bookmark VOLUME#NAME the remote keeps: `bookmark create`
+ * over --remote after the pull), the export's
+ * hotsnap:changed-since:VOLUME#NAME context says which regions changed
+ * since, and only those are read, widened to whole clusters, into a qcow2
+ * whose backing file is the parent.  A full pull to qcow2 records the
+ * volume and the snapshot's name for the next one.
+ *
  * Memory: connections x WINDOW of buffers, whatever the export's size. */
 #ifndef HS_PULL_H
 #define HS_PULL_H
@@ -36,6 +45,7 @@ struct pull_job {
 	enum image_compress compress;
 	bool consume;
 	unsigned connections; /* 1..PULL_MAX_CONNECTIONS; 0: 4 */
+	const char *parent;   /* an incremental over this image, or NULL */
 	void (*tick)(void *arg, uint64_t done, uint64_t size); /* about every 200 ms */
 	void *tick_arg;
 	/* results */
@@ -44,6 +54,8 @@ struct pull_job {
 	atomic_uint_fast64_t bytes_read; /* data read over the network */
 	atomic_uint_fast64_t bytes_zero; /* holes and zeros, not read */
 	uint64_t image_bytes;            /* the image's size on disk */
+	atomic_uint_fast64_t bytes_unchanged; /* incrementals: left to the parent */
+	char since[160];                 /* incrementals: the bookmark, VOLUME#NAME */
 	double seconds;
 	char error[768];
 };

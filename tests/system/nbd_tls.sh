@@ -16,7 +16,10 @@
 #     equals the frozen image, raw and qcow2; with --consume the remote diff
 #     store lets go of what was read; a wrong key fails with a message and
 #     leaves no file; a remote that closes mid-backup leaves no image under
-#     the final name (nor a temporary one).
+#     the final name (nor a temporary one);
+#  7. an incremental pull over a pulled parent reads only the clusters that
+#     changed since the parent's bookmark and its chain equals the snapshot;
+#     without the bookmark on the remote it fails and says what to do.
 . "$(dirname "$0")/lib.sh"
 require_block
 require nbdinfo nbdcopy qemu-img qemu-io certtool psktool
@@ -109,5 +112,26 @@ expect_fail 1 "reading the export at offset [0-9]+ failed" \
 wait "$dying" 2>/dev/null || true; bg_forget "$dying"
 [ -e "$T/dying.raw" ] && fail "a pull cut short left an image under the final name"
 ls -a "$T" | grep -q 'dying.raw.hotsnap' && fail "a pull cut short left its temporary file"
+# 7. incrementals over the network
+hs snapshot create vol0 --name i1 --no-freeze >/dev/null
+"$HOTSNAP" backup "$(psk_uri vol0@i1 "$T/keys.psk")" -o "$T/i1.qcow2" --format qcow2 --no-progress >/dev/null ||
+    fail "a full pull of vol0@i1 failed"
+hs bookmark create vol0@i1 >/dev/null
+for off in 3 300 3000; do
+    dd if=/dev/urandom of="$dev" bs=4k count=1 seek=$off oflag=direct conv=notrunc status=none
+done
+hs snapshot create vol0 --name i2 --no-freeze >/dev/null
+out=$("$HOTSNAP" --json backup "$(psk_uri vol0@i2 "$T/keys.psk")" -o "$T/i2.qcow2" \
+    --incremental "$T/i1.qcow2" --no-progress) || fail "an incremental pull failed"
+[ "$(echo "$out" | json_get '["since"]')" = "vol0#i1" ] || fail "the incremental did not start from vol0#i1: $out"
+[ "$(echo "$out" | json_get '["bytes_read"]')" -le $((3 * 65536)) ] ||
+    fail "the incremental read more than the 3 changed clusters: $out"
+"$HOTSNAP" backup "$(psk_uri vol0@i2 "$T/keys.psk")" -o "$T/i2.raw" --no-progress >/dev/null
+qemu-img compare -q "$T/i2.qcow2" "$T/i2.raw" || fail "the incremental chain differs from vol0@i2"
+[ "$(qemu-img info --output=json "$T/i2.qcow2" | json_get '["backing-filename"]')" = "i1.qcow2" ] ||
+    fail "the incremental's backing file is not its parent, named relative to it"
+expect_fail 1 "the remote keeps no bookmark vol0#i2 .*bookmark create vol0@i2" \
+    "$HOTSNAP" backup "$(psk_uri vol0@i2 "$T/keys.psk")" -o "$T/i3.qcow2" --incremental "$T/i2.qcow2" --no-progress
+[ -e "$T/i3.qcow2" ] && fail "a refused incremental left an image"
 kill -0 "$DAEMON_PID" || fail "the daemon died"
-log "NBD over TLS: PSK and X.509 with nbdinfo, nbdcopy, qemu-img and hotsnap backup nbds://; wrong keys, rogue certificates, clear text and a dying remote handled"
+log "NBD over TLS: PSK and X.509 with nbdinfo, nbdcopy, qemu-img and hotsnap backup nbds:// (full and incremental); wrong keys, rogue certificates, clear text and a dying remote handled"
