@@ -1,9 +1,11 @@
 /* cli_snapshot.c - hotsnap snapshot create|list|attach|detach|delete. */
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli/args.h"
 #include "cli/commands.h"
+#include "cli/progress.h"
 #include "cli/table.h"
 #include "common/names.h"
 
@@ -188,6 +190,46 @@ static int snapshot_delete(const struct cli *cli, int argc, char **argv)
 	return worst;
 }
 
+static int snapshot_revert(const struct cli *cli, int argc, char **argv)
+{
+	static const struct cmd_spec spec = {
+		.cmd = "snapshot revert", .positional = "VOLUME@SNAPSHOT", .min_pos = 1,
+		.max_pos = 1,
+		.summary = "Puts the volume back to the snapshot's instant, writing back only what\n"
+			   "changed since.  The volume must not be attached or open (unmount and\n"
+			   "detach it first).  Its other snapshots keep their views (their\n"
+			   "originals are copied as for any write); the snapshot stays.",
+		.opts = { { "no-progress", OPT_FLAG, 0, "", "no progress bar, even on a terminal" } },
+	};
+	struct parsed_args p;
+	struct progress pr = { 0 };
+	json_object *args, *res;
+	char a[32];
+	int r = args_parse(&spec, argc, argv, &p);
+
+	if (r)
+		return r < 0 ? EXIT_OK : r;
+	if ((r = cli_check_snapshot_name(spec.cmd, p.pos[0])))
+		return r;
+	pr.show = !args_get(&spec, &p, "no-progress")->set && isatty(STDERR_FILENO);
+	args = json_object_new_object();
+	json_object_object_add(args, "snapshot", json_object_new_string(p.pos[0]));
+	json_object_object_add(args, "progress", json_object_new_boolean(pr.show));
+	r = cli_call(cli, "snapshot.revert", args, -1, progress_draw, &pr, &res);
+	progress_end(&pr);
+	if (r)
+		return r;
+	if (cli->json)
+		cli_print_json(res);
+	else
+		printf("volume %s reverted to %s: %s written back in %.2f s\n",
+		       cli_get_str(res, "volume"), cli_get_str(res, "snapshot"),
+		       cli_size((uint64_t)cli_get_int(res, "changed_bytes"), a, sizeof(a)),
+		       cli_get_double(res, "seconds"));
+	json_object_put(res);
+	return EXIT_OK;
+}
+
 static int snapshot_attach(const struct cli *cli, int argc, char **argv)
 {
 	return snapshot_simple(cli, "snapshot attach", "snapshot.attach",
@@ -205,16 +247,18 @@ static int snapshot_detach(const struct cli *cli, int argc, char **argv)
 int cli_snapshot(const struct cli *cli, int argc, char **argv)
 {
 	static const char help[] =
-		"usage: hotsnap snapshot create|list|attach|detach|delete ...\n"
+		"usage: hotsnap snapshot create|list|attach|detach|delete|revert ...\n"
 		"  create VOLUME... [--name NAME] [--no-freeze] [--all-blocks]\n"
 		"  list [-o|--output COLUMNS] [--bytes] [--noheadings] [--raw]\n"
 		"  attach VOLUME@NAME   attach read-only (prints /dev/loopM)\n"
 		"  detach VOLUME@NAME\n"
-		"  delete VOLUME@NAME...\n";
+		"  delete VOLUME@NAME...\n"
+		"  revert VOLUME@NAME [--no-progress]   the volume back to the snapshot's instant\n";
 
 	static const struct cli_sub subs[] = {
 		{ "create", snapshot_create },
 		{ "list", snapshot_list },
+		{ "revert", snapshot_revert },
 		{ "attach", snapshot_attach },
 		{ "detach", snapshot_detach },
 		{ "delete", snapshot_delete },

@@ -29,6 +29,7 @@ static const char usage[] =
 	"  snapshot create VOLUME... [--name NAME] [--no-freeze] [--all-blocks] [--no-hooks]\n"
 	"  snapshot list [-o|--output COLUMNS] [--bytes] [--noheadings] [--raw]\n"
 	"  snapshot attach|detach|delete VOLUME@NAME\n"
+	"  snapshot revert VOLUME@NAME [--no-progress]\n"
 	"  backup SOURCE -o|--output FILE|- [--format raw|qcow2] [--compress zstd|zlib|none]\n"
 	"         [--incremental PARENT] [--consume] [--all-blocks] [--rate MB/s]\n"
 	"         [--no-yield] [--no-progress]\n"

@@ -18,6 +18,12 @@ static const struct ctl_arg snapshot_arg[] = {
 	{ NULL, CTL_STRING, false },
 };
 
+static const struct ctl_arg snapshot_revert_args[] = {
+	{ "snapshot", CTL_STRING, true },
+	{ "progress", CTL_BOOL, false },
+	{ NULL, CTL_STRING, false },
+};
+
 static const struct ctl_arg volume_create_args[] = {
 	{ "name", CTL_STRING, true },       { "backing", CTL_STRING, true },
 	{ "size", CTL_U64, false },         { "chunk_size", CTL_U64, false },
@@ -92,6 +98,7 @@ static const struct ctl_command commands[] = {
 	{ "snapshot.attach", snapshot_arg, false },
 	{ "snapshot.detach", snapshot_arg, false },
 	{ "snapshot.delete", snapshot_arg, false },
+	{ "snapshot.revert", snapshot_revert_args, false, true },
 	{ "backup", backup_args, true, true },
 	{ "restore", restore_args, false, true },
 	{ "image.attach", image_attach_args, false },

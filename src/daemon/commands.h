@@ -17,6 +17,7 @@ extern const struct command_entry commands_restore[];
 extern const struct command_entry commands_image[];
 extern const struct command_entry commands_status[];
 extern const struct command_entry commands_events[];
+extern const struct command_entry commands_revert[];
 
 /* Every volume's bookmarks, oldest first per volume (for listings). */
 json_object *bookmarks_json(struct daemon *d);

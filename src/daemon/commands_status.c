@@ -335,7 +335,7 @@ cmd_handler commands_find(const char *name)
 	const struct command_entry *groups[] = { commands_volume, commands_snapshot,
 						 commands_backup, commands_bookmark,
 						 commands_restore, commands_image,
-						 commands_status, commands_events };
+						 commands_status, commands_events, commands_revert };
 	for (size_t g = 0; g < sizeof(groups) / sizeof(groups[0]); g++)
 		for (const struct command_entry *c = groups[g]; c->name; c++)
 			if (strcmp(c->name, name) == 0)

@@ -27,6 +27,7 @@ comp_opts() {
 bad=0
 for cmd in "volume create" "volume set" "snapshot create" "backup" "restore" "image attach" \
            "bookmark create" "status" "events" "volume list" "snapshot list" "image list" \
+           "snapshot revert" \
            "bookmark list"; do
     # shellcheck disable=SC2086
     p=$(parser_opts $cmd)
