@@ -48,7 +48,8 @@ struct pull {
 	uint64_t nwin;
 	pthread_mutex_t mu;
 	pthread_cond_t turn;
-	uint64_t next; /* [mu] the window the writer takes next */
+	uint64_t next; /* [mu] every window before it is in the image */
+	uint8_t *done; /* [mu] per window: in the image */
 	bool failed;   /* [mu] */
 	uint64_t last_tick_ns;
 	struct worker workers[PULL_MAX_CONNECTIONS];
@@ -234,10 +235,23 @@ static int write_window(struct worker *wk, uint64_t k)
 		     pl->w->error[0] ? pl->w->error : strerror(-r));
 		return -1;
 	}
-	uint64_t end = start + (k + 1 == pl->nwin ? pl->job->size - start : PULL_WINDOW);
+	return 0;
+}
+
+/* Window k is in the image: the written prefix grows over every window
+ * done in a row, and the writer may forget what lies before it.  Under
+ * pl->mu (position hints come from one thread at a time). */
+static void window_done_locked(struct pull *pl, uint64_t k)
+{
+	pl->done[k] = 1;
+	while (pl->next < pl->nwin && pl->done[pl->next])
+		pl->next++;
+	uint64_t end = pl->next * (uint64_t)PULL_WINDOW;
+	if (end > pl->job->size)
+		end = pl->job->size;
 	image_writer_position(pl->w, end);
 	atomic_store(&pl->job->position, end);
-	return 0;
+	pthread_cond_broadcast(&pl->turn);
 }
 
 static void *worker_main(void *arg)
@@ -249,22 +263,23 @@ static void *worker_main(void *arg)
 	for (uint64_t k = wk->index; k < pl->nwin; k += n) {
 		if (read_window(wk, k) < 0)
 			return NULL;
+		/* a stream (a pipe) takes windows in order; a file in any order,
+		 * from every worker at once */
 		pthread_mutex_lock(&pl->mu);
-		while (pl->next != k && !pl->failed)
+		while (pl->w->sequential && pl->next != k && !pl->failed)
 			pthread_cond_wait(&pl->turn, &pl->mu);
 		bool stop = pl->failed;
 		pthread_mutex_unlock(&pl->mu);
 		if (stop || write_window(wk, k) < 0)
 			return NULL;
+		pthread_mutex_lock(&pl->mu);
+		window_done_locked(pl, k);
 		uint64_t now = clock_mono_ns();
 		if (pl->job->tick && now - pl->last_tick_ns >= 200000000u) {
-			pl->last_tick_ns = now; /* only the thread whose turn it is gets here */
+			pl->last_tick_ns = now;
 			pl->job->tick(pl->job->tick_arg, atomic_load(&pl->job->position),
 				      pl->job->size);
 		}
-		pthread_mutex_lock(&pl->mu);
-		pl->next = k + 1;
-		pthread_cond_broadcast(&pl->turn);
 		pthread_mutex_unlock(&pl->mu);
 		/* the window is in the image: the remote snapshot may let it go */
 		if (pl->job->consume) {
@@ -425,6 +440,12 @@ int pull_run(struct pull_job *job)
 	if (nbd_can_multi_conn(h0) <= 0)
 		n = 1; /* the server does not promise that connections see each other */
 	pl->nwin = (job->size + PULL_WINDOW - 1) / PULL_WINDOW;
+	pl->done = calloc(pl->nwin, 1);
+	if (!pl->done) {
+		snprintf(job->error, sizeof(job->error), "out of memory");
+		nbd_close(h0);
+		goto out;
+	}
 	if (pl->nwin < n)
 		n = (unsigned)pl->nwin;
 	job->connections = n;
@@ -490,6 +511,7 @@ out:
 	}
 	pthread_cond_destroy(&pl->turn);
 	pthread_mutex_destroy(&pl->mu);
+	free(pl->done);
 	free(pl);
 	job->seconds = (double)(clock_mono_ns() - t0) / 1e9;
 	return r;

@@ -7,9 +7,9 @@
  *
  * How it reads: `connections` libnbd handles (the export allows multi-conn),
  * each a worker that takes every connections-th window of WINDOW bytes,
- * asks base:allocation which parts hold data, reads those, and waits for
- * its turn to hand the window to the writer: windows reach the writer in
- * order (a raw stream needs that), while the others read ahead.  Holes and
+ * asks base:allocation which parts hold data, reads those, and hands the
+ * window to the writer (image writers take ranges from any thread in any
+ * order; a stream, which takes them in order, gets the windows in turn).  Holes and
  * zeros become zeros of the image without being read.  With `consume`,
  * each window is trimmed on the export once written, so the remote diff
  * store releases what this backup no longer needs.

@@ -91,6 +91,9 @@ bg bash -c "while :; do dd if=/dev/urandom of='$dev' bs=64k count=16 seek=\$((RA
 "$HOTSNAP" --state-dir "$T/none" backup "$(psk_uri "$snap" "$T/keys.psk")" -o "$T/pull.raw" --no-progress >"$T/pull.out" ||
     fail "a remote pull failed: $(cat "$T/pull.out")"
 grep -q "over 4 connections" "$T/pull.out" || fail "the pull did not use 4 connections: $(cat "$T/pull.out")"
+# a stream takes the windows in order
+[ "$("$HOTSNAP" backup "nbd+unix:///$snap?socket=$STATE/nbd.sock" -o - --no-progress 2>/dev/null | sha256sum | cut -d' ' -f1)" = "$ref" ] ||
+    fail "a pull streamed to standard output differs from the frozen image"
 "$HOTSNAP" backup "$(psk_uri "$snap" "$T/keys.psk")" -o "$T/pull.qcow2" --format qcow2 --consume --no-progress >/dev/null ||
     fail "a remote pull to qcow2 with --consume failed"
 stop_bg
