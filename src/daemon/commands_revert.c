@@ -46,6 +46,15 @@ static enum cmd_status check_quiet(struct daemon *d, struct vol_entry *ve, const
 			 ve->cfg.name, full);
 		return CMD_ERROR;
 	}
+	/* the daemon's own export for the FUSE files is one; any other is a
+	 * client that may write (NBD) */
+	if (volume_openers(ve->vol) > 1) {
+		snprintf(err, errlen,
+			 "volume '%s' is served to %d NBD client(s) that may write; disconnect them "
+			 "first, then revert to %s",
+			 ve->cfg.name, volume_openers(ve->vol) - 1, full);
+		return CMD_ERROR;
+	}
 	if (ve->backups) {
 		snprintf(err, errlen, "a backup of volume '%s' is running; wait for it first",
 			 ve->cfg.name);

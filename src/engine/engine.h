@@ -81,6 +81,11 @@ void volume_destroy(struct volume *v);
 void volume_get(struct volume *v);
 void volume_put(struct volume *v);
 
+/* Who has the volume open (exports: the daemon's own, FUSE files, NBD
+ * clients): a revert runs only when nobody but the daemon does.  Counted
+ * by the export layer. */
+void volume_openers_add(struct volume *v, int delta);
+int volume_openers(const struct volume *v);
 /* The volume's change tracker, or NULL. */
 struct tracker *volume_tracker(const struct volume *v);
 uint64_t volume_size(const struct volume *v);

@@ -64,6 +64,16 @@ const char *snapshot_name(const struct snapshot *s)
 	return s->name;
 }
 
+void volume_openers_add(struct volume *v, int delta)
+{
+	atomic_fetch_add(&v->openers, delta);
+}
+
+int volume_openers(const struct volume *v)
+{
+	return atomic_load(&((struct volume *)v)->openers);
+}
+
 void snapshot_readers_add(struct snapshot *s, int delta)
 {
 	atomic_fetch_add(&s->readers, delta);

@@ -75,6 +75,7 @@ int volume_create(struct volume **out, const struct volume_config *cfg, struct d
 	v->chunk_size = UINT64_C(1) << cfg->chunk_shift;
 	v->nchunks = (cfg->size + v->chunk_size - 1) >> cfg->chunk_shift;
 	atomic_init(&v->refs, 1);
+	atomic_init(&v->openers, 0);
 	atomic_init(&v->nactive, 0);
 
 	pthread_rwlockattr_t ra;

@@ -47,6 +47,7 @@ struct snapshot {
 };
 
 struct volume {
+	atomic_int openers; /* exports open on it (counted by the export layer) */
 	char name[HS_NAME_MAX + 1];
 	char diff_dir[256];
 	struct dev *origin;

@@ -192,6 +192,7 @@ struct export *export_open_volume(struct volume *v)
 	e->kind = EXPORT_VOLUME;
 	e->vol = v;
 	volume_get(v);
+	volume_openers_add(v, 1);
 	snprintf(e->name, sizeof(e->name), "%s", volume_name(v));
 	return e;
 }
@@ -259,6 +260,7 @@ void export_close(struct export *e)
 			free(e->img);
 		}
 	} else {
+		volume_openers_add(e->vol, -1);
 		volume_put(e->vol);
 	}
 	free(e);

@@ -3,7 +3,8 @@
 #  1. files and a fio verify file are made, snapshot s1 is taken (frozen);
 #     then fio rewrites its file with another pattern, files are deleted
 #     and new ones written, and snapshot s2 is taken in between;
-#  2. revert is refused while the volume is attached, and changes nothing;
+#  2. revert is refused while the volume is attached, and changes nothing,
+#     and while an NBD client has it open;
 #  3. after unmount and detach, revert to s1 writes back only what changed
 #     (well under the volume's size); mounted again, e2fsck is clean, every
 #     file of s1 is back with its sums, the new ones are gone, and fio
@@ -43,6 +44,21 @@ before=$(sha_dev "$VOL_DEV")
 expect_fail 1 "volume 'vol0' is attached as .*: unmount and detach it first" hs snapshot revert vol0@s1
 [ "$(sha_dev "$VOL_DEV")" = "$before" ] || fail "a refused revert changed the volume"
 hs volume detach vol0
+
+# ... nor while an NBD client holds the volume
+mkfifo "$T/hold"
+/usr/bin/python3 -c '
+import nbd, sys
+h = nbd.NBD()
+h.connect_uri(sys.argv[1])
+print("connected", flush=True)
+open(sys.argv[2]).read()
+' "nbd+unix:///vol0?socket=$STATE/nbd.sock" "$T/hold" >"$T/nbd.out" &
+holder=$!
+BG_PIDS+=("$holder")
+for i in $(seq 200); do grep -q connected "$T/nbd.out" && break; sleep 0.05; done
+expect_fail 1 "volume 'vol0' is served to 1 NBD client" hs snapshot revert vol0@s1
+echo >"$T/hold"; wait "$holder" 2>/dev/null || true; bg_forget "$holder"
 
 # 3. revert to s1
 out=$(hs --json snapshot revert vol0@s1) || fail "snapshot revert failed"
