@@ -27,6 +27,7 @@ struct piece {
 };
 
 #define MAX_PIECES 512 /* a window split finer than this is read whole */
+#define PULL_REQUEST (256u << 10) /* bytes per read request, as nbdcopy asks */
 
 struct worker {
 	struct pull *pl;
@@ -195,6 +196,11 @@ static int read_window(struct worker *wk, uint64_t k)
 	}
 	if (pl->changed_ctx[0])
 		widen_to_clusters(wk, start, len);
+	/* the data pieces as requests of at most PULL_REQUEST, all in flight at
+	 * once on this connection: one at a time, each would wait a round trip */
+	int64_t cookies[PULL_WINDOW / PULL_REQUEST + MAX_PIECES];
+	uint64_t offs[PULL_WINDOW / PULL_REQUEST + MAX_PIECES];
+	unsigned nreq = 0;
 	for (unsigned i = 0; i < wk->npieces; i++) {
 		struct piece *p = &wk->pieces[i];
 		if (p->zero || p->skip) {
@@ -202,13 +208,33 @@ static int read_window(struct worker *wk, uint64_t k)
 				atomic_fetch_add(&pl->job->bytes_unchanged, p->len);
 			continue;
 		}
-		if (nbd_pread(wk->h, wk->buf + (p->off - start), p->len, p->off, 0) < 0) {
-			fail(pl, "reading the export at offset %llu failed: %s",
-			     (unsigned long long)p->off, nbd_get_error());
-			return -1;
+		for (uint64_t at = p->off; at < p->off + p->len; at += PULL_REQUEST) {
+			uint64_t n = p->off + p->len - at < PULL_REQUEST ? p->off + p->len - at
+									  : PULL_REQUEST;
+			cookies[nreq] = nbd_aio_pread(wk->h, wk->buf + (at - start), n, at,
+						      NBD_NULL_COMPLETION, 0);
+			offs[nreq] = at;
+			if (cookies[nreq] < 0) {
+				fail(pl, "reading the export at offset %llu failed: %s",
+				     (unsigned long long)at, nbd_get_error());
+				return -1;
+			}
+			nreq++;
 		}
 		atomic_fetch_add(&pl->job->bytes_read, p->len);
 	}
+	while (nbd_aio_in_flight(wk->h) > 0)
+		if (nbd_poll(wk->h, -1) < 0) {
+			fail(pl, "reading the export at offset %llu failed: %s",
+			     (unsigned long long)start, nbd_get_error());
+			return -1;
+		}
+	for (unsigned i = 0; i < nreq; i++)
+		if (nbd_aio_command_completed(wk->h, (uint64_t)cookies[i]) != 1) {
+			fail(pl, "reading the export at offset %llu failed: %s",
+			     (unsigned long long)offs[i], nbd_get_error());
+			return -1;
+		}
 	return 0;
 }
 

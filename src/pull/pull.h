@@ -7,7 +7,8 @@
  *
  * How it reads: `connections` libnbd handles (the export allows multi-conn),
  * each a worker that takes every connections-th window of WINDOW bytes,
- * asks base:allocation which parts hold data, reads those, and hands the
+ * asks base:allocation which parts hold data, reads those (as 256 KiB
+ * requests, all of a window in flight at once), and hands the
  * window to the writer (image writers take ranges from any thread in any
  * order; a stream, which takes them in order, gets the windows in turn).  Holes and
  * zeros become zeros of the image without being read.  With `consume`,
