@@ -116,7 +116,8 @@ hs() { "$HOTSNAP" --state-dir "$STATE" "$@"; }
 # DIR/keys.psk (user alice) and DIR/wrong.psk (alice, another key); a CA
 # that signs DIR/pki (server: localhost, 127.0.0.1) and DIR/client (CN
 # backup-server), as qemu and libnbd read them; DIR/rogue, a client whose
-# certificate signs itself; DIR/nocert, a client with the CA alone.
+# certificate signs itself; DIR/nocert, a client with the CA alone;
+# DIR/expired, a client whose CA-signed certificate expired in 2020.
 make_tls_keys() {
     local k=$1
     mkdir -p "$k/pki" "$k/client" "$k/rogue" "$k/nocert"
@@ -140,6 +141,14 @@ make_tls_keys() {
     certtool --generate-certificate --load-privkey "$k/client/client-key.pem" \
         --load-ca-certificate "$k/pki/ca-cert.pem" --load-ca-privkey "$k/ca-key.pem" \
         --template "$k/client.info" --outfile "$k/client/client-cert.pem" 2>/dev/null
+    # a client whose certificate, signed by the CA, has expired
+    mkdir -p "$k/expired"
+    cp "$k/pki/ca-cert.pem" "$k/expired/ca-cert.pem"
+    certtool --generate-privkey --outfile "$k/expired/client-key.pem" 2>/dev/null
+    printf 'cn = old-backup-server\ntls_www_client\nsigning_key\nactivation_date = "2020-01-01 00:00:00 UTC"\nexpiration_date = "2020-02-01 00:00:00 UTC"\n' >"$k/expired.info"
+    certtool --generate-certificate --load-privkey "$k/expired/client-key.pem" \
+        --load-ca-certificate "$k/pki/ca-cert.pem" --load-ca-privkey "$k/ca-key.pem" \
+        --template "$k/expired.info" --outfile "$k/expired/client-cert.pem" 2>/dev/null
     certtool --generate-privkey --outfile "$k/rogue/client-key.pem" 2>/dev/null
     certtool --generate-self-signed --load-privkey "$k/rogue/client-key.pem" \
         --template "$k/client.info" --outfile "$k/rogue/client-cert.pem" 2>/dev/null

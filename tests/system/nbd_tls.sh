@@ -8,7 +8,8 @@
 #     client's PSK identity;
 #  3. X.509: qemu-img convert from an nbds:// snapshot (qemu's tls-creds-x509)
 #     equals it too; nbdinfo with a client certificate signed by the CA;
-#  4. refused: a wrong key, a client certificate not signed by the CA, an
+#  4. refused: a wrong key, a client certificate not signed by the CA or
+#     expired (the daemon says which), an
 #     X.509 client without a certificate, a client without TLS (it gets no
 #     export list either), a write to a volume over TCP;
 #  5. the unix socket still serves without TLS, writable;
@@ -74,6 +75,10 @@ nbdinfo "nbds://127.0.0.1:$PORT/vol0?tls-certificates=$T/nocert" >/dev/null 2>"$
     fail "an X.509 client without a certificate was served"
 [ "$(grep -c "TLS handshake failed" "$T/daemon.log")" -ge $((n0 + 2)) ] ||
     fail "the daemon did not log the refused handshakes"
+nbdinfo "nbds://127.0.0.1:$PORT/vol0?tls-certificates=$T/expired" >/dev/null 2>"$T/e4" &&
+    fail "an expired client certificate was accepted"
+grep -qi "client certificate refused: .*expired" "$T/daemon.log" ||
+    fail "the daemon did not say the client's certificate expired: $(grep -i refused "$T/daemon.log" | tail -2)"
 nbdinfo "nbd://127.0.0.1:$PORT/vol0" >/dev/null 2>"$T/e3" && fail "a client without TLS was served"
 nbdinfo --list "nbd://127.0.0.1:$PORT" >"$T/list" 2>&1 && fail "a client without TLS got the export list"
 grep -q "vol0" "$T/list" && fail "a client without TLS saw the export names: $(cat "$T/list")"
