@@ -112,6 +112,15 @@ setup() {
 
 hs() { "$HOTSNAP" --state-dir "$STATE" "$@"; }
 
+# _ca_signed_client DIR SUB TEMPLATE: DIR/SUB/client-key.pem and a
+# client-cert.pem from TEMPLATE, signed by make_tls_keys' CA.
+_ca_signed_client() {
+    certtool --generate-privkey --outfile "$1/$2/client-key.pem" 2>/dev/null
+    certtool --generate-certificate --load-privkey "$1/$2/client-key.pem" \
+        --load-ca-certificate "$1/pki/ca-cert.pem" --load-ca-privkey "$1/ca-key.pem" \
+        --template "$3" --outfile "$1/$2/client-cert.pem" 2>/dev/null
+}
+
 # make_tls_keys DIR: what TLS tests need, made with GnuTLS's tools:
 # DIR/keys.psk (user alice) and DIR/wrong.psk (alice, another key); a CA
 # that signs DIR/pki (server: localhost, 127.0.0.1) and DIR/client (CN
@@ -136,19 +145,13 @@ make_tls_keys() {
     cp "$k/pki/ca-cert.pem" "$k/client/ca-cert.pem"
     cp "$k/pki/ca-cert.pem" "$k/nocert/ca-cert.pem"
     cp "$k/pki/ca-cert.pem" "$k/rogue/ca-cert.pem"
-    certtool --generate-privkey --outfile "$k/client/client-key.pem" 2>/dev/null
     printf 'cn = backup-server\ntls_www_client\nsigning_key\nexpiration_days = 2\n' >"$k/client.info"
-    certtool --generate-certificate --load-privkey "$k/client/client-key.pem" \
-        --load-ca-certificate "$k/pki/ca-cert.pem" --load-ca-privkey "$k/ca-key.pem" \
-        --template "$k/client.info" --outfile "$k/client/client-cert.pem" 2>/dev/null
+    _ca_signed_client "$k" client "$k/client.info"
     # a client whose certificate, signed by the CA, has expired
     mkdir -p "$k/expired"
     cp "$k/pki/ca-cert.pem" "$k/expired/ca-cert.pem"
-    certtool --generate-privkey --outfile "$k/expired/client-key.pem" 2>/dev/null
     printf 'cn = old-backup-server\ntls_www_client\nsigning_key\nactivation_date = "2020-01-01 00:00:00 UTC"\nexpiration_date = "2020-02-01 00:00:00 UTC"\n' >"$k/expired.info"
-    certtool --generate-certificate --load-privkey "$k/expired/client-key.pem" \
-        --load-ca-certificate "$k/pki/ca-cert.pem" --load-ca-privkey "$k/ca-key.pem" \
-        --template "$k/expired.info" --outfile "$k/expired/client-cert.pem" 2>/dev/null
+    _ca_signed_client "$k" expired "$k/expired.info"
     certtool --generate-privkey --outfile "$k/rogue/client-key.pem" 2>/dev/null
     certtool --generate-self-signed --load-privkey "$k/rogue/client-key.pem" \
         --template "$k/client.info" --outfile "$k/rogue/client-cert.pem" 2>/dev/null
