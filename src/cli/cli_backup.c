@@ -179,7 +179,7 @@ static void pull_tick(void *arg, uint64_t done, uint64_t size)
 
 /* A backup of a remote export (pull.h), here, without a local daemon; its
  * result in the shape a summary prints.  The exit status. */
-static int pull_backup(const struct cli *cli, const char *uri, const char *output, int fd,
+static int pull_backup(const char *uri, const char *output, int fd,
 		       const char *format, const char *compress, bool consume, const char *parent,
 		       struct progress *pr, json_object **res)
 {
@@ -224,7 +224,6 @@ static int pull_backup(const struct cli *cli, const char *uri, const char *outpu
 				       json_object_new_int64((int64_t)job.bytes_unchanged));
 	}
 	*res = o;
-	(void)cli;
 	return EXIT_OK;
 }
 
@@ -342,7 +341,7 @@ int cli_backup(const struct cli *cli, int argc, char **argv)
 	}
 	if (remote) {
 		pr.show = !args_get(&backup_spec, &p, "no-progress")->set && isatty(STDERR_FILENO);
-		r = pull_backup(cli, p.pos[0], out->str, fd, format, compress->set ? compress->str : NULL,
+		r = pull_backup(p.pos[0], out->str, fd, format, compress->set ? compress->str : NULL,
 				args_get(&backup_spec, &p, "consume")->set,
 				parent->set ? parent->str : NULL, &pr, &res);
 		goto done;

@@ -238,7 +238,7 @@ static int read_window(struct worker *wk, uint64_t k)
 	return 0;
 }
 
-/* Hands window k to the writer; called in window order. */
+/* Hands window k to the writer (in turn only for a stream). */
 static int write_window(struct worker *wk, uint64_t k)
 {
 	struct pull *pl = wk->pl;

@@ -221,14 +221,10 @@ int tls_send_all(struct tls_session *t, const void *buf, size_t len)
 	return 0;
 }
 
-size_t tls_pending(struct tls_session *t)
+/* Bytes already decrypted and waiting, which poll(2) cannot see. */
+static size_t tls_pending(struct tls_session *t)
 {
 	return gnutls_record_check_pending(t->s);
-}
-
-int tls_session_fd(const struct tls_session *t)
-{
-	return t->fd;
 }
 
 void tls_session_free(struct tls_session *t)

@@ -63,9 +63,6 @@ int tls_connect(const char *hostport, const struct tls_client_opts *o, struct tl
 ssize_t tls_recv(struct tls_session *s, void *buf, size_t len);
 /* The whole of buf, or -errno. */
 int tls_send_all(struct tls_session *s, const void *buf, size_t len);
-/* Bytes already decrypted and waiting, which poll(2) cannot see. */
-size_t tls_pending(struct tls_session *s);
-int tls_session_fd(const struct tls_session *s);
 /* The protocol and cipher, for the log: "(TLS1.3)-(...)-(AES-128-GCM)". */
 const char *tls_session_desc(struct tls_session *s, char *buf, size_t len);
 /* Says goodbye (close_notify, best effort) and frees; closes the socket
