@@ -36,8 +36,11 @@ bool commands_progress(struct ctl_session *sess, bool show, const char *phase,
 
 struct vol_entry *commands_usable_volume(struct daemon *d, const char *name, char *err,
 					 size_t errlen, enum cmd_status *st);
-/* link: the stable name to remove with it (devlinks.h), or NULL. */
+/* file: the FUSE file the device sits on; link: the stable name to remove
+ * with it (devlinks.h), or NULL.  Returns once the device's handle on the
+ * file is closed, so the caller may count the file's openers at once. */
 enum cmd_status commands_detach_loop(struct daemon *d, struct loop_attachment *loop,
-				     const char *what, const char *link, char *err, size_t errlen);
+				     const char *what, const char *file, const char *link,
+				     char *err, size_t errlen);
 
 #endif

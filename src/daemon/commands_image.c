@@ -159,7 +159,9 @@ static enum cmd_status cmd_image_detach(struct daemon *d, const struct ctl_reque
 	}
 	snprintf(what, sizeof(what), "image '%s'", ie->name);
 	if (ie->loop.dev[0]) {
-		st = commands_detach_loop(d, &ie->loop, what, NULL, err, errlen);
+		char fname[HS_NAME_MAX + 8];
+		fuse_name(ie, fname, sizeof(fname));
+		st = commands_detach_loop(d, &ie->loop, what, fname, NULL, err, errlen);
 		if (st != CMD_OK)
 			return st;
 	}

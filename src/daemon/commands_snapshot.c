@@ -516,7 +516,7 @@ static enum cmd_status cmd_snapshot_detach(struct daemon *d, const struct ctl_re
 		return st;
 	snprintf(full, sizeof(full), "%s@%s", ve->cfg.name, se->name);
 	snprintf(what, sizeof(what), "snapshot %s", full);
-	st = commands_detach_loop(d, &se->loop, what, full, err, errlen);
+	st = commands_detach_loop(d, &se->loop, what, full, full, err, errlen);
 	if (st != CMD_OK)
 		return st;
 	if (se->published && fuse_front_remove(d->fuse, full) == 0)

@@ -483,17 +483,19 @@ static enum cmd_status cmd_volume_attach(struct daemon *d, const struct ctl_requ
 
 /* Shared by volume and snapshot detach: refuses while mounted. */
 enum cmd_status commands_detach_loop(struct daemon *d, struct loop_attachment *loop,
-				     const char *what, const char *link, char *err, size_t errlen)
+				     const char *what, const char *file, const char *link,
+				     char *err, size_t errlen)
 {
 	char dev[LOOPDEV_NAME_MAX];
 	struct frozen_fs fs;
-	int r;
+	int opens, r;
 
 	if (!loop->dev[0]) {
 		snprintf(err, errlen, "%s is not attached", what);
 		return CMD_ERROR;
 	}
 	snprintf(dev, sizeof(dev), "%s", loop->dev);
+	opens = fuse_front_open_count(d->fuse, file);
 	r = loopdev_detach(loop);
 	if (r == -EBUSY) {
 		if (freeze_find_mount(dev, &fs))
@@ -515,6 +517,10 @@ enum cmd_status commands_detach_loop(struct daemon *d, struct loop_attachment *l
 		snprintf(err, errlen, "cannot detach %s of %s: %s", dev, what, strerror(-r));
 		return CMD_ERROR;
 	}
+	/* the kernel sends the file's release after LOOP_CLR_FD returns */
+	if (opens > 0 && !fuse_front_wait_closes(d->fuse, file, opens, 5000))
+		hs_warn("%s: %s let go of its file, but the release has not arrived after 5 s",
+			what, dev);
 	json_object *ev = json_object_new_object();
 	json_object_object_add(ev, "what", json_object_new_string(what));
 	json_object_object_add(ev, "device", json_object_new_string(dev));
@@ -535,7 +541,7 @@ static enum cmd_status cmd_volume_detach(struct daemon *d, const struct ctl_requ
 	if (!ve)
 		return st;
 	snprintf(what, sizeof(what), "volume '%s'", ve->cfg.name);
-	st = commands_detach_loop(d, &ve->loop, what, ve->cfg.name, err, errlen);
+	st = commands_detach_loop(d, &ve->loop, what, ve->cfg.name, ve->cfg.name, err, errlen);
 	if (st == CMD_OK && ve->cfg.attached) {
 		ve->cfg.attached = false;
 		persist_save_volumes(d);

@@ -68,6 +68,7 @@ struct fuse_front {
 	bool loop_started;
 	dev_t dev; /* of the mounted file system, for fusectl */
 	pthread_mutex_t mu;
+	pthread_cond_t closed; /* a handle was released */
 	struct ff_file *files; /* [mu] */
 	fuse_ino_t next_ino;   /* [mu] */
 	time_t start_time;
@@ -309,6 +310,7 @@ static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi
 	export_close(h->e);
 	pthread_mutex_lock(&ff->mu);
 	h->f->opens--;
+	pthread_cond_broadcast(&ff->closed);
 	pthread_mutex_unlock(&ff->mu);
 	free(h);
 	fuse_reply_err(req, 0);
@@ -586,6 +588,11 @@ int fuse_front_start(struct fuse_front **out, const char *mountpoint, const char
 	}
 	snprintf(ff->mountpoint, sizeof(ff->mountpoint), "%s", mountpoint);
 	pthread_mutex_init(&ff->mu, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* waits immune to clock steps */
+	pthread_cond_init(&ff->closed, &ca);
+	pthread_condattr_destroy(&ca);
 	pthread_key_create(&ff->buf_key, tls_buf_free);
 	ff->next_ino = FUSE_ROOT_ID + 1;
 	ff->start_time = time(NULL);
@@ -636,6 +643,7 @@ err_session:
 err_free:
 	pthread_key_delete(ff->buf_key);
 	pthread_mutex_destroy(&ff->mu);
+	pthread_cond_destroy(&ff->closed);
 	free(ff);
 	return r;
 }
@@ -658,6 +666,7 @@ void fuse_front_stop(struct fuse_front *ff)
 	}
 	pthread_key_delete(ff->buf_key);
 	pthread_mutex_destroy(&ff->mu);
+	pthread_cond_destroy(&ff->closed);
 	free(ff);
 }
 
@@ -733,4 +742,31 @@ bool fuse_front_mounted(const struct fuse_front *ff)
 {
 	struct stat st;
 	return stat(ff->mountpoint, &st) == 0 && st.st_dev == ff->dev;
+}
+
+bool fuse_front_wait_closes(struct fuse_front *ff, const char *name, int fewer_than,
+			    unsigned timeout_ms)
+{
+	struct timespec until;
+	bool done = false;
+
+	clock_gettime(CLOCK_MONOTONIC, &until);
+	until.tv_sec += timeout_ms / 1000;
+	until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
+	if (until.tv_nsec >= 1000000000L) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000L;
+	}
+	pthread_mutex_lock(&ff->mu);
+	for (;;) {
+		struct ff_file *f = find_name_locked(ff, name);
+		if (!f || f->opens < fewer_than) {
+			done = true;
+			break;
+		}
+		if (pthread_cond_timedwait(&ff->closed, &ff->mu, &until) == ETIMEDOUT)
+			break;
+	}
+	pthread_mutex_unlock(&ff->mu);
+	return done;
 }

@@ -36,6 +36,13 @@ const char *fuse_front_path(const struct fuse_front *ff, const char *name, char 
 			    size_t len);
 /* Number of open handles of the file (0 when it does not exist). */
 int fuse_front_open_count(struct fuse_front *ff, const char *name);
+/* Waits until the file has fewer than fewer_than open handles (or is gone),
+ * at most timeout_ms; false on timeout.  The kernel sends the release of a
+ * file a loop device let go of after LOOP_CLR_FD has returned, so a detach
+ * waits here: once it answers, the snapshot or volume is free for a
+ * consuming backup, a revert or a restore. */
+bool fuse_front_wait_closes(struct fuse_front *ff, const char *name, int fewer_than,
+			    unsigned timeout_ms);
 /* Whether the mount is still in place (false when someone unmounted it). */
 bool fuse_front_mounted(const struct fuse_front *ff);
 

@@ -19,7 +19,7 @@ start_daemon
 
 make_ext4_volume vol0 256M --diff-limit 256M
 fill_files "$VOL_MNT/keep" 30
-fio --name=v --filename="$VOL_MNT/fio.dat" --size=32M --rw=write --bs=64k --verify=crc32c \
+fio --name=v --filename="$VOL_MNT/fio.dat" --size=32M --rw=write --bs=64k --verify=crc32c --verify_state_save=0 \
     --verify_pattern=0x51 --do_verify=1 --output=/dev/null || fail "fio could not write its file"
 sync
 sums_s1=$(tree_sums "$VOL_MNT")
@@ -32,7 +32,7 @@ sync
 hs snapshot create vol0 --name s2 >/dev/null
 s2dev=$(hs snapshot attach vol0@s2)
 s2_sum=$(sha_dev "$s2dev")
-fio --name=v --filename="$VOL_MNT/fio.dat" --size=32M --rw=randwrite --bs=4k --verify=crc32c \
+fio --name=v --filename="$VOL_MNT/fio.dat" --size=32M --rw=randwrite --bs=4k --verify=crc32c --verify_state_save=0 \
     --verify_pattern=0xa7 --do_verify=1 --number_ios=2000 --output=/dev/null ||
     fail "fio could not rewrite its file"
 sync
@@ -70,7 +70,7 @@ e2fsck -fn "$VOL_DEV" >"$T/fsck.log" 2>&1 || fail "e2fsck after the revert: $(ta
 mount -o nodiscard "$VOL_DEV" "$VOL_MNT"
 [ "$(tree_sums "$VOL_MNT")" = "$sums_s1" ] || fail "the files after the revert are not those of s1"
 [ -e "$VOL_MNT/new" ] && fail "files written after s1 survived the revert"
-fio --name=v --filename="$VOL_MNT/fio.dat" --size=32M --rw=write --bs=64k --verify=crc32c \
+fio --name=v --filename="$VOL_MNT/fio.dat" --size=32M --rw=write --bs=64k --verify=crc32c --verify_state_save=0 \
     --verify_pattern=0x51 --verify_only --output="$T/fio.out" || fail "fio --verify_only after the revert: $(tail -5 "$T/fio.out")"
 
 # 4. s2 unchanged
