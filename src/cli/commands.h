@@ -11,6 +11,7 @@ int cli_backup(const struct cli *cli, int argc, char **argv);
 int cli_bookmark(const struct cli *cli, int argc, char **argv);
 int cli_restore(const struct cli *cli, int argc, char **argv);
 int cli_image(const struct cli *cli, int argc, char **argv);
+int cli_vm(const struct cli *cli, int argc, char **argv);
 /* The columns of a bookmark listing (table.h). */
 extern const struct table_col cli_bookmark_cols[];
 /* The "bookmarks" list of a reply, as a table (nothing when empty);

@@ -40,6 +40,10 @@ static const char usage[] =
 	"  bookmark list [-o|--output COLUMNS] [--bytes] [--noheadings] [--raw]\n"
 	"  bookmark create VOLUME@SNAPSHOT [--name NAME]\n"
 	"  bookmark delete VOLUME#NAME...\n"
+	"  vm checkpoint VOLUME... --qmp SOCKET -o|--output DIR [--name NAME]\n"
+	"             [--disks-only] [--timeout SECONDS]   a QEMU guest's disks and memory\n"
+	"  vm restore DIR\n"
+	"  vm list DIR... [-o|--output COLUMNS] [--bytes] [--noheadings] [--raw]\n"
 	"  status [--prometheus]\n"
 	"  events [--recent N] [--no-follow]\n"
 	"  shutdown\n"
@@ -147,6 +151,8 @@ int main(int argc, char **argv)
 		return cli_image(&cli, argc, argv);
 	if (strcmp(cmd, "bookmark") == 0)
 		return cli_bookmark(&cli, argc, argv);
+	if (strcmp(cmd, "vm") == 0)
+		return cli_vm(&cli, argc, argv);
 	if (strcmp(cmd, "status") == 0)
 		return cli_status(&cli, argc, argv);
 	if (strcmp(cmd, "shutdown") == 0)

@@ -16,18 +16,18 @@ comp=$DIST/hotsnap.bash-completion
 # (the option each line starts with; its help text may name others)
 parser_opts() {
     "$HOTSNAP" "$@" --help | sed -n '/^options:/,$p' | grep -oE -- '^ +(-[a-zA-Z], )?--[a-z][a-z-]+' |
-        grep -oE -- '--[a-z][a-z-]+' | sort -u
+        grep -oE -- '--[a-z][a-z-]+' | sort -u || true   # a command may have none
 }
 # what the completion offers after "hotsnap WORDS... -"
 comp_opts() {
     PATH=$(dirname "$HOTSNAP"):$PATH bash -c '. "$1"; shift; COMP_WORDS=(hotsnap "$@" -); COMP_CWORD=${#COMP_WORDS[@]}; COMP_CWORD=$((COMP_CWORD - 1)); _hotsnap; printf "%s\n" "${COMPREPLY[@]}"' \
-        _ "$comp" "$@" | grep -- '^--' | grep -vx -- '--help' | sort -u
+        _ "$comp" "$@" | grep -- '^--' | grep -vx -- '--help' | sort -u || true
 }
 
 bad=0
 for cmd in "volume create" "volume set" "snapshot create" "backup" "restore" "image attach" \
            "bookmark create" "status" "events" "volume list" "snapshot list" "image list" \
-           "snapshot revert" \
+           "snapshot revert" "vm checkpoint" "vm restore" "vm list" \
            "bookmark list"; do
     # shellcheck disable=SC2086
     p=$(parser_opts $cmd)

@@ -1,0 +1,261 @@
+/* vm_checkpoint.c - taking a checkpoint (vm.h has the steps and why). */
+#include "vm/vm.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "common/clock.h"
+#include "common/names.h"
+#include "vm/qmp.h"
+#include "vm/vm_qemu.h"
+
+#define FDNAME "hotsnap-checkpoint"
+#define POLL_MS 20
+
+static void now_iso(char *buf, size_t len)
+{
+	time_t t = time(NULL);
+	struct tm tm;
+	localtime_r(&t, &tm);
+	strftime(buf, len, "%Y-%m-%dT%H:%M:%S%z", &tm);
+}
+
+/* DIR must be new or empty: a checkpoint never mixes with other files. */
+static int make_dir(const char *dir, char *err, size_t errlen)
+{
+	if (mkdir(dir, 0750) == 0)
+		return 0;
+	if (errno != EEXIST) {
+		snprintf(err, errlen, "cannot create %s: %s", dir, strerror(errno));
+		return -errno;
+	}
+	char probe[PATH_MAX];
+	snprintf(probe, sizeof(probe), "%s/%s", dir, VM_MANIFEST);
+	if (access(probe, F_OK) == 0) {
+		snprintf(err, errlen, "%s holds a checkpoint already; give a new directory", dir);
+		return -EEXIST;
+	}
+	snprintf(probe, sizeof(probe), "%s/%s", dir, VM_MEMORY_FILE);
+	if (access(probe, F_OK) == 0) {
+		snprintf(err, errlen, "%s holds an unfinished checkpoint (%s without a manifest); "
+			 "remove it or give a new directory", dir, VM_MEMORY_FILE);
+		return -EEXIST;
+	}
+	return 0;
+}
+
+/* Waits until QEMU's migration (our memory save) ends.  0 when completed. */
+static int wait_saved(struct qmp *q, int timeout_s, char *err, size_t errlen)
+{
+	uint64_t deadline = clock_mono_ns() + (uint64_t)timeout_s * 1000000000u;
+
+	for (;;) {
+		json_object *st;
+		int r = qmp_execute(q, "query-migrate", NULL, -1, &st, err, errlen);
+		if (r < 0)
+			return r == -ECONNRESET ? (snprintf(err, errlen, "QEMU went away while saving "
+							 "the guest's memory (the guest ended?)"), r)
+						: r;
+		const char *s = json_object_get_string(json_object_object_get(st, "status"));
+		if (s && strcmp(s, "completed") == 0) {
+			json_object_put(st);
+			return 0;
+		}
+		if (s && (strcmp(s, "failed") == 0 || strcmp(s, "cancelled") == 0)) {
+			json_object *d = json_object_object_get(st, "error-desc");
+			snprintf(err, errlen, "QEMU could not save the guest's memory: %s",
+				 d ? json_object_get_string(d) : s);
+			json_object_put(st);
+			return -EIO;
+		}
+		json_object_put(st);
+		if (clock_mono_ns() > deadline) {
+			snprintf(err, errlen, "QEMU did not finish saving memory in %d s", timeout_s);
+			return -ETIMEDOUT;
+		}
+		usleep(POLL_MS * 1000);
+	}
+}
+
+static int running(struct qmp *q, char *state, size_t len, char *err, size_t errlen)
+{
+	json_object *st;
+	int r = qmp_execute(q, "query-status", NULL, -1, &st, err, errlen);
+	if (r < 0)
+		return r;
+	snprintf(state, len, "%s", json_object_get_string(json_object_object_get(st, "status")));
+	json_object_put(st);
+	return strcmp(state, "running") == 0;
+}
+
+static void drop_snapshots(const struct vm_daemon *d, const struct vm_checkpoint *c)
+{
+	char e[256];
+	for (int i = 0; i < c->nvols; i++)
+		(void)d->delete_snapshot(d->arg, c->vols[i].snapshot, e, sizeof(e));
+}
+
+int vm_checkpoint_take(const struct vm_checkpoint_opts *o, const struct vm_daemon *d,
+		       struct vm_checkpoint *c, char *err, size_t errlen)
+{
+	uint64_t t0 = clock_mono_ns();
+	int timeout = o->timeout_s > 0 ? o->timeout_s : 600;
+	struct qmp *q = NULL;
+	json_object *args, *stop_ev = NULL, *resume_ev = NULL;
+	char path[PATH_MAX], state[64];
+	int memfd = -1, r;
+	bool stopped = false, snapped = false, migrating = false;
+
+	memset(c, 0, sizeof(*c));
+	if (o->nvols < 1 || o->nvols > VM_MAX_VOLUMES) {
+		snprintf(err, errlen, "a checkpoint takes 1 to %d volumes", VM_MAX_VOLUMES);
+		return -EINVAL;
+	}
+	if (o->name)
+		snprintf(c->name, sizeof(c->name), "%s", o->name);
+	else {
+		time_t t = time(NULL);
+		struct tm tm;
+		localtime_r(&t, &tm);
+		strftime(c->name, sizeof(c->name), "vm-%Y%m%d-%H%M%S", &tm);
+	}
+	if (names_check(c->name)) {
+		snprintf(err, errlen, "bad checkpoint name '%s': %s", c->name, names_check(c->name));
+		return -EINVAL;
+	}
+	snprintf(c->qmp, sizeof(c->qmp), "%s", o->qmp);
+	c->disks_only = o->disks_only;
+	c->nvols = o->nvols;
+	for (int i = 0; i < o->nvols; i++) {
+		snprintf(c->vols[i].name, sizeof(c->vols[i].name), "%s", o->volumes[i]);
+		snprintf(c->vols[i].snapshot, sizeof(c->vols[i].snapshot), "%s@%s", o->volumes[i],
+			 c->name);
+		if (!o->disks_only)
+			snprintf(c->vols[i].image, sizeof(c->vols[i].image), "%s.qcow2",
+				 o->volumes[i]);
+	}
+
+	r = qmp_open(o->qmp, &q, err, errlen);
+	if (r < 0)
+		return r;
+	c->qemu_pid = qmp_peer_pid(q);
+	snprintf(c->qemu_version, sizeof(c->qemu_version), "%s", qmp_version(q));
+	if ((r = vm_qemu_read_process(c->qemu_pid, c, err, errlen)) < 0 ||
+	    (r = vm_qemu_match_disks(q, c, err, errlen)) < 0)
+		goto out;
+	r = running(q, state, sizeof(state), err, errlen);
+	if (r == 0) {
+		snprintf(err, errlen, "the guest is %s, not running: a checkpoint is taken of a "
+			 "running guest (cont it first)", state);
+		r = -EINVAL;
+	}
+	if (r < 0)
+		goto out;
+	args = json_tokener_parse("{\"capabilities\":[{\"capability\":\"background-snapshot\","
+				  "\"state\":true}]}");
+	r = qmp_execute(q, "migrate-set-capabilities", args, -1, NULL, err, errlen);
+	if (r < 0) {
+		char why[512];
+		snprintf(why, sizeof(why), "%s", err);
+		snprintf(err, errlen, "%s: this QEMU (%s) or kernel cannot save memory in the "
+			 "background (QEMU 6.0 or later and userfaultfd write-protect are needed)",
+			 why, c->qemu_version);
+		goto out;
+	}
+	if ((r = make_dir(o->dir, err, errlen)) < 0)
+		goto out;
+	snprintf(path, sizeof(path), "%s/%s", o->dir, VM_MEMORY_FILE);
+	memfd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0640);
+	if (memfd < 0) {
+		r = -errno;
+		snprintf(err, errlen, "cannot create %s: %s", path, strerror(errno));
+		goto out;
+	}
+	args = json_object_new_object();
+	json_object_object_add(args, "fdname", json_object_new_string(FDNAME));
+	if ((r = qmp_execute(q, "getfd", args, memfd, NULL, err, errlen)) < 0)
+		goto out;
+
+	/* the instant: stop, snapshot set, start saving; QEMU resumes */
+	if ((r = qmp_execute(q, "stop", NULL, -1, NULL, err, errlen)) < 0)
+		goto out;
+	stopped = true;
+	if ((r = qmp_wait_event(q, "STOP", 10000, &stop_ev, err, errlen)) < 0)
+		goto out;
+	char *vols[VM_MAX_VOLUMES];
+	for (int i = 0; i < c->nvols; i++)
+		vols[i] = c->vols[i].name;
+	if ((r = d->snapshot(d->arg, vols, c->nvols, c->name, err, errlen)) < 0)
+		goto out;
+	snapped = true;
+	args = json_object_new_object();
+	json_object_object_add(args, "uri", json_object_new_string("fd:" FDNAME));
+	if ((r = qmp_execute(q, "migrate", args, -1, NULL, err, errlen)) < 0)
+		goto out;
+	migrating = true;
+	if ((r = qmp_wait_event(q, "RESUME", timeout * 1000, &resume_ev, err, errlen)) < 0)
+		goto out;
+	stopped = false;
+	c->pause_ms = (double)(qmp_event_time_us(resume_ev) - qmp_event_time_us(stop_ev)) / 1000.0;
+
+	/* the disks while the memory is saved */
+	for (int i = 0; !o->disks_only && i < c->nvols; i++) {
+		snprintf(path, sizeof(path), "%s/%s", o->dir, c->vols[i].image);
+		r = d->backup(d->arg, c->vols[i].snapshot, path, &c->vols[i].bytes, err, errlen);
+		if (r < 0)
+			goto out;
+	}
+	r = wait_saved(q, timeout, err, errlen);
+	migrating = false;
+	if (r < 0)
+		goto out;
+	struct stat st;
+	if (fstat(memfd, &st) == 0)
+		c->memory_bytes = (uint64_t)st.st_size;
+	if (fsync(memfd) < 0) {
+		r = -errno;
+		snprintf(err, errlen, "cannot write %s/%s: %s", o->dir, VM_MEMORY_FILE,
+			 strerror(errno));
+		goto out;
+	}
+	if (!o->disks_only)
+		drop_snapshots(d, c); /* the images hold them now */
+	now_iso(c->created, sizeof(c->created));
+	c->seconds = (double)(clock_mono_ns() - t0) / 1e9;
+	r = vm_manifest_write(o->dir, c, err, errlen);
+	snapped = o->disks_only;
+out:
+	if (r < 0) {
+		char e[256];
+		if (migrating)
+			(void)qmp_execute(q, "migrate_cancel", NULL, -1, NULL, e, sizeof(e));
+		if (stopped && q)
+			(void)qmp_execute(q, "cont", NULL, -1, NULL, e, sizeof(e));
+		if (snapped)
+			drop_snapshots(d, c);
+		if (memfd >= 0) {
+			snprintf(path, sizeof(path), "%s/%s", o->dir, VM_MEMORY_FILE);
+			unlink(path);
+			for (int i = 0; i < c->nvols; i++) {
+				if (!c->vols[i].image[0])
+					continue;
+				snprintf(path, sizeof(path), "%s/%s", o->dir, c->vols[i].image);
+				unlink(path);
+			}
+		}
+		vm_checkpoint_free(c);
+	}
+	if (memfd >= 0)
+		close(memfd);
+	json_object_put(stop_ev);
+	json_object_put(resume_ev);
+	qmp_close(q);
+	return r;
+}
