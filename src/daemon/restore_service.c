@@ -33,6 +33,15 @@ static enum cmd_status check_free(struct daemon *d, struct vol_entry *ve, bool v
 			 ve->cfg.name);
 		return CMD_ERROR;
 	}
+	/* the daemon's own export for the FUSE files is one; any other is an
+	 * NBD client that may write over the restore, or read it half done */
+	if (volume_openers(ve->vol) > 1) {
+		snprintf(err, errlen,
+			 "volume '%s' is served to %d NBD client(s); disconnect them first (a "
+			 "restore replaces every block under them)",
+			 ve->cfg.name, volume_openers(ve->vol) - 1);
+		return CMD_ERROR;
+	}
 	if (ve->snaps) {
 		snprintf(err, errlen,
 			 "volume '%s' has snapshots: delete them first (a restore rewrites every "

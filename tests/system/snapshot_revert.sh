@@ -4,7 +4,7 @@
 #     then fio rewrites its file with another pattern, files are deleted
 #     and new ones written, and snapshot s2 is taken in between;
 #  2. revert is refused while the volume is attached, and changes nothing,
-#     and while an NBD client has it open;
+#     and while an NBD client has it open (so is a restore);
 #  3. after unmount and detach, revert to s1 writes back only what changed
 #     (well under the volume's size); mounted again, e2fsck is clean, every
 #     file of s1 is back with its sums, the new ones are gone, and fio
@@ -58,6 +58,8 @@ holder=$!
 BG_PIDS+=("$holder")
 for i in $(seq 200); do grep -q connected "$T/nbd.out" && break; sleep 0.05; done
 expect_fail 1 "volume 'vol0' is served to 1 NBD client" hs snapshot revert vol0@s1
+truncate -s 256M "$T/blank.raw"   # nor a restore over it
+expect_fail 1 "volume 'vol0' is served to 1 NBD client" hs restore "$T/blank.raw" --to vol0
 echo >"$T/hold"; wait "$holder" 2>/dev/null || true; bg_forget "$holder"
 
 # 3. revert to s1
