@@ -149,6 +149,10 @@ static void print_summary(FILE *f, json_object *res, const char *output)
 	fprintf(f, "\n  copied on write %s, diff store peak %s\n",
 		cli_size((uint64_t)cli_get_int(res, "cow_bytes"), c, sizeof(c)),
 		cli_size((uint64_t)cli_get_int(res, "diff_peak_bytes"), d, sizeof(d)));
+	if (cli_get_str(res, "consume_refused"))
+		fprintf(f, "  not consumed: %s; the snapshot keeps its data (consume it once it is "
+			   "detached and no one else reads it, or delete it)\n",
+			cli_get_str(res, "consume_refused"));
 	if (cli_get_str(res, "bookmark"))
 		fprintf(f, "  bookmark %s: the next --incremental can start from this image\n",
 			cli_get_str(res, "bookmark"));

@@ -404,10 +404,15 @@ enum cmd_status backup_service_run(struct daemon *d, const struct backup_request
 	ve->backups = job;
 	pthread_mutex_unlock(&d->mu);
 
+	char how[160] = "";
+	if (job->consume)
+		snprintf(how, sizeof(how), " (consuming)");
+	else if (out->consume_refused)
+		snprintf(how, sizeof(how), " (not consuming: %s)", out->consume_refused);
 	events_post("backup.started", backup_event_fields(job),
 		    "backup of %s to %s (%s%s%s) started%s", job->source, job->output,
 		    image_format_name(rq->format), rq->incremental ? ", incremental over " : "",
-		    rq->incremental ? rq->incremental : "", job->consume ? " (consuming)" : "");
+		    rq->incremental ? rq->incremental : "", how);
 	r = backup_job_run(job, rq->tick, rq->tick_arg);
 
 	pthread_mutex_lock(&d->mu);

@@ -10,7 +10,8 @@
 #     file of s1 is back with its sums, the new ones are gone, and fio
 #     --verify_only passes on its s1 pattern;
 #  4. s2, taken between, still reads exactly as before the revert;
-#  5. a snapshot a backup consumed in part is refused with the reason.
+#  5. a consuming backup of the attached s2 says it consumed nothing; once
+#     detached and consumed in part, a revert to it is refused with the reason.
 . "$(dirname "$0")/lib.sh"
 require_block
 require mkfs.ext4 e2fsck fio
@@ -83,6 +84,12 @@ grep -q "event snapshot.reverted: volume vol0 reverted to vol0@s1" "$STATE/../da
 # 5. a consumed snapshot cannot be reverted to
 umount "$VOL_MNT"
 hs volume detach vol0
+# (not while it is attached: then the backup says it consumed nothing)
+out=$(hs backup vol0@s2 -o "$T/s2a.raw" --consume --no-progress) || fail "backup of attached s2 failed"
+echo "$out" | grep -q "not consumed: the snapshot is also attached" ||
+    fail "a consuming backup of an attached snapshot did not say it consumed nothing: $out"
+[ "$(sha_dev "$s2dev")" = "$s2_sum" ] || fail "a backup that did not consume changed s2"
+rm -f "$T/s2a.raw"
 hs snapshot detach vol0@s2
 hs backup vol0@s2 -o "$T/s2.raw" --consume --no-progress >/dev/null
 expect_fail 1 "a backup consumed part of the snapshot" hs snapshot revert vol0@s2
