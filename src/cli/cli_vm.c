@@ -239,7 +239,14 @@ static int vm_restore_cmd(const struct cli *cli, int argc, char **argv)
 		return r < 0 ? EXIT_OK : r;
 	if ((r = local_only(cli, spec.cmd)))
 		return r;
-	if (vm_restore(p.pos[0], &d, &res, err, sizeof(err)) < 0) {
+	/* absolute: QEMU starts in its saved working directory, and the
+	 * daemon takes only absolute image paths */
+	char dir[PATH_MAX];
+	if (!realpath(p.pos[0], dir)) {
+		fprintf(stderr, "hotsnap vm restore: %s: %s\n", p.pos[0], strerror(errno));
+		return EXIT_ERROR;
+	}
+	if (vm_restore(dir, &d, &res, err, sizeof(err)) < 0) {
 		fprintf(stderr, "hotsnap vm restore: %s\n", err);
 		return EXIT_ERROR;
 	}

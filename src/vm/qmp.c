@@ -29,6 +29,7 @@ struct qmp {
 	size_t len, cap;
 	struct queued *head, *tail;
 	unsigned nqueued;
+	int reply_ms; /* how long a command's answer may take; 0: no bound */
 };
 
 static int fail(char *err, size_t errlen, int r, const char *fmt, ...)
@@ -192,6 +193,7 @@ int qmp_open(const char *path, struct qmp **out, char *err, size_t errlen)
 		goto out_free;
 	}
 	if (r < 0 || !json_object_object_get_ex(greeting, "QMP", &qmp)) {
+		json_object_put(greeting);
 		r = r < 0 && r != -EPROTO ? r : -EPROTO;
 		fail(err, errlen, r, "%s does not speak QMP (is it QEMU's -qmp socket?)", path);
 		goto out_free;
@@ -235,6 +237,11 @@ pid_t qmp_peer_pid(const struct qmp *q)
 	return q->pid;
 }
 
+void qmp_set_reply_timeout(struct qmp *q, int ms)
+{
+	q->reply_ms = ms > 0 ? ms : 0;
+}
+
 const char *qmp_version(const struct qmp *q)
 {
 	return q->version[0] ? q->version : "unknown";
@@ -259,8 +266,12 @@ int qmp_execute(struct qmp *q, const char *cmd, json_object *args, int fd, json_
 	free(line);
 	if (r < 0)
 		return fail(err, errlen, r, "QEMU closed its monitor (it exited?) before '%s'", cmd);
+	uint64_t deadline = q->reply_ms ? clock_mono_ns() + (uint64_t)q->reply_ms * 1000000u : 0;
 	for (;;) {
-		r = read_message(q, 0, &msg);
+		r = read_message(q, deadline, &msg);
+		if (r == -ETIMEDOUT)
+			return fail(err, errlen, r, "QEMU did not answer '%s' in %d s (is it hung?)",
+				    cmd, q->reply_ms / 1000);
 		if (r == -ECONNRESET)
 			return fail(err, errlen, r, "QEMU closed its monitor (it exited?) during '%s'",
 				    cmd);

@@ -36,10 +36,15 @@ void qmp_close(struct qmp *q);
 pid_t qmp_peer_pid(const struct qmp *q);
 const char *qmp_version(const struct qmp *q);
 
+/* Bounds the wait for each command's answer (ms; 0, the default, waits as
+ * long as QEMU lives): a QEMU that hangs, e.g. draining a stuck disk on
+ * stop, then fails the command with -ETIMEDOUT instead of hanging us. */
+void qmp_set_reply_timeout(struct qmp *q, int ms);
+
 /* Runs cmd with args (consumed; NULL for none).  fd >= 0 goes along with it
  * (SCM_RIGHTS), for getfd.  On success *ret (if ret) gets the "return" value,
  * which the caller puts.  -EIO with err = QEMU's words when it refuses;
- * -ECONNRESET when QEMU went away. */
+ * -ECONNRESET when QEMU went away; -ETIMEDOUT past the reply timeout. */
 int qmp_execute(struct qmp *q, const char *cmd, json_object *args, int fd, json_object **ret,
 		char *err, size_t errlen);
 

@@ -60,7 +60,7 @@ struct vm_volume {
 	char name[128];     /* the volume */
 	char snapshot[256]; /* VOLUME@NAME */
 	char device[128];   /* the guest's device (qdev id or node name) */
-	char image[64];     /* file in the checkpoint directory, "" with disks_only */
+	char image[160];    /* file in the checkpoint directory, "" with disks_only */
 	uint64_t bytes;     /* read into the image, or written back on restore */
 };
 

@@ -4,14 +4,18 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "common/clock.h"
+#include "common/compiler.h"
 #include "common/names.h"
 #include "vm/qmp.h"
 #include "vm/vm_qemu.h"
@@ -27,28 +31,129 @@ static void now_iso(char *buf, size_t len)
 	strftime(buf, len, "%Y-%m-%dT%H:%M:%S%z", &tm);
 }
 
-/* DIR must be new or empty: a checkpoint never mixes with other files. */
+/* DIR must be new or empty: a checkpoint never mixes with other files, and
+ * so what a failed checkpoint removes from DIR was its own. */
 static int make_dir(const char *dir, char *err, size_t errlen)
 {
 	if (mkdir(dir, 0750) == 0)
 		return 0;
 	if (errno != EEXIST) {
-		snprintf(err, errlen, "cannot create %s: %s", dir, strerror(errno));
-		return -errno;
+		int e = errno;
+		snprintf(err, errlen, "cannot create %s: %s", dir, strerror(e));
+		return -e;
 	}
-	char probe[PATH_MAX];
-	snprintf(probe, sizeof(probe), "%s/%s", dir, VM_MANIFEST);
-	if (access(probe, F_OK) == 0) {
+	DIR *dh = opendir(dir);
+	if (!dh) {
+		int e = errno;
+		snprintf(err, errlen, "cannot open %s: %s", dir, strerror(e));
+		return -e;
+	}
+	struct dirent *de;
+	bool manifest = false, other = false;
+	while ((de = readdir(dh))) {
+		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+			continue;
+		if (strcmp(de->d_name, VM_MANIFEST) == 0)
+			manifest = true;
+		other = true;
+	}
+	closedir(dh);
+	if (manifest) {
 		snprintf(err, errlen, "%s holds a checkpoint already; give a new directory", dir);
 		return -EEXIST;
 	}
-	snprintf(probe, sizeof(probe), "%s/%s", dir, VM_MEMORY_FILE);
-	if (access(probe, F_OK) == 0) {
-		snprintf(err, errlen, "%s holds an unfinished checkpoint (%s without a manifest); "
-			 "remove it or give a new directory", dir, VM_MEMORY_FILE);
+	if (other) {
+		snprintf(err, errlen, "%s is not empty; a checkpoint goes into a new or empty "
+			 "directory", dir);
 		return -EEXIST;
 	}
 	return 0;
+}
+
+/* Turns QEMU's background-snapshot capability on or off.  Off again after
+ * the checkpoint: left on, the next ordinary migration of this guest would
+ * be a background snapshot, which leaves the source running beside the
+ * destination, both writing the same volumes. */
+static int set_background_snapshot(struct qmp *q, bool on, char *err, size_t errlen)
+{
+	json_object *args = json_object_new_object(), *caps = json_object_new_array(),
+		    *cap = json_object_new_object();
+	json_object_object_add(cap, "capability", json_object_new_string("background-snapshot"));
+	json_object_object_add(cap, "state", json_object_new_boolean(on));
+	json_object_array_add(caps, cap);
+	json_object_object_add(args, "capabilities", caps);
+	return qmp_execute(q, "migrate-set-capabilities", args, -1, NULL, err, errlen);
+}
+
+/* The migration's status and the RAM pages it has saved so far (normal and
+ * zero pages: counted only by the save's iterations, not by its setup,
+ * unlike the bytes written). */
+static int migration_status(struct qmp *q, char *status, size_t len, uint64_t *ram_pages,
+			    char *why, size_t whylen, char *err, size_t errlen)
+{
+	json_object *st, *ram, *v;
+	int r = qmp_execute(q, "query-migrate", NULL, -1, &st, err, errlen);
+	if (r < 0)
+		return r;
+	snprintf(status, len, "%s", json_object_get_string(json_object_object_get(st, "status")));
+	*ram_pages = 0;
+	if (json_object_object_get_ex(st, "ram", &ram)) {
+		if (json_object_object_get_ex(ram, "normal", &v))
+			*ram_pages += (uint64_t)json_object_get_int64(v);
+		if (json_object_object_get_ex(ram, "duplicate", &v))
+			*ram_pages += (uint64_t)json_object_get_int64(v);
+	}
+	if (why) {
+		v = json_object_object_get(st, "error-desc");
+		snprintf(why, whylen, "%s", v ? json_object_get_string(v) : status);
+	}
+	json_object_put(st);
+	return 0;
+}
+
+/* Waits for the guest to run again after migrate.  QEMU up to 8.2 resumes
+ * it by itself once memory is write-protected (RESUME); from 9.0 it goes
+ * back to the run state it found, which is paused, since we stopped it.
+ * So: RESUME, or else, once the save has saved RAM pages, `cont`.  It saves
+ * them only after it has write-protected all memory and let go of QEMU's
+ * big lock, so the memory of the instant is safe by then; a `cont` any
+ * earlier (the save "active" but still setting up) could run the guest
+ * before memory is protected, and memory would be of a later instant than
+ * the disks.  A save that fails ends the wait at once. */
+static int wait_resumed(struct qmp *q, int timeout_s, json_object **resume_ev, char *err,
+			size_t errlen)
+{
+	uint64_t deadline = clock_mono_ns() + (uint64_t)timeout_s * 1000000000u;
+	bool sent_cont = false;
+
+	for (;;) {
+		int r = qmp_wait_event(q, "RESUME", POLL_MS, resume_ev, err, errlen);
+		if (r != -ETIMEDOUT)
+			return r;
+		char status[32], why[256];
+		uint64_t pages;
+		r = migration_status(q, status, sizeof(status), &pages, why, sizeof(why), err,
+				     errlen);
+		if (r < 0)
+			return r;
+		if (strcmp(status, "failed") == 0 || strcmp(status, "cancelled") == 0) {
+			snprintf(err, errlen, "QEMU could not start saving the guest's memory: %s",
+				 why);
+			return -EIO;
+		}
+		if (!sent_cont && (strcmp(status, "completed") == 0 ||
+				   (strcmp(status, "active") == 0 && pages > 0))) {
+			r = qmp_execute(q, "cont", NULL, -1, NULL, err, errlen);
+			if (r < 0)
+				return r;
+			sent_cont = true;
+		}
+		if (clock_mono_ns() > deadline) {
+			snprintf(err, errlen, "the guest did not run again within %d s of the "
+				 "snapshot (QEMU's save did not start)", timeout_s);
+			return -ETIMEDOUT;
+		}
+	}
 }
 
 /* Waits until QEMU's migration (our memory save) ends.  0 when completed. */
@@ -106,12 +211,14 @@ int vm_checkpoint_take(const struct vm_checkpoint_opts *o, const struct vm_daemo
 		       struct vm_checkpoint *c, char *err, size_t errlen)
 {
 	uint64_t t0 = clock_mono_ns();
-	int timeout = o->timeout_s > 0 ? o->timeout_s : 600;
+	int timeout = o->timeout_s > 0 ? HS_MIN(o->timeout_s, 86400) : 600;
 	struct qmp *q = NULL;
 	json_object *args, *stop_ev = NULL, *resume_ev = NULL;
 	char path[PATH_MAX], state[64];
 	int memfd = -1, r;
-	bool stopped = false, snapped = false, migrating = false;
+	bool stopped = false, snapped = false, migrating = false, capability_on = false;
+	bool held = false;
+	sigset_t saved;
 
 	memset(c, 0, sizeof(*c));
 	if (o->nvols < 1 || o->nvols > VM_MAX_VOLUMES) {
@@ -134,6 +241,11 @@ int vm_checkpoint_take(const struct vm_checkpoint_opts *o, const struct vm_daemo
 	c->disks_only = o->disks_only;
 	c->nvols = o->nvols;
 	for (int i = 0; i < o->nvols; i++) {
+		if (names_check(o->volumes[i])) {
+			snprintf(err, errlen, "bad volume name '%.64s': %s", o->volumes[i],
+				 names_check(o->volumes[i]));
+			return -EINVAL;
+		}
 		snprintf(c->vols[i].name, sizeof(c->vols[i].name), "%s", o->volumes[i]);
 		snprintf(c->vols[i].snapshot, sizeof(c->vols[i].snapshot), "%s@%s", o->volumes[i],
 			 c->name);
@@ -145,6 +257,7 @@ int vm_checkpoint_take(const struct vm_checkpoint_opts *o, const struct vm_daemo
 	r = qmp_open(o->qmp, &q, err, errlen);
 	if (r < 0)
 		return r;
+	qmp_set_reply_timeout(q, timeout * 1000);
 	c->qemu_pid = qmp_peer_pid(q);
 	snprintf(c->qemu_version, sizeof(c->qemu_version), "%s", qmp_version(q));
 	if ((r = vm_qemu_read_process(c->qemu_pid, c, err, errlen)) < 0 ||
@@ -158,9 +271,7 @@ int vm_checkpoint_take(const struct vm_checkpoint_opts *o, const struct vm_daemo
 	}
 	if (r < 0)
 		goto out;
-	args = json_tokener_parse("{\"capabilities\":[{\"capability\":\"background-snapshot\","
-				  "\"state\":true}]}");
-	r = qmp_execute(q, "migrate-set-capabilities", args, -1, NULL, err, errlen);
+	r = set_background_snapshot(q, true, err, errlen);
 	if (r < 0) {
 		char why[512];
 		snprintf(why, sizeof(why), "%s", err);
@@ -169,6 +280,7 @@ int vm_checkpoint_take(const struct vm_checkpoint_opts *o, const struct vm_daemo
 			 why, c->qemu_version);
 		goto out;
 	}
+	capability_on = true;
 	if ((r = make_dir(o->dir, err, errlen)) < 0)
 		goto out;
 	snprintf(path, sizeof(path), "%s/%s", o->dir, VM_MEMORY_FILE);
@@ -183,7 +295,17 @@ int vm_checkpoint_take(const struct vm_checkpoint_opts *o, const struct vm_daemo
 	if ((r = qmp_execute(q, "getfd", args, memfd, NULL, err, errlen)) < 0)
 		goto out;
 
-	/* the instant: stop, snapshot set, start saving; QEMU resumes */
+	/* the instant: stop, snapshot set, start saving; the guest resumes.
+	 * Until it does, the signals that end a CLI wait: a Ctrl-C in this
+	 * window would leave the guest stopped with no one to start it. */
+	sigset_t hold;
+	sigemptyset(&hold);
+	sigaddset(&hold, SIGINT);
+	sigaddset(&hold, SIGTERM);
+	sigaddset(&hold, SIGHUP);
+	sigaddset(&hold, SIGQUIT);
+	pthread_sigmask(SIG_BLOCK, &hold, &saved);
+	held = true;
 	if ((r = qmp_execute(q, "stop", NULL, -1, NULL, err, errlen)) < 0)
 		goto out;
 	stopped = true;
@@ -200,9 +322,11 @@ int vm_checkpoint_take(const struct vm_checkpoint_opts *o, const struct vm_daemo
 	if ((r = qmp_execute(q, "migrate", args, -1, NULL, err, errlen)) < 0)
 		goto out;
 	migrating = true;
-	if ((r = qmp_wait_event(q, "RESUME", timeout * 1000, &resume_ev, err, errlen)) < 0)
+	if ((r = wait_resumed(q, timeout, &resume_ev, err, errlen)) < 0)
 		goto out;
 	stopped = false;
+	pthread_sigmask(SIG_SETMASK, &saved, NULL);
+	held = false;
 	c->pause_ms = (double)(qmp_event_time_us(resume_ev) - qmp_event_time_us(stop_ev)) / 1000.0;
 
 	/* the disks while the memory is saved */
@@ -215,6 +339,9 @@ int vm_checkpoint_take(const struct vm_checkpoint_opts *o, const struct vm_daemo
 	r = wait_saved(q, timeout, err, errlen);
 	migrating = false;
 	if (r < 0)
+		goto out;
+	capability_on = false;
+	if ((r = set_background_snapshot(q, false, err, errlen)) < 0)
 		goto out;
 	struct stat st;
 	if (fstat(memfd, &st) == 0)
@@ -238,6 +365,8 @@ out:
 			(void)qmp_execute(q, "migrate_cancel", NULL, -1, NULL, e, sizeof(e));
 		if (stopped && q)
 			(void)qmp_execute(q, "cont", NULL, -1, NULL, e, sizeof(e));
+		if (capability_on)
+			(void)set_background_snapshot(q, false, e, sizeof(e));
 		if (snapped)
 			drop_snapshots(d, c);
 		if (memfd >= 0) {
@@ -252,6 +381,8 @@ out:
 		}
 		vm_checkpoint_free(c);
 	}
+	if (held)
+		pthread_sigmask(SIG_SETMASK, &saved, NULL);
 	if (memfd >= 0)
 		close(memfd);
 	json_object_put(stop_ev);

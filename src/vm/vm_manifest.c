@@ -67,8 +67,21 @@ int vm_manifest_write(const char *dir, const struct vm_checkpoint *c, char *err,
 	snprintf(path, sizeof(path), "%s/%s", dir, VM_MANIFEST);
 	snprintf(tmp, sizeof(tmp), "%s/.%s.tmp", dir, VM_MANIFEST);
 	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd < 0 || write(fd, text, len) != (ssize_t)len || write(fd, "\n", 1) != 1 ||
-	    fsync(fd) < 0)
+	if (fd < 0)
+		r = -errno;
+	for (size_t done = 0; r == 0 && done < len + 1;) {
+		/* the text, then its newline; a short write goes on, none is -EIO */
+		const char *from = done < len ? text + done : "\n";
+		size_t n = done < len ? len - done : 1;
+		ssize_t w = write(fd, from, n);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			r = w < 0 ? -errno : -EIO;
+		else
+			done += (size_t)w;
+	}
+	if (r == 0 && fsync(fd) < 0)
 		r = -errno;
 	if (fd >= 0)
 		close(fd);
@@ -131,8 +144,10 @@ int vm_manifest_read(const char *dir, struct vm_checkpoint *c, char *err, size_t
 		c->qemu_pid = (pid_t)json_object_get_int64(v);
 	c->argc = (int)json_object_array_length(argv);
 	c->argv = calloc((size_t)c->argc + 1, sizeof(char *));
-	for (int i = 0; c->argv && i < c->argc; i++)
-		c->argv[i] = strdup(json_object_get_string(json_object_array_get_idx(argv, i)));
+	for (int i = 0; c->argv && i < c->argc; i++) {
+		const char *a = json_object_get_string(json_object_array_get_idx(argv, i));
+		c->argv[i] = strdup(a ? a : "");
+	}
 	c->disks_only = json_object_object_get_ex(o, "disks_only", &v) && json_object_get_boolean(v);
 	c->nvols = (int)json_object_array_length(vols);
 	if (c->nvols > VM_MAX_VOLUMES)
@@ -143,6 +158,8 @@ int vm_manifest_read(const char *dir, struct vm_checkpoint *c, char *err, size_t
 		get_str(e, "snapshot", c->vols[i].snapshot, sizeof(c->vols[i].snapshot));
 		get_str(e, "device", c->vols[i].device, sizeof(c->vols[i].device));
 		get_str(e, "image", c->vols[i].image, sizeof(c->vols[i].image));
+		if (strchr(c->vols[i].image, '/'))
+			c->vols[i].image[0] = '\0'; /* only files of DIR itself */
 		if (json_object_object_get_ex(e, "bytes", &v))
 			c->vols[i].bytes = (uint64_t)json_object_get_int64(v);
 	}

@@ -243,7 +243,7 @@ int vm_qemu_start(const struct vm_checkpoint *c, const char *qmp_path, const cha
 		return -errno;
 	}
 	if (child == 0) {
-		int devnull = open("/dev/null", O_RDONLY);
+		int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
 		setsid();
 		signal(SIGPIPE, SIG_DFL);
 		if (devnull >= 0)

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "common/clock.h"
@@ -27,13 +28,39 @@ static int check_gone(const struct vm_checkpoint *c, char *err, size_t errlen)
 	struct qmp *q;
 	char e[512];
 
-	if (qmp_open(c->qmp, &q, e, sizeof(e)) < 0)
-		return 0;
+	int r = qmp_open(c->qmp, &q, e, sizeof(e));
+	if (r == -ENOENT || r == -ECONNREFUSED)
+		return 0; /* no socket, or no one listening: that QEMU is gone */
+	if (r < 0) {
+		snprintf(err, errlen, "cannot tell whether the guest's QEMU still runs: %s; quit it "
+			 "first, or remove %s if it is gone", e, c->qmp);
+		return -EBUSY;
+	}
 	snprintf(err, errlen, "a QEMU (pid %d) still answers on %s, the guest's QMP socket: quit "
 		 "it first (a restore starts the guest again on the same volumes)",
 		 (int)qmp_peer_pid(q), c->qmp);
 	qmp_close(q);
 	return -EBUSY;
+}
+
+/* Every image is there before any volume is written: a restore that stops
+ * half way would leave some volumes at the checkpoint and others not. */
+static int images_present(const char *dir, const struct vm_checkpoint *c, char *err,
+			  size_t errlen)
+{
+	for (int i = 0; i < c->nvols; i++) {
+		char path[PATH_MAX];
+		if (!c->vols[i].image[0])
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, c->vols[i].image);
+		if (access(path, R_OK) < 0) {
+			int e = errno;
+			snprintf(err, errlen, "the image of volume %s, %s: %s; nothing was restored",
+				 c->vols[i].name, path, strerror(e));
+			return -e;
+		}
+	}
+	return 0;
 }
 
 static int put_volumes_back(const char *dir, struct vm_checkpoint *c, const struct vm_daemon *d,
@@ -143,6 +170,7 @@ int vm_restore(const char *dir, const struct vm_daemon *d, struct vm_restore_res
 	char mem[PATH_MAX], qmp_path[PATH_MAX], log_path[PATH_MAX];
 	struct qmp *q = NULL;
 	pid_t pid = -1;
+	bool volumes_back = false;
 	int memfd, r;
 
 	memset(res, 0, sizeof(*res));
@@ -151,6 +179,13 @@ int vm_restore(const char *dir, const struct vm_daemon *d, struct vm_restore_res
 	snprintf(mem, sizeof(mem), "%s/%s", dir, VM_MEMORY_FILE);
 	snprintf(qmp_path, sizeof(qmp_path), "%s/%s", dir, VM_RESTORE_QMP);
 	snprintf(log_path, sizeof(log_path), "%s/qemu-restore.log", dir);
+	if (strlen(qmp_path) >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
+		snprintf(err, errlen, "the path %s is too long for a socket (%zu bytes at most): "
+			 "move the checkpoint to a shorter path", qmp_path,
+			 sizeof(((struct sockaddr_un *)0)->sun_path) - 1);
+		vm_checkpoint_free(&c);
+		return -ENAMETOOLONG;
+	}
 	memfd = open(mem, O_RDONLY | O_CLOEXEC);
 	if (memfd < 0) {
 		r = -errno;
@@ -158,8 +193,10 @@ int vm_restore(const char *dir, const struct vm_daemon *d, struct vm_restore_res
 		goto out;
 	}
 	if ((r = check_gone(&c, err, errlen)) < 0 ||
+	    (r = images_present(dir, &c, err, errlen)) < 0 ||
 	    (r = put_volumes_back(dir, &c, d, res, err, errlen)) < 0)
 		goto out;
+	volumes_back = true;
 	uint64_t t0 = clock_mono_ns();
 	if ((r = vm_qemu_start(&c, qmp_path, log_path, &pid, err, errlen)) < 0)
 		goto out;
@@ -176,6 +213,11 @@ int vm_restore(const char *dir, const struct vm_daemon *d, struct vm_restore_res
 	res->load_seconds = (double)(clock_mono_ns() - t0) / 1e9;
 	res->qemu_pid = qmp_peer_pid(q);
 out:
+	if (r < 0 && volumes_back) {
+		size_t n = strlen(err);
+		snprintf(err + n, errlen - n, " (the volumes are back at the checkpoint already; "
+			 "QEMU's output is in %s)", log_path);
+	}
 	if (pid > 0)
 		(void)waitpid(pid, NULL, WNOHANG); /* a -daemonize parent */
 	qmp_close(q);

@@ -5,12 +5,12 @@
 # counts: tick N is appended to /mnt/counter and fsynced before "tick N" is
 # printed on its console, and the counter lives in the shell's memory.
 #  1. mistakes are named: no QMP socket, a socket that is not QEMU, a volume
-#     that is not one of the guest's disks;
+#     that is not one of the guest's disks, a directory that is not empty;
 #  2. checkpoint c1 (disks into images) while it counts; it runs on; restore
 #     is refused while its QEMU runs; QEMU is killed, c1 restored from the
 #     images: the guest goes on from the checkpoint's instant;
 #  3. in the restored guest, checkpoint c2 --disks-only (live snapshots); it
-#     runs on; QEMU is killed; c2 restored by a revert;
+#     runs on; QEMU is killed; c2 restored by a revert (DIR given relative);
 #  after each restore the records on disk are 1..M with no gap and no
 #  repeat (memory and disk from one instant, and the disk really went back:
 #  the guest had counted past the restored value), and e2fsck is clean.
@@ -83,6 +83,9 @@ expect_fail 1 "does not speak QMP" hs vm checkpoint --qmp "$STATE/nbd.sock" -o "
 expect_fail 1 "volume other is not among the guest's disks" \
     hs vm checkpoint --qmp "$QMP" -o "$T/x" vol0 other
 [ -e "$T/x" ] && fail "a refused checkpoint left $T/x behind"
+mkdir "$T/full" && echo keep >"$T/full/mine"
+expect_fail 1 "$T/full is not empty" hs vm checkpoint --qmp "$QMP" -o "$T/full" vol0
+[ "$(cat "$T/full/mine")" = keep ] || fail "a refused checkpoint touched a file of its directory"
 
 # 2. checkpoint into images, run on, restore from them
 out=$(hs --json vm checkpoint --qmp "$QMP" -o "$T/c1" --name c1 vol0) || fail "vm checkpoint failed"
@@ -126,7 +129,7 @@ ran_to=$(last_tick "$CON")
 end_qemu "$QEMU"
 m1=$(check_counter "after c1 ran on") || exit 1
 echo "=== restore c2" >>"$CON"
-out=$(hs --json vm restore "$T/c2") || fail "vm restore of c2 failed: $(tail -5 "$T/c2/qemu-restore.log" 2>/dev/null)"
+out=$(cd "$T" && hs --json vm restore c2) || fail "vm restore of c2 failed: $(tail -5 "$T/c2/qemu-restore.log" 2>/dev/null)"
 QEMU=$(echo "$out" | json_get '["qemu_pid"]')
 at_exit end_qemu "$QEMU"
 [ "$(echo "$out" | json_get '["reverted"]')" = True ] || fail "c2's snapshots are live, yet: $out"
