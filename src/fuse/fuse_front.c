@@ -39,7 +39,7 @@
 #include "common/log.h"
 #include "common/names.h"
 
-/* Largest request.  Each of the up to 64 workers keeps a buffer of this
+/* Largest request.  Each worker (up to 64) keeps a buffer of this
  * size, touched in full by the first request that size.  `make bench`
  * (frontend): at 1 MiB the daemon's RSS reached 132 MiB after 1 MiB I/O at
  * queue depth 64; at 256 KiB, 36 MiB, for about 14% less sequential read
@@ -508,12 +508,22 @@ static void *loop_main(void *arg)
 	struct fuse_front *ff = arg;
 	struct fuse_loop_config *cfg = fuse_loop_cfg_create();
 
-	/* Enough workers for a loop device's whole queue to be in flight, and
-	 * none retired when idle: libfuse otherwise destroys and recreates
-	 * workers as a queue depth of 16 ebbs and flows, a thread creation
-	 * per few requests. */
-	fuse_loop_cfg_set_max_threads(cfg, 64);
-	fuse_loop_cfg_set_idle_threads(cfg, 64);
+	/* Workers: four per CPU, 8 to 64, and none retired when idle (libfuse
+	 * otherwise destroys and recreates workers as a queue depth of 16 ebbs
+	 * and flows, a thread creation per few requests).  Not one per request
+	 * a loop device may have in flight: on two CPUs, 64 runnable workers
+	 * queue behind each other and behind the one holding the backing
+	 * file's inode lock (ext4 takes it for every buffered write), and a
+	 * worker preempted while holding it stalls all the others for
+	 * milliseconds.  The harness, 4k random writes at queue depth 16 on
+	 * two vCPUs, three runs each (BENCHMARKS.md, 2026-12-06): 8 workers
+	 * against 64 gave p99 561-692 us against 946-1122, at 49-60k IOPS
+	 * against 52-54k. */
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	int workers = (int)HS_MIN(HS_MAX(4 * (cpus > 0 ? cpus : 1), 8), 64);
+	fuse_loop_cfg_set_max_threads(cfg, (unsigned)workers);
+	fuse_loop_cfg_set_idle_threads(cfg, (unsigned)workers);
+	hs_info("FUSE: %d workers (%ld CPUs)", workers, cpus);
 	fuse_loop_cfg_set_clone_fd(cfg, 1);
 	fuse_session_loop_mt(ff->se, cfg);
 	fuse_loop_cfg_destroy(cfg);
