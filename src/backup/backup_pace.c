@@ -4,8 +4,16 @@
 #include "common/compiler.h"
 
 #define CONTROL_MIN_OPS 16
-#define TARGET 1.25             /* foreground service time allowed, x baseline */
-#define TARGET_SLACK_NS 50000.0 /* plus this: noise on a shared virtual disk */
+/* The foreground service time allowed, TARGET x baseline + SLACK.  The aim
+ * is a foreground at 0.8x its idle rate or better, which at a fixed queue
+ * depth is 1.25x its latency; but the daemon sees a request only once a
+ * FUSE worker has taken it, not its wait for a free worker in the kernel,
+ * so what it sees grows less than what the application feels.  Measured
+ * with the harness's row (d) (BENCHMARKS.md, 2026-12-06), 8 workers:
+ * 1.25 + 50 us kept the foreground at 0.69-0.74x; 1.15 + 10 us at
+ * 0.78-0.81x, the backup keeping 0.36-0.42x of its idle rate. */
+#define TARGET 1.15
+#define TARGET_SLACK_NS 10000.0
 #define BASELINE_DRIFT 1.002
 #define DECREASE 0.7
 #define INCREASE 1.1
