@@ -53,9 +53,14 @@ static int read_all(const char *path, char **out, size_t *len)
 	return 0;
 }
 
-/* Whether argv[i] (with its value argv[i+1]) is something a restore added. */
+/* How many arguments from argv[i] a restore must not repeat: what a
+ * restore added (its -incoming, its monitor), and -daemonize: the restore
+ * runs QEMU in a session of its own already, and a daemonizing QEMU's pid
+ * would be its parent's, gone at once, so a failed load could not end it. */
 static int restore_added(char **argv, int argc, int i)
 {
+	if (strcmp(argv[i], "-daemonize") == 0 || strcmp(argv[i], "--daemonize") == 0)
+		return 1;
 	if (i + 1 >= argc)
 		return 0;
 	if (strcmp(argv[i], "-incoming") == 0)
