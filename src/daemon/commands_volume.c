@@ -144,6 +144,31 @@ static uint64_t default_cow_buffer(const struct daemon *d)
 	return d->defaults.cow_buffer ? d->defaults.cow_buffer : DEFAULT_COW_BUFFER;
 }
 
+/* Refuses (true, with err) a path in a file system this daemon serves
+ * (registry_on_own_volume says why that would hang); a path that does not
+ * exist yet is judged by its directory. */
+static bool refuse_own_volume(struct daemon *d, const char *what, const char *path, char *err,
+			      size_t errlen)
+{
+	char name[PATH_MAX], dir[PATH_MAX];
+	const char *probe = path;
+
+	if (access(path, F_OK) < 0) {
+		snprintf(dir, sizeof(dir), "%s", path);
+		char *slash = strrchr(dir, '/');
+		if (slash)
+			*(slash == dir ? slash + 1 : slash) = '\0';
+		probe = dir;
+	}
+	if (!registry_on_own_volume(d, probe, name, sizeof(name)))
+		return false;
+	snprintf(err, errlen,
+		 "%s %s lies on %s, which this daemon serves itself: its writes would wait for "
+		 "the FUSE workers they hold up; put it on a file system outside hotsnap",
+		 what, path, name);
+	return true;
+}
+
 static enum cmd_status check_config(struct daemon *d, struct vol_config *c, char *err,
 				    size_t errlen)
 {
@@ -186,6 +211,8 @@ static enum cmd_status check_config(struct daemon *d, struct vol_config *c, char
 	}
 	if (strcmp(c->diff_dir, d->default_diff_dir) == 0)
 		(void)mkdir(c->diff_dir, 0700);
+	if (refuse_own_volume(d, "--diff-dir", c->diff_dir, err, errlen))
+		return CMD_USAGE;
 	int fd = open(c->diff_dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
 	if (fd < 0) {
 		snprintf(err, errlen, "cannot create diff files in %s: %s", c->diff_dir,
@@ -309,6 +336,8 @@ enum cmd_status volume_create_locked(struct daemon *d, struct vol_config *c, boo
 		if (realpath(c->backing, canon) && strlen(canon) < sizeof(c->backing))
 			strcpy(c->backing, canon); /* kept canonical in volumes.json */
 	}
+	if (refuse_own_volume(d, "--backing", c->backing, err, errlen))
+		return CMD_USAGE;
 	r = backing_size(c->backing, &have, err, errlen);
 	if (r == -ENOENT) {
 		if (!size_given) {
@@ -653,8 +682,8 @@ static enum cmd_status set_diff_limit(struct vol_entry *ve, uint64_t lim, char *
 
 /* --diff-dir: new spills go there from the moment the present diff file
  * holds nothing (at once when it is empty). */
-static enum cmd_status set_diff_dir(struct vol_entry *ve, const char *dir, char *err,
-				    size_t errlen)
+static enum cmd_status set_diff_dir(struct daemon *d, struct vol_entry *ve, const char *dir,
+				    char *err, size_t errlen)
 {
 	struct dev *diff;
 	int r;
@@ -663,6 +692,8 @@ static enum cmd_status set_diff_dir(struct vol_entry *ve, const char *dir, char 
 		snprintf(err, errlen, "--diff-dir must be an absolute path");
 		return CMD_USAGE;
 	}
+	if (refuse_own_volume(d, "--diff-dir", dir, err, errlen))
+		return CMD_USAGE;
 	r = dev_file_open(&diff, dir, DEV_FILE_TMPFILE);
 	if (r < 0) {
 		snprintf(err, errlen, "cannot create diff files in %s: %s; nothing was changed", dir,
@@ -728,7 +759,7 @@ static enum cmd_status cmd_volume_set(struct daemon *d, const struct ctl_request
 	    (st = set_diff_limit(ve, ctl_u64(req, "diff_limit", 0), err, errlen)) != CMD_OK)
 		return st;
 	if (ctl_has(req, "diff_dir") &&
-	    (st = set_diff_dir(ve, ctl_str(req, "diff_dir"), err, errlen)) != CMD_OK) {
+	    (st = set_diff_dir(d, ve, ctl_str(req, "diff_dir"), err, errlen)) != CMD_OK) {
 		persist_save_volumes(d); /* the limit above did change */
 		return st;
 	}

@@ -168,6 +168,12 @@ void registry_close_volume(struct daemon *d, struct vol_entry *ve);
 struct vol_entry *registry_volume_on(struct daemon *d, const struct stat *st);
 /* Whether st lies on hotsnap's own FUSE file system. */
 bool registry_on_fuse(struct daemon *d, const struct stat *st);
+/* Whether path lies in a file system that this daemon serves: on a loop
+ * device over one of its FUSE files (name gets that file's name, the volume
+ * or VOLUME@SNAP), or in the FUSE directory itself.  A backing file or diff
+ * directory there would make the daemon's own writes wait for FUSE workers
+ * that may all be waiting for those writes. */
+bool registry_on_own_volume(struct daemon *d, const char *path, char *name, size_t len);
 /* Whether the volume's origin goes through the host page cache. */
 bool registry_cache_writeback(const struct vol_entry *ve);
 /* FUSE file name of a volume or snapshot. */

@@ -56,6 +56,30 @@ static void backing_of(const char *devname, char *out, size_t len)
 	fclose(f);
 }
 
+void loopdev_backing_of_dev(dev_t dev, char *out, size_t len)
+{
+	/* /sys/dev/block/MAJ:MIN is the device, or a partition whose parent
+	 * directory is the device */
+	static const char *const where[] = { "loop/backing_file", "../loop/backing_file" };
+	out[0] = '\0';
+	for (size_t i = 0; i < sizeof(where) / sizeof(where[0]) && !out[0]; i++) {
+		char path[128];
+		snprintf(path, sizeof(path), "/sys/dev/block/%u:%u/%s", major(dev), minor(dev),
+			 where[i]);
+		FILE *f = fopen(path, "re");
+		if (!f)
+			continue;
+		if (fgets(out, (int)len, f)) {
+			size_t n = strlen(out);
+			while (n && (out[n - 1] == '\n' || out[n - 1] == ' '))
+				out[--n] = '\0';
+		} else {
+			out[0] = '\0';
+		}
+		fclose(f);
+	}
+}
+
 static bool backed_by_path(const char *dev, const char *path)
 {
 	char back[4096];

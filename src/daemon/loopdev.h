@@ -35,6 +35,9 @@ void loopdev_detach_force(struct loop_attachment *a);
 /* Calls fn for each loop device whose backing file lies under dir. */
 void loopdev_foreach_under(const char *dir, void (*fn)(void *arg, const char *dev,
 						       const char *backing), void *arg);
+/* The backing file of the loop device dev (a whole device or one of its
+ * partitions) into out; "" when dev is no loop device. */
+void loopdev_backing_of_dev(dev_t dev, char *out, size_t len);
 /* Detaches dev if its backing file is still path (for stale devices). */
 void loopdev_detach_path(const char *dev, const char *path);
 

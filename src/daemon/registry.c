@@ -59,6 +59,26 @@ bool registry_on_fuse(struct daemon *d, const struct stat *st)
 	return stat(d->mnt_dir, &m) == 0 && st->st_dev == m.st_dev;
 }
 
+bool registry_on_own_volume(struct daemon *d, const char *path, char *name, size_t len)
+{
+	struct stat st;
+	char back[PATH_MAX];
+	size_t mlen = strlen(d->mnt_dir);
+
+	name[0] = '\0';
+	if (stat(path, &st) < 0)
+		return false;
+	if (registry_on_fuse(d, &st)) {
+		snprintf(name, len, "%s", path);
+		return true;
+	}
+	loopdev_backing_of_dev(st.st_dev, back, sizeof(back));
+	if (strncmp(back, d->mnt_dir, mlen) != 0 || back[mlen] != '/')
+		return false;
+	snprintf(name, len, "%s", back + mlen + 1);
+	return true;
+}
+
 /* --cache writeback (as QEMU's default): the host page cache holds writes,
  * and every flush and FUA of the file system on the volume is passed on
  * (fdatasync, RWF_DSYNC), so nothing it was told is durable can be lost;

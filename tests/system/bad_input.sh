@@ -188,6 +188,14 @@ bad 2 "cannot be a file of hotsnap's own FUSE directory" \
     hs volume create fuse1 --backing "$STATE/mnt/v1"
 bad '[12]' "own FUSE directory|already the backing" hs volume create fuse2 --backing "$STATE/./mnt/v1"
 undo_volume fuse2
+# nor on a file system this daemon serves (its writes would wait for the
+# FUSE workers they hold up)
+bad 2 "--backing $T/m1/inner.img lies on v1, which this daemon serves itself" \
+    hs volume create inner --backing "$T/m1/inner.img" --size 1M
+bad 2 "--diff-dir $T/m1 lies on v1, which this daemon serves itself" \
+    hs volume create x --backing "$T/new.img" --size 1M --diff-dir "$T/m1"
+bad 2 "--diff-dir $T/m1 lies on v1, which this daemon serves itself" \
+    hs volume set v2 --diff-dir "$T/m1"
 
 # --- busy volumes and snapshots
 bad 1 "volume 'v1' is attached as $d1: detach it first" hs volume remove v1
