@@ -10,6 +10,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "common/clock.h"
 #include "common/log.h"
 #include "common/units.h"
 
@@ -82,16 +83,9 @@ uint64_t events_next_seq(void)
 
 bool events_wait(uint64_t *seq, uint64_t *missed, char *buf, size_t len, int timeout_ms)
 {
-	struct timespec until;
+	struct timespec until = clock_mono_deadline(timeout_ms > 0 ? (unsigned)timeout_ms : 0);
 	bool got = false;
 
-	clock_gettime(CLOCK_MONOTONIC, &until);
-	until.tv_sec += timeout_ms / 1000;
-	until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-	if (until.tv_nsec >= 1000000000L) {
-		until.tv_sec++;
-		until.tv_nsec -= 1000000000L;
-	}
 	pthread_mutex_lock(&mu);
 	while (*seq >= next_seq)
 		if (pthread_cond_timedwait(&cv, &mu, &until) != 0)

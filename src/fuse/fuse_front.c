@@ -36,6 +36,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "common/clock.h"
 #include "common/log.h"
 #include "common/names.h"
 
@@ -757,16 +758,9 @@ bool fuse_front_mounted(const struct fuse_front *ff)
 bool fuse_front_wait_closes(struct fuse_front *ff, const char *name, int fewer_than,
 			    unsigned timeout_ms)
 {
-	struct timespec until;
+	struct timespec until = clock_mono_deadline(timeout_ms);
 	bool done = false;
 
-	clock_gettime(CLOCK_MONOTONIC, &until);
-	until.tv_sec += timeout_ms / 1000;
-	until.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-	if (until.tv_nsec >= 1000000000L) {
-		until.tv_sec++;
-		until.tv_nsec -= 1000000000L;
-	}
 	pthread_mutex_lock(&ff->mu);
 	for (;;) {
 		struct ff_file *f = find_name_locked(ff, name);
