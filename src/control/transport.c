@@ -6,6 +6,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "common/scm.h"
+
 void ctl_reader_init(struct ctl_reader *rd, int fd)
 {
 	rd->fd = fd;
@@ -97,10 +99,7 @@ int ctl_send_json(int sock, json_object *obj, int fd)
 {
 	const char *s = json_object_to_json_string_ext(obj, JSON_C_TO_STRING_PLAIN);
 	size_t len = strlen(s), off = 0;
-	union {
-		char space[CMSG_SPACE(sizeof(int))];
-		struct cmsghdr align;
-	} ctrl;
+	union scm_one_fd ctrl;
 
 	while (off <= len) {
 		/* the newline goes with the last piece */
@@ -109,16 +108,8 @@ int ctl_send_json(int sock, json_object *obj, int fd)
 			{ .iov_base = "\n", .iov_len = 1 },
 		};
 		struct msghdr msg = { .msg_iov = iov, .msg_iovlen = 2 };
-		if (fd >= 0 && off == 0) {
-			memset(&ctrl, 0, sizeof(ctrl));
-			msg.msg_control = ctrl.space;
-			msg.msg_controllen = sizeof(ctrl.space);
-			struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
-			c->cmsg_level = SOL_SOCKET;
-			c->cmsg_type = SCM_RIGHTS;
-			c->cmsg_len = CMSG_LEN(sizeof(int));
-			memcpy(CMSG_DATA(c), &fd, sizeof(int));
-		}
+		if (fd >= 0 && off == 0)
+			scm_attach_fd(&msg, &ctrl, fd);
 		ssize_t n = sendmsg(sock, &msg, MSG_NOSIGNAL);
 		if (n < 0) {
 			if (errno == EINTR)

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "common/clock.h"
+#include "common/scm.h"
 
 struct queued {
 	json_object *ev;
@@ -127,24 +128,13 @@ static int read_message(struct qmp *q, uint64_t deadline_ns, json_object **msg)
 static int send_line(struct qmp *q, const char *line, int fd)
 {
 	size_t len = strlen(line), off = 0;
-	union {
-		char buf[CMSG_SPACE(sizeof(int))];
-		struct cmsghdr align;
-	} ctl;
+	union scm_one_fd ctl;
 
 	while (off < len) {
 		struct iovec iov = { .iov_base = (char *)line + off, .iov_len = len - off };
 		struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1 };
-		if (fd >= 0 && off == 0) {
-			memset(&ctl, 0, sizeof(ctl));
-			mh.msg_control = ctl.buf;
-			mh.msg_controllen = sizeof(ctl.buf);
-			struct cmsghdr *c = CMSG_FIRSTHDR(&mh);
-			c->cmsg_level = SOL_SOCKET;
-			c->cmsg_type = SCM_RIGHTS;
-			c->cmsg_len = CMSG_LEN(sizeof(int));
-			memcpy(CMSG_DATA(c), &fd, sizeof(int));
-		}
+		if (fd >= 0 && off == 0)
+			scm_attach_fd(&mh, &ctl, fd);
 		ssize_t n = sendmsg(q->fd, &mh, MSG_NOSIGNAL);
 		if (n < 0 && errno == EINTR)
 			continue;
