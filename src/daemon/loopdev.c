@@ -38,22 +38,30 @@ static int open_loop_node(int n, int flags)
 }
 
 /* The backing file of loop device number n, from sysfs ("" if none). */
-static void backing_of(const char *devname, char *out, size_t len)
+/* The first line of a sysfs backing_file into out; "" when there is none. */
+static void read_backing(const char *sysfs_path, char *out, size_t len)
 {
-	char path[128];
-	FILE *f;
+	FILE *f = fopen(sysfs_path, "re");
 
 	out[0] = '\0';
-	snprintf(path, sizeof(path), "/sys/block/%s/loop/backing_file", devname);
-	f = fopen(path, "re");
 	if (!f)
 		return;
 	if (fgets(out, (int)len, f)) {
 		size_t n = strlen(out);
 		while (n && (out[n - 1] == '\n' || out[n - 1] == ' '))
 			out[--n] = '\0';
+	} else {
+		out[0] = '\0';
 	}
 	fclose(f);
+}
+
+static void backing_of(const char *devname, char *out, size_t len)
+{
+	char path[128];
+
+	snprintf(path, sizeof(path), "/sys/block/%s/loop/backing_file", devname);
+	read_backing(path, out, len);
 }
 
 void loopdev_backing_of_dev(dev_t dev, char *out, size_t len)
@@ -66,17 +74,7 @@ void loopdev_backing_of_dev(dev_t dev, char *out, size_t len)
 		char path[128];
 		snprintf(path, sizeof(path), "/sys/dev/block/%u:%u/%s", major(dev), minor(dev),
 			 where[i]);
-		FILE *f = fopen(path, "re");
-		if (!f)
-			continue;
-		if (fgets(out, (int)len, f)) {
-			size_t n = strlen(out);
-			while (n && (out[n - 1] == '\n' || out[n - 1] == ' '))
-				out[--n] = '\0';
-		} else {
-			out[0] = '\0';
-		}
-		fclose(f);
+		read_backing(path, out, len);
 	}
 }
 
