@@ -156,8 +156,43 @@ static int wait_resumed(struct qmp *q, int timeout_s, json_object **resume_ev, c
 	}
 }
 
+/* -EINTR (with err) when one of the held signals is pending. */
+static int interrupted(const sigset_t *hold, char *err, size_t errlen)
+{
+	sigset_t pending;
+	if (sigpending(&pending) < 0)
+		return 0;
+	for (int s = 1; s < NSIG; s++)
+		if (sigismember(hold, s) == 1 && sigismember(&pending, s) == 1) {
+			snprintf(err, errlen, "interrupted (%s): the checkpoint was undone",
+				 strsignal(s));
+			return -EINTR;
+		}
+	return 0;
+}
+
+/* After migrate_cancel: QEMU refuses capability changes while it is still
+ * cancelling, so wait (a few seconds at most) for the cancel to end. */
+static void wait_cancelled(struct qmp *q)
+{
+	for (int i = 0; i < 250; i++) {
+		json_object *st;
+		char e[256];
+		if (qmp_execute(q, "query-migrate", NULL, -1, &st, e, sizeof(e)) < 0)
+			return;
+		const char *s = json_object_get_string(json_object_object_get(st, "status"));
+		bool ended = !s || strcmp(s, "cancelled") == 0 || strcmp(s, "failed") == 0 ||
+			     strcmp(s, "completed") == 0 || strcmp(s, "none") == 0;
+		json_object_put(st);
+		if (ended)
+			return;
+		usleep(POLL_MS * 1000);
+	}
+}
+
 /* Waits until QEMU's migration (our memory save) ends.  0 when completed. */
-static int wait_saved(struct qmp *q, int timeout_s, char *err, size_t errlen)
+static int wait_saved(struct qmp *q, const sigset_t *hold, int timeout_s, char *err,
+		      size_t errlen)
 {
 	uint64_t deadline = clock_mono_ns() + (uint64_t)timeout_s * 1000000000u;
 
@@ -181,6 +216,8 @@ static int wait_saved(struct qmp *q, int timeout_s, char *err, size_t errlen)
 			return -EIO;
 		}
 		json_object_put(st);
+		if ((r = interrupted(hold, err, errlen)) < 0)
+			return r;
 		if (clock_mono_ns() > deadline) {
 			snprintf(err, errlen, "QEMU did not finish saving memory in %d s", timeout_s);
 			return -ETIMEDOUT;
@@ -296,19 +333,23 @@ int vm_checkpoint_take(const struct vm_checkpoint_opts *o, const struct vm_daemo
 		goto out;
 
 	/* the instant: stop, snapshot set, start saving; the guest resumes.
-	 * Until it does, the signals that end a CLI wait: a Ctrl-C in this
-	 * window would leave the guest stopped with no one to start it. */
+	 * From here the signals that end or suspend a CLI are held: a Ctrl-C
+	 * while the guest is stopped would leave it stopped with no one to
+	 * start it, and one later would leave the save running with the
+	 * capability on.  A held signal ends the checkpoint at its next step,
+	 * through the cleanup below, and takes effect once we return. */
 	sigset_t hold;
 	sigemptyset(&hold);
 	sigaddset(&hold, SIGINT);
 	sigaddset(&hold, SIGTERM);
 	sigaddset(&hold, SIGHUP);
 	sigaddset(&hold, SIGQUIT);
+	sigaddset(&hold, SIGTSTP);
 	pthread_sigmask(SIG_BLOCK, &hold, &saved);
 	held = true;
+	stopped = true; /* before the answer: a stop that times out may still happen */
 	if ((r = qmp_execute(q, "stop", NULL, -1, NULL, err, errlen)) < 0)
 		goto out;
-	stopped = true;
 	if ((r = qmp_wait_event(q, "STOP", 10000, &stop_ev, err, errlen)) < 0)
 		goto out;
 	char *vols[VM_MAX_VOLUMES];
@@ -319,30 +360,32 @@ int vm_checkpoint_take(const struct vm_checkpoint_opts *o, const struct vm_daemo
 	snapped = true;
 	args = json_object_new_object();
 	json_object_object_add(args, "uri", json_object_new_string("fd:" FDNAME));
+	migrating = true;
 	if ((r = qmp_execute(q, "migrate", args, -1, NULL, err, errlen)) < 0)
 		goto out;
-	migrating = true;
 	if ((r = wait_resumed(q, timeout, &resume_ev, err, errlen)) < 0)
 		goto out;
 	stopped = false;
-	pthread_sigmask(SIG_SETMASK, &saved, NULL);
-	held = false;
 	c->pause_ms = (double)(qmp_event_time_us(resume_ev) - qmp_event_time_us(stop_ev)) / 1000.0;
 
 	/* the disks while the memory is saved */
 	for (int i = 0; !o->disks_only && i < c->nvols; i++) {
 		snprintf(path, sizeof(path), "%s/%s", o->dir, c->vols[i].image);
+		if ((r = interrupted(&hold, err, errlen)) < 0)
+			goto out;
 		r = d->backup(d->arg, c->vols[i].snapshot, path, &c->vols[i].bytes, err, errlen);
 		if (r < 0)
 			goto out;
 	}
-	r = wait_saved(q, timeout, err, errlen);
+	r = wait_saved(q, &hold, timeout, err, errlen);
 	migrating = false;
 	if (r < 0)
 		goto out;
 	capability_on = false;
-	if ((r = set_background_snapshot(q, false, err, errlen)) < 0)
-		goto out;
+	char e2[256];
+	if (set_background_snapshot(q, false, e2, sizeof(e2)) < 0)
+		fprintf(stderr, "hotsnap: warning: background-snapshot is still on in QEMU (%s): "
+				"turn it off before migrating this guest\n", e2);
 	struct stat st;
 	if (fstat(memfd, &st) == 0)
 		c->memory_bytes = (uint64_t)st.st_size;
@@ -361,8 +404,10 @@ int vm_checkpoint_take(const struct vm_checkpoint_opts *o, const struct vm_daemo
 out:
 	if (r < 0) {
 		char e[256];
-		if (migrating)
+		if (migrating) {
 			(void)qmp_execute(q, "migrate_cancel", NULL, -1, NULL, e, sizeof(e));
+			wait_cancelled(q);
+		}
 		if (stopped && q)
 			(void)qmp_execute(q, "cont", NULL, -1, NULL, e, sizeof(e));
 		if (capability_on)
