@@ -1,5 +1,6 @@
 /* registry.c - finding, opening and releasing volumes and snapshots. */
 #include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,8 +63,7 @@ bool registry_on_fuse(struct daemon *d, const struct stat *st)
 bool registry_on_own_volume(struct daemon *d, const char *path, char *name, size_t len)
 {
 	struct stat st;
-	char back[PATH_MAX];
-	size_t mlen = strlen(d->mnt_dir);
+	char back[PATH_MAX], mnt[PATH_MAX];
 
 	name[0] = '\0';
 	if (stat(path, &st) < 0)
@@ -72,8 +72,13 @@ bool registry_on_own_volume(struct daemon *d, const char *path, char *name, size
 		snprintf(name, len, "%s", path);
 		return true;
 	}
-	loopdev_backing_of_dev(st.st_dev, back, sizeof(back));
-	if (strncmp(back, d->mnt_dir, mlen) != 0 || back[mlen] != '/')
+	/* the kernel names a loop device's file by its real path */
+	if (!realpath(d->mnt_dir, mnt))
+		snprintf(mnt, sizeof(mnt), "%s", d->mnt_dir);
+	size_t mlen = strlen(mnt);
+	/* a block device is judged by itself, a file by what it lies on */
+	loopdev_backing_of_dev(S_ISBLK(st.st_mode) ? st.st_rdev : st.st_dev, back, sizeof(back));
+	if (strncmp(back, mnt, mlen) != 0 || back[mlen] != '/')
 		return false;
 	snprintf(name, len, "%s", back + mlen + 1);
 	return true;

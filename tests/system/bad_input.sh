@@ -196,6 +196,8 @@ bad 2 "--diff-dir $T/m1 lies on v1, which this daemon serves itself" \
     hs volume create x --backing "$T/new.img" --size 1M --diff-dir "$T/m1"
 bad 2 "--diff-dir $T/m1 lies on v1, which this daemon serves itself" \
     hs volume set v2 --diff-dir "$T/m1"
+bad 2 "--backing $d1 lies on v1, which this daemon serves itself" \
+    hs volume create blk --backing "$d1"
 
 # --- busy volumes and snapshots
 bad 1 "volume 'v1' is attached as $d1: detach it first" hs volume remove v1
