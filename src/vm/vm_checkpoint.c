@@ -176,15 +176,11 @@ static int interrupted(const sigset_t *hold, char *err, size_t errlen)
 static void wait_cancelled(struct qmp *q)
 {
 	for (int i = 0; i < 250; i++) {
-		json_object *st;
-		char e[256];
-		if (qmp_execute(q, "query-migrate", NULL, -1, &st, e, sizeof(e)) < 0)
-			return;
-		const char *s = json_object_get_string(json_object_object_get(st, "status"));
-		bool ended = !s || strcmp(s, "cancelled") == 0 || strcmp(s, "failed") == 0 ||
-			     strcmp(s, "completed") == 0 || strcmp(s, "none") == 0;
-		json_object_put(st);
-		if (ended)
+		char status[32], e[256];
+		uint64_t pages;
+		if (migration_status(q, status, sizeof(status), &pages, NULL, 0, e, sizeof(e)) < 0 ||
+		    (strcmp(status, "cancelling") != 0 && strcmp(status, "active") != 0 &&
+		     strcmp(status, "setup") != 0))
 			return;
 		usleep(POLL_MS * 1000);
 	}
@@ -197,25 +193,21 @@ static int wait_saved(struct qmp *q, const sigset_t *hold, int timeout_s, char *
 	uint64_t deadline = clock_mono_ns() + (uint64_t)timeout_s * 1000000000u;
 
 	for (;;) {
-		json_object *st;
-		int r = qmp_execute(q, "query-migrate", NULL, -1, &st, err, errlen);
+		char status[32], why[256];
+		uint64_t pages;
+		int r = migration_status(q, status, sizeof(status), &pages, why, sizeof(why), err,
+					 errlen);
+		if (r == -ECONNRESET)
+			snprintf(err, errlen, "QEMU went away while saving the guest's memory (the "
+					      "guest ended?)");
 		if (r < 0)
-			return r == -ECONNRESET ? (snprintf(err, errlen, "QEMU went away while saving "
-							 "the guest's memory (the guest ended?)"), r)
-						: r;
-		const char *s = json_object_get_string(json_object_object_get(st, "status"));
-		if (s && strcmp(s, "completed") == 0) {
-			json_object_put(st);
+			return r;
+		if (strcmp(status, "completed") == 0)
 			return 0;
-		}
-		if (s && (strcmp(s, "failed") == 0 || strcmp(s, "cancelled") == 0)) {
-			json_object *d = json_object_object_get(st, "error-desc");
-			snprintf(err, errlen, "QEMU could not save the guest's memory: %s",
-				 d ? json_object_get_string(d) : s);
-			json_object_put(st);
+		if (strcmp(status, "failed") == 0 || strcmp(status, "cancelled") == 0) {
+			snprintf(err, errlen, "QEMU could not save the guest's memory: %s", why);
 			return -EIO;
 		}
-		json_object_put(st);
 		if ((r = interrupted(hold, err, errlen)) < 0)
 			return r;
 		if (clock_mono_ns() > deadline) {
