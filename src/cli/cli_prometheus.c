@@ -68,6 +68,14 @@ void cli_print_prometheus(json_object *res)
 	       "# TYPE hotsnap_daemon_resident_bytes gauge\n"
 	       "hotsnap_daemon_resident_bytes %lld\n",
 	       (long long)cli_get_int(res, "rss_bytes"));
+	json_object *ft;
+	if (json_object_object_get_ex(res, "fuse_transport", &ft))
+		printf("# HELP hotsnap_fuse_requests_total FUSE requests served, by transport.\n"
+		       "# TYPE hotsnap_fuse_requests_total counter\n"
+		       "hotsnap_fuse_requests_total{transport=\"io_uring\"} %lld\n"
+		       "hotsnap_fuse_requests_total{transport=\"dev\"} %lld\n",
+		       (long long)cli_get_int(ft, "ring_requests"),
+		       (long long)cli_get_int(ft, "dev_requests"));
 	json_object_object_get_ex(res, "volumes", &vols);
 	json_object_object_get_ex(res, "snapshots", &snaps);
 	size_t nv = vols ? json_object_array_length(vols) : 0;

@@ -52,7 +52,8 @@ static void print_volume(json_object *v)
 	}
 	if (cli_get_str(v, "hook"))
 		printf("  application hook: %s\n", cli_get_str(v, "hook"));
-	printf("  FUSE file %s; NBD %s\n", cli_get_str(v, "fuse_file"),
+	printf("  FUSE file %s (%s); NBD %s\n", cli_get_str(v, "fuse_file"),
+	       cli_get_str(v, "fuse_transport") ? cli_get_str(v, "fuse_transport") : "?",
 	       cli_get_str(v, "nbd_uri") ? cli_get_str(v, "nbd_uri") : "-");
 	if (json_object_object_get_ex(v, "backups", &backups))
 		for (size_t i = 0; i < json_object_array_length(backups); i++) {
@@ -105,6 +106,20 @@ int cli_status(const struct cli *cli, int argc, char **argv)
 	       cli_size((uint64_t)cli_get_int(res, "rss_bytes"), a, sizeof(a)));
 	if (cli_get_str(res, "fuse_problem"))
 		printf("PROBLEM: %s\n", cli_get_str(res, "fuse_problem"));
+	json_object *ft;
+	if (json_object_object_get_ex(res, "fuse_transport", &ft)) {
+		if (strcmp(cli_get_str(ft, "name"), "io-uring") == 0)
+			printf("FUSE over io_uring: %lld queues, %lld workers; %lld requests over "
+			       "the ring, %lld over /dev/fuse\n",
+			       (long long)cli_get_int(ft, "queues"), (long long)cli_get_int(ft, "workers"),
+			       (long long)cli_get_int(ft, "ring_requests"),
+			       (long long)cli_get_int(ft, "dev_requests"));
+		else
+			printf("FUSE over /dev/fuse: %lld workers; not io_uring: %s\n",
+			       (long long)cli_get_int(ft, "workers"),
+			       cli_get_str(ft, "why_not_io_uring") ? cli_get_str(ft, "why_not_io_uring")
+								   : "?");
+	}
 	json_object *hooks;
 	if (json_object_object_get_ex(res, "hooks", &hooks) &&
 	    json_object_array_length(hooks) > 0) {

@@ -164,6 +164,9 @@ json_object *status_volume_json(struct daemon *d, struct vol_entry *ve)
 	}
 	registry_fuse_path(d, ve->cfg.name, path, sizeof(path));
 	add_str(o, "fuse_file", path);
+	struct fuse_transport_info ti;
+	fuse_front_transport(d->fuse, &ti); /* one transport serves every file */
+	add_str(o, "fuse_transport", ti.name);
 	if (ve->vol)
 		add_str(o, "nbd_uri", daemon_nbd_uri(d, ve->cfg.name, buf, sizeof(buf)));
 	for (struct snap_entry *se = ve->snaps; se; se = se->next)
@@ -247,6 +250,17 @@ static enum cmd_status cmd_status(struct daemon *d, const struct ctl_request *re
 			"the FUSE mount is gone (unmounted by someone?): loop devices attached "
 			"before keep working, but nothing new can be attached and the files are "
 			"not visible; unmount what uses the volumes, then restart the daemon");
+	struct fuse_transport_info ti;
+	fuse_front_transport(d->fuse, &ti);
+	json_object *ft = json_object_new_object();
+	add_str(ft, "name", ti.name);
+	if (ti.why_not_ring[0])
+		add_str(ft, "why_not_io_uring", ti.why_not_ring);
+	add_u64(ft, "queues", ti.queues);
+	add_u64(ft, "workers", ti.workers);
+	add_u64(ft, "ring_requests", ti.ring_requests);
+	add_u64(ft, "dev_requests", ti.dev_requests);
+	json_object_object_add(o, "fuse_transport", ft);
 	for (size_t i = 0; i < d->nbd_nlisten; i++)
 		json_object_array_add(nbd, json_object_new_string(d->nbd_listen[i]));
 	/* the hooks a freezing snapshot runs now (each volume's own are in its entry) */

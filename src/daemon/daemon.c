@@ -46,7 +46,7 @@ static void daemon_usage(FILE *f)
 		   "       [--default-diff-limit SIZE|N%%] [--default-diff-dir DIR]\n"
 		   "       [--default-cache MODE] [--tls off|on|require] [--tls-certificates DIR]\n"
 		   "       [--tls-psk FILE] [--tls-no-verify-peer] [--nbd-writable]\n"
-		   "       [--control tcp:HOST:PORT]...\n");
+		   "       [--control tcp:HOST:PORT]... [--fuse-transport auto|io-uring|dev]\n");
 }
 
 void daemon_request_stop(struct daemon *d)
@@ -250,7 +250,7 @@ static int serve(struct daemon *d, int ready_fd)
 	write_pid(d);
 	freeze_journal_recover(d->state_dir);
 	loopdev_foreach_under(d->mnt_dir, warn_stale_loop, NULL);
-	r = fuse_front_start(&d->fuse, d->mnt_dir, &why);
+	r = fuse_front_start(&d->fuse, d->mnt_dir, d->fuse_transport, &why);
 	if (r < 0) {
 		snprintf(err, sizeof(err), "%s (%s)", why, strerror(-r));
 		goto fail;
@@ -408,6 +408,7 @@ static const struct option daemon_opts[] = {
 	{ "tls-no-verify-peer", no_argument, NULL, 'Y' },
 	{ "nbd-writable", no_argument, NULL, 'W' },
 	{ "control", required_argument, NULL, 'c' },
+	{ "fuse-transport", required_argument, NULL, 'F' },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
 };
@@ -520,6 +521,13 @@ static int parse_options(struct daemon *d, struct opt_state *o, int argc, char *
 			d->hook_timeout_s = (unsigned)t;
 			break;
 		}
+		case 'F':
+			if (!fuse_transport_parse(optarg, &d->fuse_transport)) {
+				fprintf(stderr, "hotsnap daemon: %s--fuse-transport '%s': expected auto, "
+						"io-uring or dev\n", where, optarg);
+				return 2;
+			}
+			break;
 		case 'C':
 			if (where[0]) {
 				fprintf(stderr, "hotsnap daemon: %sa config file cannot name another\n",

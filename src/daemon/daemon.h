@@ -35,6 +35,7 @@
 #include "control/proto.h"
 #include "daemon/loopdev.h"
 #include "engine/engine.h"
+#include "fuse/fuse_front.h"
 #include "nbd/nbd_server.h"
 
 #define DAEMON_MAX_NBD 8
@@ -149,6 +150,7 @@ struct daemon {
 	char dev_dir[PATH_MAX];    /* stable device names (devlinks.h) */
 	char log_path[PATH_MAX];   /* the log file (detached), reopened on SIGHUP; or "" */
 	unsigned hook_timeout_s;   /* per hook and phase */
+	enum fuse_transport_mode fuse_transport; /* --fuse-transport */
 };
 
 /* Reads one --default-* option (NAME without the dashes, such as

@@ -1,26 +1,32 @@
-/* fuse_front.c - see fuse_front.h.
+/* fuse_front.c - see fuse_front.h: the lifecycle, the choice of transport,
+ * and the /dev/fuse transport through libfuse.
  *
  * Notes on the design
  * -------------------
- * libfuse's low-level API with its multi-threaded loop: each worker thread
- * reads a request into its own buffer and answers it before reading the
- * next, so a request's data is never overwritten by another request (QEMU
- * 7.2's FUSE export corrupts exactly this under a direct-I/O loop device).
- * Write data is copied once into a per-thread buffer aligned for O_DIRECT,
- * because the payload inside libfuse's buffer sits after the request header
- * and would force the origin onto its slow buffered path.
+ * libfuse's low-level API with its multi-threaded loop serves /dev/fuse:
+ * each worker thread reads a request into its own buffer and answers it
+ * before reading the next, so a request's data is never overwritten by
+ * another request (QEMU 7.2's FUSE export corrupts exactly this under a
+ * direct-I/O loop device).  Write data is copied once into a per-thread
+ * buffer aligned for O_DIRECT, because the payload inside libfuse's buffer
+ * sits after the request header and would force the origin onto its slow
+ * buffered path.  The operations themselves are in fuse_files.c, shared
+ * with the ring.
  *
- * The directory is flat: inode 1 is the root, every file gets a fresh inode
- * number that is never reused while mounted, so a stale number from the
- * kernel simply finds nothing.  Entry and attribute timeouts are zero: files
- * come and go as snapshots are attached and detached.
+ * The ring: Debian 12's libfuse (3.14) predates FUSE over io_uring and
+ * cannot accept it in its INIT reply.  So libfuse keeps reading and writing
+ * /dev/fuse through fuse_session_custom_io() hooks (fuse_init_hook.c) that
+ * see the kernel's INIT request and, in the reply, set up the rings and
+ * accept them.  The libfuse loop stays: FORGET and INTERRUPT still come
+ * over /dev/fuse, and it is the whole transport when the ring is off.
  *
  * Stopping: unmount lazily (a loop device may still hold a file), then abort
- * the connection through fusectl so the workers blocked in read() return.
+ * the connection through fusectl so the workers blocked in read() and the
+ * ring entries waiting for a request return.
  */
 #define FUSE_USE_VERSION 312
 
-#include "fuse_front.h"
+#include "fuse/fuse_front.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -37,44 +43,12 @@
 #include <unistd.h>
 
 #include "common/clock.h"
+#include "common/compiler.h"
 #include "common/log.h"
-#include "common/names.h"
+#include "fuse/fuse_internal.h"
 
-/* Largest request.  Each worker (up to 64) keeps a buffer of this
- * size, touched in full by the first request that size.  `make bench`
- * (frontend): at 1 MiB the daemon's RSS reached 132 MiB after 1 MiB I/O at
- * queue depth 64; at 256 KiB, 36 MiB, for about 14% less sequential read
- * throughput from the page cache (still three times the raw loop device's)
- * and no measurable change in sequential writes. */
-#define MAX_TRANSFER (256u << 10)
-#define ALIGN 4096
-
-struct ff_file {
-	char name[2 * HS_NAME_MAX + 2];
-	fuse_ino_t ino;
-	struct export *base;
-	int opens;
-	struct ff_file *next;
-};
-
-struct ff_handle {
-	struct export *e;
-	struct ff_file *f;
-};
-
-struct fuse_front {
-	char mountpoint[PATH_MAX];
-	struct fuse_session *se;
-	pthread_t loop_thread;
-	bool loop_started;
-	dev_t dev; /* of the mounted file system, for fusectl */
-	pthread_mutex_t mu;
-	pthread_cond_t closed; /* a handle was released */
-	struct ff_file *files; /* [mu] */
-	fuse_ino_t next_ino;   /* [mu] */
-	time_t start_time;
-	pthread_key_t buf_key;
-};
+/* How long a start waits for the kernel's INIT to be answered. */
+#define INIT_TIMEOUT_MS 15000
 
 /* --- per-thread buffers ------------------------------------------------------ */
 
@@ -105,7 +79,7 @@ static void *thread_buffer(struct fuse_front *ff, size_t size)
 		/* grow in 128 KiB steps: a thread that only ever sees 4 KiB
 		 * requests keeps a small buffer */
 		size_t want = (size + (128u << 10) - 1) & ~(size_t)((128u << 10) - 1);
-		if (posix_memalign(&p, ALIGN, want))
+		if (posix_memalign(&p, FF_ALIGN, want))
 			return NULL;
 		free(b->p);
 		b->p = p;
@@ -114,84 +88,11 @@ static void *thread_buffer(struct fuse_front *ff, size_t size)
 	return b->p;
 }
 
-/* --- the file table ---------------------------------------------------------- */
-
-static struct ff_file *find_ino_locked(struct fuse_front *ff, fuse_ino_t ino)
-{
-	for (struct ff_file *f = ff->files; f; f = f->next)
-		if (f->ino == ino)
-			return f;
-	return NULL;
-}
-
-static struct ff_file *find_name_locked(struct fuse_front *ff, const char *name)
-{
-	for (struct ff_file *f = ff->files; f; f = f->next)
-		if (strcmp(f->name, name) == 0)
-			return f;
-	return NULL;
-}
-
-static void fill_attr(struct fuse_front *ff, fuse_ino_t ino, const struct export *e,
-		      struct stat *st)
-{
-	memset(st, 0, sizeof(*st));
-	st->st_ino = ino;
-	st->st_uid = getuid();
-	st->st_gid = getgid();
-	st->st_atime = st->st_mtime = st->st_ctime = ff->start_time;
-	if (!e) {
-		st->st_mode = S_IFDIR | 0700;
-		st->st_nlink = 2;
-		return;
-	}
-	st->st_mode = S_IFREG | (export_readonly(e) ? 0400 : 0600);
-	st->st_nlink = 1;
-	st->st_size = (off_t)export_size(e);
-	st->st_blocks = (blkcnt_t)(export_size(e) / 512);
-	st->st_blksize = (blksize_t)export_preferred_block(e);
-}
-
-/* Gets attributes of ino; false when it does not exist. */
-static bool get_attr(struct fuse_front *ff, fuse_ino_t ino, struct stat *st)
-{
-	struct ff_file *f;
-	bool found = true;
-
-	if (ino == FUSE_ROOT_ID) {
-		fill_attr(ff, ino, NULL, st);
-		return true;
-	}
-	pthread_mutex_lock(&ff->mu);
-	f = find_ino_locked(ff, ino);
-	if (f)
-		fill_attr(ff, ino, f->base, st);
-	else
-		found = false;
-	pthread_mutex_unlock(&ff->mu);
-	return found;
-}
-
-/* --- errno for the kernel ------------------------------------------------- */
-
-static int kernel_errno(int r)
-{
-	switch (r) {
-	case -EPERM:
-		return EROFS;
-	case -ENODATA: /* consumed range */
-	case -ESTALE:  /* deleted snapshot */
-		return EIO;
-	default:
-		return -r;
-	}
-}
-
-/* --- operations ------------------------------------------------------------ */
+/* --- the /dev/fuse transport: libfuse's operations --------------------------- */
 
 static void op_init(void *userdata, struct fuse_conn_info *conn)
 {
-	conn->max_write = MAX_TRANSFER;
+	conn->max_write = FF_MAX_TRANSFER;
 	conn->max_readahead = 0;
 	/* Async direct I/O requests count as background requests: let the
 	 * loop device keep a deep queue in flight. */
@@ -208,163 +109,96 @@ static void op_init(void *userdata, struct fuse_conn_info *conn)
 
 static void op_lookup(fuse_req_t req, fuse_ino_t parent, const char *name)
 {
-	struct fuse_front *ff = fuse_req_userdata(req);
 	struct fuse_entry_param ep;
-	struct ff_file *f;
+	uint64_t ino = 0;
+	int r;
 
-	if (parent != FUSE_ROOT_ID) {
-		fuse_reply_err(req, ENOENT);
-		return;
-	}
 	memset(&ep, 0, sizeof(ep));
-	pthread_mutex_lock(&ff->mu);
-	f = find_name_locked(ff, name);
-	if (f) {
-		ep.ino = f->ino;
-		ep.generation = 1;
-		fill_attr(ff, f->ino, f->base, &ep.attr);
-	}
-	pthread_mutex_unlock(&ff->mu);
-	if (!f) {
-		fuse_reply_err(req, ENOENT);
+	r = ffo_lookup(fuse_req_userdata(req), parent, name, &ino, &ep.attr);
+	if (r < 0) {
+		fuse_reply_err(req, -r);
 		return;
 	}
-	ep.attr_timeout = 0;
-	ep.entry_timeout = 0;
-	fuse_reply_entry(req, &ep);
+	ep.ino = ino;
+	ep.generation = 1;
+	fuse_reply_entry(req, &ep); /* timeouts 0: files come and go */
 }
 
 static void op_getattr(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	struct fuse_front *ff = fuse_req_userdata(req);
 	struct stat st;
+	int r = ffo_getattr(fuse_req_userdata(req), ino, &st);
 
-	if (!get_attr(ff, ino, &st)) {
-		fuse_reply_err(req, ENOENT);
-		return;
-	}
-	fuse_reply_attr(req, &st, 0);
+	if (r < 0)
+		fuse_reply_err(req, -r);
+	else
+		fuse_reply_attr(req, &st, 0);
 }
 
 static void op_setattr(fuse_req_t req, fuse_ino_t ino, struct stat *attr, int to_set,
 		       struct fuse_file_info *fi)
 {
-	struct fuse_front *ff = fuse_req_userdata(req);
 	struct stat st;
+	int r = ffo_setattr(fuse_req_userdata(req), ino, to_set & FUSE_SET_ATTR_SIZE,
+			    (uint64_t)attr->st_size, &st);
 
-	if (!get_attr(ff, ino, &st)) {
-		fuse_reply_err(req, ENOENT);
-		return;
-	}
-	/* A volume's size is fixed; times and modes are not ours to change. */
-	if ((to_set & FUSE_SET_ATTR_SIZE) && attr->st_size != st.st_size) {
-		fuse_reply_err(req, EPERM);
-		return;
-	}
-	fuse_reply_attr(req, &st, 0);
+	if (r < 0)
+		fuse_reply_err(req, -r);
+	else
+		fuse_reply_attr(req, &st, 0);
 }
 
 static void op_open(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
 	struct fuse_front *ff = fuse_req_userdata(req);
-	struct ff_handle *h;
-	struct ff_file *f;
-	int err = 0;
+	uint64_t fh;
+	int r = ffo_open(ff, ino, fi->flags, &fh);
 
-	h = calloc(1, sizeof(*h));
-	if (!h) {
-		fuse_reply_err(req, ENOMEM);
+	if (r < 0) {
+		fuse_reply_err(req, -r);
 		return;
 	}
-	pthread_mutex_lock(&ff->mu);
-	f = find_ino_locked(ff, ino);
-	if (!f) {
-		err = ENOENT;
-	} else if (export_readonly(f->base) && (fi->flags & O_ACCMODE) != O_RDONLY) {
-		err = EROFS;
-	} else {
-		h->e = export_dup(f->base);
-		if (!h->e) {
-			err = ENOMEM;
-		} else {
-			h->f = f;
-			f->opens++;
-		}
-	}
-	pthread_mutex_unlock(&ff->mu);
-	if (err) {
-		free(h);
-		fuse_reply_err(req, err);
-		return;
-	}
-	fi->fh = (uint64_t)(uintptr_t)h;
+	fi->fh = fh;
 	fi->direct_io = 1;
 	fi->keep_cache = 0;
-	fuse_reply_open(req, fi);
+	/* An open interrupted meanwhile gets no release: drop the handle here,
+	 * or the file would count as open for good. */
+	if (fuse_reply_open(req, fi) == -ENOENT)
+		ffo_release(ff, fh);
 }
 
 static void op_release(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 {
-	struct fuse_front *ff = fuse_req_userdata(req);
-	struct ff_handle *h = (struct ff_handle *)(uintptr_t)fi->fh;
-
-	export_close(h->e);
-	pthread_mutex_lock(&ff->mu);
-	h->f->opens--;
-	pthread_cond_broadcast(&ff->closed);
-	pthread_mutex_unlock(&ff->mu);
-	free(h);
+	ffo_release(fuse_req_userdata(req), fi->fh);
 	fuse_reply_err(req, 0);
 }
 
 static void op_read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		    struct fuse_file_info *fi)
 {
-	struct fuse_front *ff = fuse_req_userdata(req);
-	struct ff_handle *h = (struct ff_handle *)(uintptr_t)fi->fh;
-	uint64_t vsize = export_size(h->e);
-	void *buf;
-	int r;
+	void *buf = thread_buffer(fuse_req_userdata(req), size);
+	ssize_t n;
 
-	if (off < 0) {
-		fuse_reply_err(req, EINVAL);
-		return;
-	}
-	if ((uint64_t)off >= vsize) {
-		fuse_reply_buf(req, NULL, 0);
-		return;
-	}
-	if (size > vsize - (uint64_t)off)
-		size = vsize - (uint64_t)off;
-	buf = thread_buffer(ff, size);
 	if (!buf) {
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	r = export_pread(h->e, buf, size, (uint64_t)off);
-	if (r < 0) {
-		fuse_reply_err(req, kernel_errno(r));
-		return;
-	}
-	fuse_reply_buf(req, buf, size);
+	n = ffo_read(fi->fh, buf, size, off);
+	if (n < 0)
+		fuse_reply_err(req, (int)-n);
+	else
+		fuse_reply_buf(req, buf, (size_t)n);
 }
 
 static void op_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in, off_t off,
 			 struct fuse_file_info *fi)
 {
-	struct fuse_front *ff = fuse_req_userdata(req);
-	struct ff_handle *h = (struct ff_handle *)(uintptr_t)fi->fh;
 	size_t size = fuse_buf_size(in);
 	struct fuse_bufvec dst = FUSE_BUFVEC_INIT(size);
-	void *buf;
+	void *buf = thread_buffer(fuse_req_userdata(req), size);
 	ssize_t n;
 	int r;
 
-	if (off < 0) {
-		fuse_reply_err(req, EINVAL);
-		return;
-	}
-	buf = thread_buffer(ff, size);
 	if (!buf) {
 		fuse_reply_err(req, ENOMEM);
 		return;
@@ -375,24 +209,16 @@ static void op_write_buf(fuse_req_t req, fuse_ino_t ino, struct fuse_bufvec *in,
 		fuse_reply_err(req, n < 0 ? (int)-n : EIO);
 		return;
 	}
-	if ((uint64_t)off > export_size(h->e) || size > export_size(h->e) - (uint64_t)off) {
-		fuse_reply_err(req, ENOSPC); /* a volume does not grow */
-		return;
-	}
-	r = export_pwrite(h->e, buf, size, (uint64_t)off,
-			  (fi->flags & (O_DSYNC | O_SYNC)) ? EXPORT_FUA : 0);
-	if (r < 0) {
-		fuse_reply_err(req, kernel_errno(r));
-		return;
-	}
-	fuse_reply_write(req, size);
+	r = ffo_write(fi->fh, buf, size, off, fi->flags);
+	if (r < 0)
+		fuse_reply_err(req, -r);
+	else
+		fuse_reply_write(req, size);
 }
 
 static void op_fsync(fuse_req_t req, fuse_ino_t ino, int datasync, struct fuse_file_info *fi)
 {
-	struct ff_handle *h = (struct ff_handle *)(uintptr_t)fi->fh;
-	int r = export_flush(h->e);
-	fuse_reply_err(req, r < 0 ? kernel_errno(r) : 0);
+	fuse_reply_err(req, -ffo_fsync(fi->fh));
 }
 
 static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
@@ -403,80 +229,24 @@ static void op_flush(fuse_req_t req, fuse_ino_t ino, struct fuse_file_info *fi)
 static void op_fallocate(fuse_req_t req, fuse_ino_t ino, int mode, off_t off, off_t len,
 			 struct fuse_file_info *fi)
 {
-	struct ff_handle *h = (struct ff_handle *)(uintptr_t)fi->fh;
-	uint64_t size = export_size(h->e);
-	int r;
-
-	if (off < 0 || len <= 0) {
-		fuse_reply_err(req, EINVAL);
-		return;
-	}
-	if (export_readonly(h->e)) {
-		fuse_reply_err(req, EROFS);
-		return;
-	}
-	if ((uint64_t)off >= size) {
-		fuse_reply_err(req, mode & FALLOC_FL_KEEP_SIZE ? 0 : ENOSPC);
-		return;
-	}
-	if ((uint64_t)len > size - (uint64_t)off) {
-		if (!(mode & FALLOC_FL_KEEP_SIZE)) {
-			fuse_reply_err(req, ENOSPC);
-			return;
-		}
-		len = (off_t)(size - (uint64_t)off);
-	}
-	if (mode == (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE))
-		r = export_trim(h->e, (uint64_t)off, (uint64_t)len); /* discard */
-	else if ((mode & ~FALLOC_FL_KEEP_SIZE) == FALLOC_FL_ZERO_RANGE)
-		r = export_zero(h->e, (uint64_t)off, (uint64_t)len, 0);
-	else if (mode == 0 || mode == FALLOC_FL_KEEP_SIZE)
-		r = 0; /* every byte of a volume is already there */
-	else
-		r = -EOPNOTSUPP;
-	fuse_reply_err(req, r < 0 ? kernel_errno(r) : 0);
+	fuse_reply_err(req, -ffo_fallocate(fi->fh, mode, off, len));
 }
 
 static void op_readdir(fuse_req_t req, fuse_ino_t ino, size_t size, off_t off,
 		       struct fuse_file_info *fi)
 {
-	struct fuse_front *ff = fuse_req_userdata(req);
-	char *buf;
-	size_t used = 0;
-	off_t idx = 0;
+	char *buf = malloc(size);
+	ssize_t n;
 
-	if (ino != FUSE_ROOT_ID) {
-		fuse_reply_err(req, ENOTDIR);
-		return;
-	}
-	buf = malloc(size);
 	if (!buf) {
 		fuse_reply_err(req, ENOMEM);
 		return;
 	}
-	pthread_mutex_lock(&ff->mu);
-	const char *dots[] = { ".", ".." };
-	for (int i = 0; i < 2; i++, idx++) {
-		if (idx < off)
-			continue;
-		struct stat st = { .st_ino = FUSE_ROOT_ID, .st_mode = S_IFDIR };
-		size_t n = fuse_add_direntry(req, buf + used, size - used, dots[i], &st, idx + 1);
-		if (n > size - used)
-			goto full;
-		used += n;
-	}
-	for (struct ff_file *f = ff->files; f; f = f->next, idx++) {
-		if (idx < off)
-			continue;
-		struct stat st = { .st_ino = f->ino, .st_mode = S_IFREG };
-		size_t n = fuse_add_direntry(req, buf + used, size - used, f->name, &st, idx + 1);
-		if (n > size - used)
-			break;
-		used += n;
-	}
-full:
-	pthread_mutex_unlock(&ff->mu);
-	fuse_reply_buf(req, buf, used);
+	n = ffo_readdir(fuse_req_userdata(req), ino, off, buf, size);
+	if (n < 0)
+		fuse_reply_err(req, (int)-n);
+	else
+		fuse_reply_buf(req, buf, (size_t)n);
 	free(buf);
 }
 
@@ -504,27 +274,32 @@ static const struct fuse_lowlevel_ops fuse_ops = {
 
 /* --- lifecycle --------------------------------------------------------------- */
 
+static unsigned dev_workers(void)
+{
+	/* Four per CPU, 8 to 64, and none retired when idle (libfuse otherwise
+	 * destroys and recreates workers as a queue depth of 16 ebbs and flows,
+	 * a thread creation per few requests).  Not one per request a loop
+	 * device may have in flight: on two CPUs, 64 runnable workers queue
+	 * behind each other and behind the one holding the backing file's inode
+	 * lock (ext4 takes it for every buffered write), and a worker preempted
+	 * while holding it stalls all the others for milliseconds.  The
+	 * harness, 4k random writes at queue depth 16 on two vCPUs, three runs
+	 * each (BENCHMARKS.md, 2026-12-06): 8 workers against 64 gave p99
+	 * 561-692 us against 946-1122, at 49-60k IOPS against 52-54k.  With
+	 * the ring serving, these threads only see FORGET and INTERRUPT, and
+	 * libfuse starts them as they are needed. */
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+	return (unsigned)HS_MIN(HS_MAX(4 * (cpus > 0 ? cpus : 1), 8), 64);
+}
+
 static void *loop_main(void *arg)
 {
 	struct fuse_front *ff = arg;
 	struct fuse_loop_config *cfg = fuse_loop_cfg_create();
+	unsigned workers = dev_workers();
 
-	/* Workers: four per CPU, 8 to 64, and none retired when idle (libfuse
-	 * otherwise destroys and recreates workers as a queue depth of 16 ebbs
-	 * and flows, a thread creation per few requests).  Not one per request
-	 * a loop device may have in flight: on two CPUs, 64 runnable workers
-	 * queue behind each other and behind the one holding the backing
-	 * file's inode lock (ext4 takes it for every buffered write), and a
-	 * worker preempted while holding it stalls all the others for
-	 * milliseconds.  The harness, 4k random writes at queue depth 16 on
-	 * two vCPUs, three runs each (BENCHMARKS.md, 2026-12-06): 8 workers
-	 * against 64 gave p99 561-692 us against 946-1122, at 49-60k IOPS
-	 * against 52-54k. */
-	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
-	int workers = (int)HS_MIN(HS_MAX(4 * (cpus > 0 ? cpus : 1), 8), 64);
-	fuse_loop_cfg_set_max_threads(cfg, (unsigned)workers);
-	fuse_loop_cfg_set_idle_threads(cfg, (unsigned)workers);
-	hs_info("FUSE: %d workers (%ld CPUs)", workers, cpus);
+	fuse_loop_cfg_set_max_threads(cfg, workers);
+	fuse_loop_cfg_set_idle_threads(cfg, workers);
 	fuse_loop_cfg_set_clone_fd(cfg, 1);
 	fuse_session_loop_mt(ff->se, cfg);
 	fuse_loop_cfg_destroy(cfg);
@@ -554,11 +329,6 @@ static void abort_connection_dev(dev_t dev)
 	close(fd);
 }
 
-static void abort_connection(struct fuse_front *ff)
-{
-	abort_connection_dev(ff->dev);
-}
-
 /* A daemon killed while one of its own threads waited on its own FUSE mount
  * (a freeze flushing through it, a loop device opening its file) cannot
  * finish dying: that thread waits for workers that are gone, and the
@@ -585,7 +355,80 @@ static void abort_stale_mount(const char *mountpoint)
 	fclose(f);
 }
 
-int fuse_front_start(struct fuse_front **out, const char *mountpoint, const char **why)
+#define ENABLE_URING "/sys/module/fuse/parameters/enable_uring"
+
+/* Makes sure the kernel will offer the ring: NULL, or why it will not. */
+static const char *switch_on_uring(void)
+{
+	char v[8] = "";
+	int fd = open(ENABLE_URING, O_RDONLY | O_CLOEXEC);
+	ssize_t n;
+
+	if (fd < 0)
+		return "this kernel has no FUSE over io_uring (no fuse module parameter "
+		       "enable_uring; it came with Linux 6.14)";
+	n = read(fd, v, sizeof(v) - 1);
+	close(fd);
+	if (n > 0 && (v[0] == 'Y' || v[0] == '1'))
+		return NULL;
+	if (geteuid() != 0)
+		return "the fuse module parameter enable_uring is off, and only root may switch it on";
+	fd = open(ENABLE_URING, O_WRONLY | O_CLOEXEC);
+	if (fd < 0 || write(fd, "1", 1) != 1) {
+		if (fd >= 0)
+			close(fd);
+		return "the fuse module parameter enable_uring is off and could not be switched on";
+	}
+	close(fd);
+	hs_info("FUSE: switched on the fuse module parameter enable_uring");
+	return NULL;
+}
+
+bool fuse_transport_parse(const char *s, enum fuse_transport_mode *out)
+{
+	if (strcmp(s, "auto") == 0)
+		*out = FUSE_TRANSPORT_AUTO;
+	else if (strcmp(s, "io-uring") == 0)
+		*out = FUSE_TRANSPORT_IO_URING;
+	else if (strcmp(s, "dev") == 0)
+		*out = FUSE_TRANSPORT_DEV;
+	else
+		return false;
+	return true;
+}
+
+static const struct fuse_custom_io dev_io = {
+	.read = ff_dev_read,
+	.writev = ff_dev_writev,
+};
+
+/* Waits until the kernel's INIT has been answered (and with it the choice
+ * of transport made); false after INIT_TIMEOUT_MS. */
+static bool wait_init(struct fuse_front *ff)
+{
+	struct timespec until = clock_mono_deadline(INIT_TIMEOUT_MS);
+	bool done;
+
+	pthread_mutex_lock(&ff->mu);
+	while (!ff->init_answered)
+		if (pthread_cond_timedwait(&ff->init_done, &ff->mu, &until) == ETIMEDOUT)
+			break;
+	done = ff->init_answered;
+	pthread_mutex_unlock(&ff->mu);
+	return done;
+}
+
+static void free_front(struct fuse_front *ff)
+{
+	if (ff->dev_fd >= 0)
+		close(ff->dev_fd);
+	pthread_key_delete(ff->buf_key);
+	ff_files_destroy(ff);
+	free(ff);
+}
+
+int fuse_front_start(struct fuse_front **out, const char *mountpoint,
+		     enum fuse_transport_mode mode, const char **why)
 {
 	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
 	struct fuse_front *ff;
@@ -598,15 +441,23 @@ int fuse_front_start(struct fuse_front **out, const char *mountpoint, const char
 		return -ENOMEM;
 	}
 	snprintf(ff->mountpoint, sizeof(ff->mountpoint), "%s", mountpoint);
-	pthread_mutex_init(&ff->mu, NULL);
-	pthread_condattr_t ca;
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC); /* waits immune to clock steps */
-	pthread_cond_init(&ff->closed, &ca);
-	pthread_condattr_destroy(&ca);
+	ff_files_init(ff);
 	pthread_key_create(&ff->buf_key, tls_buf_free);
-	ff->next_ino = FUSE_ROOT_ID + 1;
-	ff->start_time = time(NULL);
+	ff->mode = mode;
+	ff->dev_fd = -1;
+	if (mode == FUSE_TRANSPORT_DEV) {
+		snprintf(ff->why_not_ring, sizeof(ff->why_not_ring), "--fuse-transport dev");
+	} else {
+		const char *no = switch_on_uring();
+		if (no) {
+			snprintf(ff->why_not_ring, sizeof(ff->why_not_ring), "%s", no);
+			if (mode == FUSE_TRANSPORT_IO_URING) {
+				r = -EOPNOTSUPP;
+				*why = "--fuse-transport io-uring: the ring is not available";
+				goto err_free;
+			}
+		}
+	}
 
 	/* A daemon killed earlier leaves its mount behind, disconnected. */
 	abort_stale_mount(mountpoint);
@@ -634,6 +485,15 @@ int fuse_front_start(struct fuse_front **out, const char *mountpoint, const char
 		*why = "mounting the FUSE file system failed (is /dev/fuse available?)";
 		goto err_session;
 	}
+	/* The rings keep their own descriptor: libfuse closes its own at
+	 * unmount, while ring entries may still be answering. */
+	ff->dev_fd = fcntl(fuse_session_fd(ff->se), F_DUPFD_CLOEXEC, 0);
+	if (ff->dev_fd < 0 ||
+	    fuse_session_custom_io(ff->se, &dev_io, fuse_session_fd(ff->se)) != 0) {
+		r = -EIO;
+		*why = "cannot set up the FUSE transport";
+		goto err_unmount;
+	}
 	r = pthread_create(&ff->loop_thread, NULL, loop_main, ff);
 	if (r) {
 		r = -r;
@@ -641,136 +501,90 @@ int fuse_front_start(struct fuse_front **out, const char *mountpoint, const char
 		goto err_unmount;
 	}
 	ff->loop_started = true;
+	if (!wait_init(ff)) {
+		r = -ETIMEDOUT;
+		*why = "the kernel's FUSE INIT went unanswered";
+		goto err_stop;
+	}
 	/* only now: a stat of the mount is a request our workers answer */
 	if (stat(mountpoint, &st) == 0)
 		ff->dev = st.st_dev;
+	if (mode == FUSE_TRANSPORT_IO_URING) {
+		struct fuse_transport_info ti;
+		fuse_front_transport(ff, &ti);
+		if (strcmp(ti.name, "io-uring") != 0) {
+			hs_error("FUSE: --fuse-transport io-uring, but %s", ti.why_not_ring);
+			r = -EOPNOTSUPP;
+			*why = "--fuse-transport io-uring: the ring does not serve (see the log)";
+			goto err_stop;
+		}
+	}
+	{
+		struct fuse_transport_info ti;
+		fuse_front_transport(ff, &ti);
+		if (ti.queues)
+			hs_info("FUSE: io_uring transport, %u queues, %u workers", ti.queues,
+				ti.workers);
+		else
+			hs_info("FUSE: /dev/fuse transport, up to %u workers (not io_uring: %s)",
+				ti.workers, ti.why_not_ring);
+	}
 	*out = ff;
 	return 0;
 
+err_stop:
+	fuse_front_stop(ff);
+	return r;
 err_unmount:
 	fuse_session_unmount(ff->se);
 err_session:
 	fuse_session_destroy(ff->se);
 err_free:
-	pthread_key_delete(ff->buf_key);
-	pthread_mutex_destroy(&ff->mu);
-	pthread_cond_destroy(&ff->closed);
-	free(ff);
+	free_front(ff);
 	return r;
 }
 
 void fuse_front_stop(struct fuse_front *ff)
 {
+	struct fuse_uring *ring;
+
 	if (!ff)
 		return;
 	fuse_session_exit(ff->se);
 	fuse_session_unmount(ff->se);
-	abort_connection(ff);
+	abort_connection_dev(ff->dev);
+	pthread_mutex_lock(&ff->mu);
+	ring = ff->ring;
+	pthread_mutex_unlock(&ff->mu);
+	if (ring)
+		fuse_uring_stop(ring);
 	if (ff->loop_started)
 		pthread_join(ff->loop_thread, NULL);
 	fuse_session_destroy(ff->se);
-	while (ff->files) {
-		struct ff_file *f = ff->files;
-		ff->files = f->next;
-		export_close(f->base);
-		free(f);
-	}
-	pthread_key_delete(ff->buf_key);
-	pthread_mutex_destroy(&ff->mu);
-	pthread_cond_destroy(&ff->closed);
-	free(ff);
+	free_front(ff);
 }
 
-int fuse_front_add(struct fuse_front *ff, const char *name, struct export *e)
+void fuse_front_transport(struct fuse_front *ff, struct fuse_transport_info *out)
 {
-	struct ff_file *f;
-	int r = 0;
-
+	memset(out, 0, sizeof(*out));
+	out->dev_requests = atomic_load(&ff->dev_requests);
 	pthread_mutex_lock(&ff->mu);
-	if (find_name_locked(ff, name)) {
-		r = -EEXIST;
-	} else if (!(f = calloc(1, sizeof(*f)))) {
-		r = -ENOMEM;
+	if (ff->ring)
+		fuse_uring_counts(ff->ring, &out->queues, &out->workers, &out->ring_requests);
+	if (ff->ring && fuse_uring_serving(ff->ring)) {
+		out->name = "io-uring";
 	} else {
-		snprintf(f->name, sizeof(f->name), "%s", name);
-		f->ino = ff->next_ino++;
-		f->base = e;
-		f->next = ff->files;
-		ff->files = f;
+		out->name = "dev";
+		out->queues = 0;
+		out->workers = dev_workers();
+		snprintf(out->why_not_ring, sizeof(out->why_not_ring), "%s",
+			 ff->why_not_ring[0] ? ff->why_not_ring : "not yet decided");
 	}
 	pthread_mutex_unlock(&ff->mu);
-	if (r)
-		export_close(e);
-	return r;
-}
-
-int fuse_front_remove(struct fuse_front *ff, const char *name)
-{
-	struct ff_file **pp, *f = NULL;
-	int r = -ENOENT;
-
-	pthread_mutex_lock(&ff->mu);
-	for (pp = &ff->files; *pp; pp = &(*pp)->next) {
-		if (strcmp((*pp)->name, name) != 0)
-			continue;
-		if ((*pp)->opens > 0) {
-			r = -EBUSY;
-			break;
-		}
-		f = *pp;
-		*pp = f->next;
-		r = 0;
-		break;
-	}
-	pthread_mutex_unlock(&ff->mu);
-	if (f) {
-		export_close(f->base);
-		free(f);
-	}
-	return r;
-}
-
-const char *fuse_front_path(const struct fuse_front *ff, const char *name, char *buf, size_t len)
-{
-	snprintf(buf, len, "%s/%s", ff->mountpoint, name);
-	return buf;
-}
-
-int fuse_front_open_count(struct fuse_front *ff, const char *name)
-{
-	struct ff_file *f;
-	int n = 0;
-
-	pthread_mutex_lock(&ff->mu);
-	f = find_name_locked(ff, name);
-	if (f)
-		n = f->opens;
-	pthread_mutex_unlock(&ff->mu);
-	return n;
 }
 
 bool fuse_front_mounted(const struct fuse_front *ff)
 {
 	struct stat st;
 	return stat(ff->mountpoint, &st) == 0 && st.st_dev == ff->dev;
-}
-
-bool fuse_front_wait_closes(struct fuse_front *ff, const char *name, int fewer_than,
-			    unsigned timeout_ms)
-{
-	struct timespec until = clock_mono_deadline(timeout_ms);
-	bool done = false;
-
-	pthread_mutex_lock(&ff->mu);
-	for (;;) {
-		struct ff_file *f = find_name_locked(ff, name);
-		if (!f || f->opens < fewer_than) {
-			done = true;
-			break;
-		}
-		if (pthread_cond_timedwait(&ff->closed, &ff->mu, &until) == ETIMEDOUT)
-			break;
-	}
-	pthread_mutex_unlock(&ff->mu);
-	return done;
 }

@@ -1,0 +1,616 @@
+/* fuse_uring.c - the FUSE transport over io_uring (see fuse_uring_abi.h for
+ * the kernel's side, fuse_internal.h for the interface).
+ *
+ * Notes on the design
+ * -------------------
+ * One worker thread per ring entry, each with a ring of its own.  The
+ * kernel keeps one queue per possible CPU and gives a request to the queue
+ * of the CPU that issued it; each queue gets WORKERS_PER_QUEUE entries, so
+ * the loop device's requests are served where they arrive and a worker
+ * answers a request and waits for the next in one system call
+ * (COMMIT_AND_FETCH), with no hand-off between threads.  Write data lands
+ * page-aligned at the start of the entry's payload buffer and the engine
+ * writes it from there; reads land there too: no copy is made.
+ *
+ * Plain task work, no IORING_SETUP_DEFER_TASKRUN or SINGLE_ISSUER: with
+ * deferred task work, a daemon killed while the kernel hands it requests
+ * leaves those entries assigned for good (the task work never runs for the
+ * dead task), the connection cannot be aborted, and every process that
+ * touches the loop device hangs in D state.  Plain task work is cancelled
+ * when the task dies: kill -9 under load ends cleanly (tests/system).
+ *
+ * Falling back: once the INIT reply accepted the ring, the kernel holds new
+ * requests until every queue has an entry.  A failed REGISTER turns the
+ * ring off for the connection and releases them; so when an entry cannot
+ * even be sent (no thread, no submission) or the queues are not all
+ * registered within REGISTER_TIMEOUT_MS, a REGISTER that the kernel must
+ * refuse (one iovec instead of two) is sent from a ring kept for that, and
+ * /dev/fuse serves.
+ */
+#include "fuse/fuse_internal.h"
+
+#include <errno.h>
+#include <liburing.h>
+#include <linux/fuse.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/sysinfo.h>
+#include <unistd.h>
+
+#include "common/clock.h"
+#include "common/compiler.h"
+#include "common/log.h"
+#include "fuse/fuse_uring_abi.h"
+
+#define WORKERS_PER_QUEUE 4
+#define MIN_WORKERS 8
+#define MAX_WORKERS 64
+#define REGISTER_TIMEOUT_MS 10000
+#define UD_ENTRY 1
+#define UD_STOP 2
+
+_Static_assert(sizeof(struct fuse_entry_out) == 128, "fuse_entry_out");
+_Static_assert(sizeof(struct fuse_attr_out) == 104, "fuse_attr_out");
+_Static_assert(sizeof(struct fuse_open_out) == 16, "fuse_open_out");
+_Static_assert(sizeof(struct fuse_write_out) == 8, "fuse_write_out");
+_Static_assert(sizeof(struct fuse_statfs_out) == 80, "fuse_statfs_out");
+
+struct ring_worker {
+	struct fuse_uring *fr;
+	unsigned qid;
+	bool ring_ready; /* io_uring_queue_init succeeded */
+	bool started;	 /* the thread runs */
+	struct io_uring ring;
+	struct hs_fuse_uring_req_header *hdr;
+	void *payload;
+	struct iovec iov[HS_FUSE_URING_IOV_SEGS];
+	pthread_t thread;
+	uint64_t open_fh; /* a handle the last answer gave out, until it arrived */
+	atomic_uint_fast64_t requests;
+};
+
+struct fuse_uring {
+	struct fuse_front *ff;
+	int fd;
+	size_t payload;
+	unsigned nr_queues, nworkers;
+	struct ring_worker *w;
+	int stop_efd;
+	atomic_bool stopping;
+	struct io_uring fallback_ring; /* for the REGISTER the kernel must refuse */
+	bool fallback_ready;
+	bool test_fail_register; /* HOTSNAP_TEST_FUSE_URING=fail-register: every
+				  * REGISTER malformed, as a kernel refusing them */
+
+	pthread_mutex_t mu;
+	pthread_cond_t reported_cv;
+	unsigned reported;	   /* [mu] workers whose first REGISTER is judged */
+	unsigned *queue_entries;   /* [mu] entries registered per queue */
+	int first_err;		   /* [mu] */
+	bool fell_back;		   /* [mu] */
+	char why[160];		   /* [mu] */
+};
+
+unsigned fuse_uring_nr_queues(void)
+{
+	/* The kernel makes one queue per possible CPU: "0-N" */
+	FILE *f = fopen("/sys/devices/system/cpu/possible", "re");
+	unsigned lo = 0, hi = 0;
+	int n = f ? fscanf(f, "%u-%u", &lo, &hi) : 0;
+
+	if (f)
+		fclose(f);
+	if (n == 2)
+		return hi + 1;
+	if (n == 1)
+		return lo + 1;
+	return (unsigned)HS_MAX(get_nprocs_conf(), 1);
+}
+
+/* --- commands ------------------------------------------------------------------ */
+
+static void prep_cmd(struct io_uring_sqe *sqe, const struct ring_worker *w, uint32_t op,
+		     uint64_t commit_id)
+{
+	struct hs_fuse_uring_cmd_req *req;
+
+	memset(sqe, 0, sizeof(*sqe)); /* the command block is set whole below */
+	sqe->opcode = IORING_OP_URING_CMD;
+	sqe->fd = w->fr->fd;
+	sqe->cmd_op = op;
+	sqe->user_data = UD_ENTRY;
+	if (op == HS_FUSE_IO_URING_CMD_REGISTER) {
+		sqe->addr = (uint64_t)(uintptr_t)w->iov;
+		sqe->len = HS_FUSE_URING_IOV_SEGS;
+	}
+	req = (struct hs_fuse_uring_cmd_req *)(void *)sqe->cmd;
+	*req = (struct hs_fuse_uring_cmd_req){ .qid = (uint16_t)w->qid, .commit_id = commit_id };
+}
+
+/* Hands the entry to the kernel.  0 when it took it, else -errno: failures
+ * the kernel finds are completed at once, inside the submission. */
+static int register_entry(struct ring_worker *w, bool malformed)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&w->ring);
+	struct io_uring_cqe *cqe;
+	int r;
+
+	if (!sqe)
+		return -EBUSY;
+	prep_cmd(sqe, w, HS_FUSE_IO_URING_CMD_REGISTER, 0);
+	if (malformed)
+		sqe->len = 1;
+	r = io_uring_submit(&w->ring);
+	if (r < 0)
+		return r;
+	if (io_uring_peek_cqe(&w->ring, &cqe) == 0 && cqe->user_data == UD_ENTRY && cqe->res < 0) {
+		r = cqe->res;
+		io_uring_cqe_seen(&w->ring, cqe);
+		return r;
+	}
+	return 0; /* a request that came at once stays for the loop */
+}
+
+/* Sends the kernel back to /dev/fuse (see the notes at the top). */
+static void fall_back(struct fuse_uring *fr)
+{
+	struct ring_worker probe = { .fr = fr, .qid = 0 };
+	struct io_uring_sqe *sqe;
+	struct io_uring_cqe *cqe;
+	struct __kernel_timespec ts = { .tv_sec = 2 };
+
+	pthread_mutex_lock(&fr->mu);
+	fr->fell_back = true;
+	pthread_mutex_unlock(&fr->mu);
+	if (!fr->fallback_ready || !(sqe = io_uring_get_sqe(&fr->fallback_ring)))
+		return;
+	probe.iov[0] = fr->w[0].iov[0];
+	prep_cmd(sqe, &probe, HS_FUSE_IO_URING_CMD_REGISTER, 0);
+	sqe->addr = (uint64_t)(uintptr_t)probe.iov;
+	sqe->len = 1;
+	if (io_uring_submit(&fr->fallback_ring) == 1 &&
+	    io_uring_wait_cqe_timeout(&fr->fallback_ring, &cqe, &ts) == 0) {
+		hs_debug("FUSE ring: fallback REGISTER answered %d", cqe->res);
+		io_uring_cqe_seen(&fr->fallback_ring, cqe);
+	}
+}
+
+/* --- serving ------------------------------------------------------------------- */
+
+static void to_fuse_attr(const struct stat *st, struct fuse_attr *a)
+{
+	memset(a, 0, sizeof(*a));
+	a->ino = st->st_ino;
+	a->size = (uint64_t)st->st_size;
+	a->blocks = (uint64_t)st->st_blocks;
+	a->atime = (uint64_t)st->st_atime;
+	a->mtime = (uint64_t)st->st_mtime;
+	a->ctime = (uint64_t)st->st_ctime;
+	a->mode = st->st_mode;
+	a->nlink = (uint32_t)st->st_nlink;
+	a->uid = st->st_uid;
+	a->gid = st->st_gid;
+	a->blksize = (uint32_t)st->st_blksize;
+}
+
+/* Serves the request in the entry's buffers and writes the answer there;
+ * returns the commit id to quote. */
+static uint64_t serve(struct ring_worker *w)
+{
+	struct fuse_front *ff = w->fr->ff;
+	struct hs_fuse_uring_req_header *h = w->hdr;
+	struct fuse_in_header in;
+	struct fuse_out_header oh;
+	const void *op = h->op_in;
+	char *pl = w->payload;
+	size_t plen = HS_MIN((size_t)h->ring_ent_in_out.payload_sz, w->fr->payload);
+	uint64_t commit_id = h->ring_ent_in_out.commit_id;
+	size_t out = 0;
+	struct stat st;
+	ssize_t n;
+	int err = 0;
+
+	memcpy(&in, h->in_out, sizeof(in));
+	w->open_fh = 0;
+	switch (in.opcode) {
+	case FUSE_LOOKUP: {
+		uint64_t ino = 0;
+		if (plen == 0 || pl[plen - 1] != 0) {
+			err = -EINVAL;
+			break;
+		}
+		err = ffo_lookup(ff, in.nodeid, pl, &ino, &st);
+		if (err)
+			break;
+		struct fuse_entry_out *eo = (void *)pl; /* the name is no longer needed */
+		memset(eo, 0, sizeof(*eo));
+		eo->nodeid = ino;
+		eo->generation = 1;
+		to_fuse_attr(&st, &eo->attr);
+		out = sizeof(*eo);
+		break;
+	}
+	case FUSE_GETATTR:
+	case FUSE_SETATTR: {
+		const struct fuse_setattr_in *si = op;
+		err = in.opcode == FUSE_GETATTR ? ffo_getattr(ff, in.nodeid, &st)
+						: ffo_setattr(ff, in.nodeid, si->valid & FATTR_SIZE,
+							      si->size, &st);
+		if (err)
+			break;
+		struct fuse_attr_out *ao = (void *)pl;
+		memset(ao, 0, sizeof(*ao));
+		to_fuse_attr(&st, &ao->attr);
+		out = sizeof(*ao);
+		break;
+	}
+	case FUSE_OPEN:
+	case FUSE_OPENDIR: {
+		const struct fuse_open_in *oi = op;
+		uint64_t fh = 0;
+		if (in.opcode == FUSE_OPEN) {
+			err = ffo_open(ff, in.nodeid, (int)oi->flags, &fh);
+			if (err)
+				break;
+			w->open_fh = fh;
+		}
+		struct fuse_open_out *oo = (void *)pl;
+		memset(oo, 0, sizeof(*oo));
+		oo->fh = fh;
+		oo->open_flags = in.opcode == FUSE_OPEN ? FOPEN_DIRECT_IO : 0;
+		out = sizeof(*oo);
+		break;
+	}
+	case FUSE_RELEASE:
+		ffo_release(ff, ((const struct fuse_release_in *)op)->fh);
+		break;
+	case FUSE_READ: {
+		const struct fuse_read_in *ri = op;
+		n = ffo_read(ri->fh, pl, HS_MIN((size_t)ri->size, w->fr->payload),
+			     (int64_t)ri->offset);
+		if (n < 0)
+			err = (int)n;
+		else
+			out = (size_t)n;
+		break;
+	}
+	case FUSE_WRITE: {
+		const struct fuse_write_in *wi = op;
+		if (wi->size > plen) {
+			err = -EINVAL;
+			break;
+		}
+		err = ffo_write(wi->fh, pl, wi->size, (int64_t)wi->offset, (int)wi->flags);
+		if (err)
+			break;
+		struct fuse_write_out *wo = (void *)pl;
+		memset(wo, 0, sizeof(*wo));
+		wo->size = wi->size;
+		out = sizeof(*wo);
+		break;
+	}
+	case FUSE_FSYNC:
+		err = ffo_fsync(((const struct fuse_fsync_in *)op)->fh);
+		break;
+	case FUSE_FALLOCATE: {
+		const struct fuse_fallocate_in *fa = op;
+		err = ffo_fallocate(fa->fh, (int)fa->mode, (int64_t)fa->offset,
+				    (int64_t)fa->length);
+		break;
+	}
+	case FUSE_READDIR: {
+		const struct fuse_read_in *ri = op;
+		n = ffo_readdir(ff, in.nodeid, (int64_t)ri->offset, pl,
+				HS_MIN((size_t)ri->size, w->fr->payload));
+		if (n < 0)
+			err = (int)n;
+		else
+			out = (size_t)n;
+		break;
+	}
+	case FUSE_STATFS: {
+		struct fuse_statfs_out *so = (void *)pl;
+		memset(so, 0, sizeof(*so));
+		so->st.bsize = so->st.frsize = 4096;
+		so->st.namelen = 255;
+		out = sizeof(*so);
+		break;
+	}
+	case FUSE_FLUSH:	/* close(2): nothing is cached here */
+	case FUSE_RELEASEDIR:
+	case FUSE_DESTROY:
+		break;
+	default:
+		err = -ENOSYS; /* what libfuse answers for an operation we do not have */
+		break;
+	}
+	memset(&oh, 0, sizeof(oh));
+	oh.unique = in.unique;
+	oh.error = err;
+	oh.len = (uint32_t)(sizeof(oh) + (err ? 0 : out));
+	memcpy(h->in_out, &oh, sizeof(oh));
+	h->ring_ent_in_out.payload_sz = err ? 0 : (uint32_t)out;
+	atomic_store_explicit(&w->requests, atomic_load_explicit(&w->requests, memory_order_relaxed) + 1,
+			      memory_order_relaxed);
+	return commit_id;
+}
+
+static void report(struct ring_worker *w, int r)
+{
+	struct fuse_uring *fr = w->fr;
+
+	pthread_mutex_lock(&fr->mu);
+	fr->reported++;
+	if (r == 0) {
+		fr->queue_entries[w->qid]++;
+	} else if (!fr->first_err) {
+		fr->first_err = r;
+		snprintf(fr->why, sizeof(fr->why), "the kernel refused the ring's registration: %s",
+			 strerror(-r));
+	}
+	pthread_cond_broadcast(&fr->reported_cv);
+	pthread_mutex_unlock(&fr->mu);
+}
+
+static void entry_lost(struct ring_worker *w)
+{
+	pthread_mutex_lock(&w->fr->mu);
+	w->fr->queue_entries[w->qid]--;
+	pthread_mutex_unlock(&w->fr->mu);
+}
+
+static bool connection_gone(int res)
+{
+	return res == -ENOTCONN || res == -ECONNABORTED || res == -ECANCELED || res == -ENODEV;
+}
+
+static void *worker_main(void *arg)
+{
+	struct ring_worker *w = arg;
+	struct fuse_uring *fr = w->fr;
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&w->ring);
+	int r;
+
+	/* the stop wake, armed once (a fresh ring has room) */
+	if (!sqe) {
+		report(w, -EBUSY);
+		return NULL;
+	}
+	io_uring_prep_poll_add(sqe, fr->stop_efd, POLLIN);
+	io_uring_sqe_set_data64(sqe, UD_STOP);
+	r = register_entry(w, fr->test_fail_register);
+	report(w, r);
+	if (r < 0)
+		return NULL;
+	while (!atomic_load(&fr->stopping)) {
+		struct io_uring_cqe *cqe;
+		uint64_t ud;
+		int res;
+
+		r = io_uring_wait_cqe(&w->ring, &cqe);
+		if (r == -EINTR)
+			continue;
+		if (r < 0)
+			break;
+		ud = cqe->user_data;
+		res = cqe->res;
+		io_uring_cqe_seen(&w->ring, cqe);
+		if (ud == UD_STOP || atomic_load(&fr->stopping))
+			break;
+		if (res == 0) {
+			/* a request: the previous answer arrived */
+			uint64_t commit_id = serve(w);
+			sqe = io_uring_get_sqe(&w->ring); /* never NULL: one in flight */
+			if (sqe)
+				prep_cmd(sqe, w, HS_FUSE_IO_URING_CMD_COMMIT_AND_FETCH, commit_id);
+			if (!sqe || io_uring_submit(&w->ring) != 1) {
+				hs_warn("FUSE ring: cannot submit an answer; queue %u loses an entry",
+					w->qid);
+				entry_lost(w);
+				break;
+			}
+			continue;
+		}
+		/* The kernel refused the answer (the request was interrupted
+		 * or aborted) and with it the entry. */
+		if (w->open_fh) { /* an open the kernel never saw */
+			ffo_release(fr->ff, w->open_fh);
+			w->open_fh = 0;
+		}
+		entry_lost(w);
+		if (connection_gone(res))
+			break;
+		hs_debug("FUSE ring: queue %u: answer refused (%s); registering again", w->qid,
+			 strerror(-res));
+		if (register_entry(w, false) < 0)
+			break;
+		pthread_mutex_lock(&fr->mu);
+		fr->queue_entries[w->qid]++;
+		pthread_mutex_unlock(&fr->mu);
+	}
+	return NULL;
+}
+
+/* --- lifecycle ------------------------------------------------------------------ */
+
+static void free_ring(struct fuse_uring *fr)
+{
+	for (unsigned i = 0; i < fr->nworkers; i++) {
+		struct ring_worker *w = &fr->w[i];
+		if (w->ring_ready)
+			io_uring_queue_exit(&w->ring);
+		free(w->hdr);
+		free(w->payload);
+	}
+	if (fr->fallback_ready)
+		io_uring_queue_exit(&fr->fallback_ring);
+	if (fr->stop_efd >= 0)
+		close(fr->stop_efd);
+	pthread_mutex_destroy(&fr->mu);
+	pthread_cond_destroy(&fr->reported_cv);
+	free(fr->queue_entries);
+	free(fr->w);
+	free(fr);
+}
+
+static int init_ring(struct io_uring *ring)
+{
+	struct io_uring_params p;
+
+	memset(&p, 0, sizeof(p));
+	p.flags = IORING_SETUP_SQE128; /* the command block lives in the SQE */
+	return io_uring_queue_init_params(4, ring, &p);
+}
+
+int fuse_uring_prepare(struct fuse_front *ff, int dev_fd, size_t payload,
+		       struct fuse_uring **out, const char **why)
+{
+	struct fuse_uring *fr = calloc(1, sizeof(*fr));
+	const char *test = getenv("HOTSNAP_TEST_FUSE_URING");
+	pthread_condattr_t ca;
+	int r = -ENOMEM;
+
+	*why = "out of memory for the ring";
+	if (!fr)
+		return -ENOMEM;
+	fr->ff = ff;
+	fr->fd = dev_fd;
+	fr->payload = payload;
+	fr->stop_efd = -1;
+	fr->test_fail_register = test && strcmp(test, "fail-register") == 0;
+	fr->nr_queues = fuse_uring_nr_queues();
+	fr->nworkers = HS_MIN(HS_MAX(WORKERS_PER_QUEUE * fr->nr_queues, MIN_WORKERS), MAX_WORKERS);
+	if (fr->nworkers < fr->nr_queues)
+		fr->nworkers = fr->nr_queues; /* every queue needs an entry */
+	pthread_mutex_init(&fr->mu, NULL);
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&fr->reported_cv, &ca);
+	pthread_condattr_destroy(&ca);
+	fr->w = calloc(fr->nworkers, sizeof(*fr->w));
+	fr->queue_entries = calloc(fr->nr_queues, sizeof(*fr->queue_entries));
+	if (!fr->w || !fr->queue_entries)
+		goto fail;
+	fr->stop_efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (fr->stop_efd < 0) {
+		r = -errno;
+		*why = "cannot make an eventfd for the ring";
+		goto fail;
+	}
+	for (unsigned i = 0; i < fr->nworkers; i++) {
+		struct ring_worker *w = &fr->w[i];
+		w->fr = fr;
+		w->qid = i % fr->nr_queues;
+		if (posix_memalign((void **)&w->hdr, FF_ALIGN, sizeof(*w->hdr)) ||
+		    posix_memalign(&w->payload, FF_ALIGN, payload)) {
+			r = -ENOMEM;
+			goto fail;
+		}
+		memset(w->hdr, 0, sizeof(*w->hdr));
+		w->iov[0] = (struct iovec){ .iov_base = w->hdr, .iov_len = sizeof(*w->hdr) };
+		w->iov[1] = (struct iovec){ .iov_base = w->payload, .iov_len = payload };
+		r = init_ring(&w->ring);
+		if (r < 0) {
+			*why = "cannot set up an io_uring (io_uring disabled by "
+			       "kernel.io_uring_disabled, or out of locked memory)";
+			goto fail;
+		}
+		w->ring_ready = true;
+	}
+	r = init_ring(&fr->fallback_ring);
+	if (r < 0) {
+		*why = "cannot set up an io_uring";
+		goto fail;
+	}
+	fr->fallback_ready = true;
+	*out = fr;
+	*why = NULL;
+	return 0;
+fail:
+	free_ring(fr);
+	return r;
+}
+
+void fuse_uring_discard(struct fuse_uring *fr)
+{
+	if (fr)
+		free_ring(fr);
+}
+
+static bool every_queue_served_locked(const struct fuse_uring *fr)
+{
+	if (fr->fell_back)
+		return false;
+	for (unsigned q = 0; q < fr->nr_queues; q++)
+		if (fr->queue_entries[q] == 0)
+			return false;
+	return true;
+}
+
+bool fuse_uring_go(struct fuse_uring *fr, const char **why)
+{
+	struct timespec until = clock_mono_deadline(REGISTER_TIMEOUT_MS);
+	unsigned started = 0;
+	bool ok;
+
+	for (unsigned i = 0; i < fr->nworkers; i++) {
+		struct ring_worker *w = &fr->w[i];
+		if (pthread_create(&w->thread, NULL, worker_main, w) == 0) {
+			w->started = true;
+			started++;
+		}
+	}
+	pthread_mutex_lock(&fr->mu);
+	while (fr->reported < started)
+		if (pthread_cond_timedwait(&fr->reported_cv, &fr->mu, &until) == ETIMEDOUT)
+			break;
+	ok = every_queue_served_locked(fr);
+	if (!ok && !fr->why[0])
+		snprintf(fr->why, sizeof(fr->why), "%s",
+			 started < fr->nworkers ? "cannot start the ring's threads"
+						: "the ring's queues did not all register in time");
+	*why = fr->why;
+	pthread_mutex_unlock(&fr->mu);
+	if (!ok)
+		fall_back(fr);
+	return ok;
+}
+
+void fuse_uring_stop(struct fuse_uring *fr)
+{
+	uint64_t one = 1;
+
+	atomic_store(&fr->stopping, true);
+	if (write(fr->stop_efd, &one, sizeof(one)) < 0)
+		hs_debug("FUSE ring: stop wake: %s", strerror(errno));
+	for (unsigned i = 0; i < fr->nworkers; i++)
+		if (fr->w[i].started)
+			pthread_join(fr->w[i].thread, NULL);
+	free_ring(fr);
+}
+
+bool fuse_uring_serving(const struct fuse_uring *fr)
+{
+	struct fuse_uring *m = (struct fuse_uring *)fr; /* the lock, not the state */
+	bool ok;
+
+	pthread_mutex_lock(&m->mu);
+	ok = every_queue_served_locked(fr);
+	pthread_mutex_unlock(&m->mu);
+	return ok;
+}
+
+void fuse_uring_counts(const struct fuse_uring *fr, unsigned *queues, unsigned *workers,
+		       uint64_t *requests)
+{
+	uint64_t n = 0;
+
+	for (unsigned i = 0; i < fr->nworkers; i++)
+		n += atomic_load_explicit(&fr->w[i].requests, memory_order_relaxed);
+	*queues = fr->nr_queues;
+	*workers = fr->nworkers;
+	*requests = n;
+}

@@ -1,0 +1,109 @@
+#!/bin/bash
+# Both FUSE transports carry a real workload, and the choice between them is
+# made and reported as promised:
+#  - the default (auto): the ring when the kernel offers it (this kernel
+#    does: the daemon switches on the fuse module's enable_uring), else
+#    /dev/fuse with the reason;
+#  - --fuse-transport dev (and the config file's key): /dev/fuse only;
+#  - a kernel that refuses the ring's registration (a test-only malformed
+#    REGISTER): the daemon falls back to /dev/fuse by itself, says why, and
+#    nothing hangs;
+#  - --fuse-transport io-uring with the ring refused: the daemon does not
+#    start, and says why; a bad value is refused with the choices.
+# The workload on each: ext4 made through the loop device, fio with verify
+# before and after a snapshot, a backup that must equal the frozen device,
+# readdir/lookup/stat of the FUSE directory, e2fsck clean.
+. "$(dirname "$0")/lib.sh"
+require_block
+require mkfs.ext4 e2fsck fsfreeze fio sha256sum
+setup
+
+have_ring=0
+[ -e /sys/module/fuse/parameters/enable_uring ] && have_ring=1
+
+ft() { hs --json status | json_get "[\"fuse_transport\"][\"$1\"]"; }
+
+# workload NAME: the checks every transport must pass.
+workload() {
+    local name=$1
+    make_ext4_volume "$name" 256M --diff-limit 256M
+    fio --name=pre --directory="$VOL_MNT" --size=24M --bs=4k --rw=randwrite --direct=1 \
+        --ioengine=libaio --iodepth=16 --verify=crc32c --do_verify=1 \
+        --output="$T/fio-pre-$name.log" >/dev/null || fail "fio verify before the snapshot failed"
+    sync
+    fsfreeze -f "$VOL_MNT"
+    ref=$(sha_dev "$VOL_DEV")
+    snap=$(hs snapshot create "$name" --no-freeze)
+    fsfreeze -u "$VOL_MNT"
+    fio --name=post --directory="$VOL_MNT" --size=24M --bs=4k --rw=randrw --direct=1 \
+        --ioengine=libaio --iodepth=16 --verify=crc32c --do_verify=1 \
+        --output="$T/fio-post-$name.log" >/dev/null || fail "fio verify after the snapshot failed"
+    hs backup "$snap" -o "$T/$name.raw" --no-progress >/dev/null
+    [ "$(sha_file "$T/$name.raw")" = "$ref" ] || fail "$name: the backup differs from the frozen device"
+    # the directory: readdir, lookup, stat through the transport
+    ls "$STATE/mnt" | grep -qx "$name" || fail "$name: readdir of the FUSE directory misses it"
+    [ "$(stat -c %s "$STATE/mnt/$name")" = $((256 * 1024 * 1024)) ] ||
+        fail "$name: stat of the FUSE file gives the wrong size"
+    umount "$VOL_MNT"
+    e2fsck -fn "$VOL_DEV" >"$T/fsck-$name.log" 2>&1 || fail "$name: e2fsck: $(tail -3 "$T/fsck-$name.log")"
+    hs snapshot delete "$snap" >/dev/null
+    hs volume detach "$name" >/dev/null
+}
+
+# 1. the default
+start_daemon
+if [ "$have_ring" = 1 ]; then
+    [ "$(ft name)" = io-uring ] || fail "the default transport is $(ft name), not io-uring: $(ft why_not_io_uring)"
+    [ "$(cat /sys/module/fuse/parameters/enable_uring)" = Y ] || fail "enable_uring is not on"
+else
+    [ "$(ft name)" = dev ] || fail "no ring in this kernel, yet the transport is $(ft name)"
+    ft why_not_io_uring | grep -q enable_uring || fail "the reason does not name enable_uring"
+fi
+before=$(ft ring_requests)
+workload ring
+if [ "$have_ring" = 1 ]; then
+    after=$(ft ring_requests)
+    [ "$after" -gt $((before + 1000)) ] || fail "the ring served $((after - before)) requests of the workload"
+    hs status | grep -q "FUSE over io_uring" || fail "status text does not say io_uring"
+    hs status --prometheus | grep -q 'hotsnap_fuse_requests_total{transport="io_uring"}' ||
+        fail "no hotsnap_fuse_requests_total in the Prometheus output"
+    hs --json status | json_get '["volumes"][0]["fuse_transport"]' | grep -qx io-uring ||
+        fail "the volume does not say which transport serves it"
+fi
+stop_daemon
+log "default transport: $(grep -m1 'FUSE:' "$T/daemon.log" | sed 's/.*info: //')"
+
+# 2. /dev/fuse, asked for in the config file
+printf 'fuse-transport = dev\n' >"$T/hotsnap.conf"
+start_daemon --config "$T/hotsnap.conf"
+[ "$(ft name)" = dev ] || fail "fuse-transport = dev gave $(ft name)"
+ft why_not_io_uring | grep -q -- "--fuse-transport dev" || fail "the reason is '$(ft why_not_io_uring)'"
+workload dev
+[ "$(ft ring_requests)" = 0 ] || fail "the ring served requests under --fuse-transport dev"
+[ "$(ft dev_requests)" -gt 1000 ] || fail "/dev/fuse served only $(ft dev_requests) requests"
+stop_daemon
+log "/dev/fuse: served the workload"
+
+if [ "$have_ring" = 1 ]; then
+    # 3. the kernel refuses the ring: auto falls back on its own
+    HOTSNAP_TEST_FUSE_URING=fail-register start_daemon
+    [ "$(ft name)" = dev ] || fail "a refused ring still reports $(ft name)"
+    ft why_not_io_uring | grep -qi "refused" || fail "the reason is '$(ft why_not_io_uring)'"
+    workload refused
+    [ "$(ft dev_requests)" -gt 1000 ] || fail "/dev/fuse served only $(ft dev_requests) requests"
+    stop_daemon
+    log "refused ring: fell back to /dev/fuse ($(grep -m1 'ring does not serve' "$T/daemon.log" | sed 's/.*warn[a-z]*: //'))"
+
+    # 4. demanded and refused: no start, and why
+    rc=0
+    HOTSNAP_TEST_FUSE_URING=fail-register timeout 60 "$HOTSNAP" --state-dir "$STATE" daemon \
+        --fuse-transport io-uring >"$T/demand.log" 2>&1 || rc=$?
+    [ "$rc" != 0 ] && [ "$rc" != 124 ] || fail "--fuse-transport io-uring started (or hung, $rc) with the ring refused"
+    grep -q "io-uring" "$T/demand.log" || fail "no reason given: $(cat "$T/demand.log")"
+    grep -qi "refused" "$T/demand.log" || fail "the reason does not say refused: $(cat "$T/demand.log")"
+    log "io-uring demanded and refused: $(grep -m1 -i refused "$T/demand.log" | sed 's/.*: //')"
+fi
+
+# 5. a bad value
+expect_fail 2 "expected auto, io-uring or dev" -- "$HOTSNAP" --state-dir "$STATE" daemon --fuse-transport ring
+log "ok"
