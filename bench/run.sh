@@ -26,6 +26,12 @@
 #   tls         a remote pull of a 1 GiB snapshot with nbdcopy over TCP on the
 #               loopback: TLS (PSK) against clear text, 4 connections; and
 #               into a raw file: nbdcopy (then sync) against hotsnap backup nbds://
+#   transport   fio 4k random write QD16 on a raw loop device over a plain
+#               file against hotsnap volumes served over FUSE io_uring
+#               (daemon --fuse-transport io-uring) and over /dev/fuse
+#               (--fuse-transport dev): three interleaved rounds, median and
+#               range of IOPS and p99; a transport the daemon cannot serve
+#               is reported as skipped, with the reason
 #   peers       ../shared/peers/bench.sh -b raw,qsd,hotsnap (the harness)
 #
 # BENCH_ONLY="engine frontend ..." runs a subset; BENCH_SECONDS sets fio
@@ -37,7 +43,7 @@ ROOT=$PWD
 HOTSNAP=$ROOT/build/hotsnap
 PY=/usr/bin/python3
 SECS=${BENCH_SECONDS:-10}
-ONLY=${BENCH_ONLY:-engine frontend backup memory diffpeak latency chains tls peers}
+ONLY=${BENCH_ONLY:-engine frontend transport backup memory diffpeak latency chains tls peers}
 RUN=$(date +%Y%m%dT%H%M%S)
 OUTDIR=$ROOT/bench/results
 mkdir -p "$OUTDIR"
@@ -125,6 +131,145 @@ bench_frontend() {
     stop_daemon
     emit "{\"test\":\"frontend\",\"raw_randwrite_iops\":$rw_iops,\"raw_randwrite_p99_us\":$rw_p99,\"raw_seqread_mb_s\":$rr_mb,\"hotsnap_randwrite_iops\":$hw_iops,\"hotsnap_randwrite_p99_us\":$hw_p99,\"hotsnap_seqread_mb_s\":$hr_mb,\"hotsnap_cow_randwrite_iops\":$hs_iops,\"hotsnap_cow_randwrite_p99_us\":$hs_p99,\"raw_seqwrite_mb_s\":$rsw_mb,\"hotsnap_seqwrite_mb_s\":$hsw_mb,\"hotsnap_rss_after_io_bytes\":$rss_io}"
     rm -f "$W/raw.img"
+}
+
+# transport: hotsnap over FUSE io_uring and over /dev/fuse against the disk.
+# One state dir and one backing file serve both transports: each round
+# starts the daemon with the transport it measures and stops it after, so
+# both see the same extents and neither keeps a warm daemon the other lacks.
+TR_WHY=""
+TR_IOPS=""
+TR_P99=""
+TR_REQ=""
+TR_VOL=""
+tr_fio() {   # tr_fio NAME DEV -> iops p99_us mb_s
+    fio_json "$1" "$2" --rw=randwrite --bs=4k --iodepth=16 --numjobs=1 --size=1G --ramp_time=1
+}
+tr_start() {   # tr_start TRANSPORT ROUND -> 0 when the daemon serves TRANSPORT, else 1 (TR_WHY)
+    local want=$1 log=$W/tr-daemon-$1-$2.log name why
+    TR_WHY=""
+    S=$W/state-tr
+    "$HOTSNAP" --state-dir "$S" daemon --fuse-transport "$want" >"$log" 2>&1 &
+    DAEMON=$!
+    for _ in $(seq 200); do
+        hs status >/dev/null 2>&1 && break
+        kill -0 "$DAEMON" 2>/dev/null || break
+        sleep 0.05
+    done
+    if ! hs status >/dev/null 2>&1; then
+        stop_daemon
+        why=$(grep -m1 -iE 'error|unrecognized|invalid|unknown|cannot|not supported|refus' "$log")
+        [ -n "$why" ] || why=$(tail -n1 "$log")
+        TR_WHY="daemon --fuse-transport $want did not start: ${why:-no message}"
+        return 1
+    fi
+    IFS=$'\t' read -r name why < <(hs --json status | $PY -c '
+import json, sys
+try:
+    t = json.load(sys.stdin)["fuse_transport"]
+    print("%s\t%s" % (t.get("name") or "?", str(t.get("why_not_io_uring") or "").replace("\t", " ").replace("\n", " ")))
+except Exception as e:
+    print("?\tno fuse_transport in status --json (%s)" % e)')
+    if [ "$name" != "$want" ]; then
+        TR_WHY="asked for $want, the daemon serves ${name:-?}${why:+: $why}"
+        stop_daemon
+        return 1
+    fi
+}
+tr_round() {   # tr_round TRANSPORT ROUND -> 0 and TR_IOPS, TR_P99, TR_REQ; else 1 (TR_WHY)
+    local t=$1 r=$2 dev
+    TR_IOPS="" TR_P99="" TR_REQ=""
+    tr_start "$t" "$r" || return 1
+    if [ -z "$TR_VOL" ]; then
+        if ! hs volume create tr --backing "$W/tr-hs.img" >/dev/null 2>"$W/tr.err"; then
+            TR_WHY="volume create: $(head -n1 "$W/tr.err")"
+            stop_daemon
+            return 1
+        fi
+        TR_VOL=1
+    fi
+    if ! dev=$(hs volume attach tr 2>"$W/tr.err"); then
+        TR_WHY="volume attach with --fuse-transport $t: $(head -n1 "$W/tr.err")"
+        stop_daemon
+        return 1
+    fi
+    read -r TR_IOPS TR_P99 _ < <(tr_fio "$t" "$dev")
+    # which path the requests took: "ring/dev" requests the daemon answered
+    TR_REQ=$(hs --json status | $PY -c '
+import json, sys
+t = json.load(sys.stdin).get("fuse_transport") or {}
+print("%d/%d" % (t.get("ring_requests", 0), t.get("dev_requests", 0)))' 2>/dev/null)
+    hs volume detach tr >/dev/null
+    stop_daemon
+    [ -n "$TR_IOPS" ] || { TR_WHY="fio failed on $dev (--fuse-transport $t)"; return 1; }
+}
+
+bench_transport() {
+    log "transport: 4k randwrite QD16, raw loop vs hotsnap over FUSE io_uring vs /dev/fuse, 3 rounds"
+    # same size, same file system, each written once sequentially, so no
+    # case pays the first-touch allocation the others do not
+    local f raw r t
+    truncate -s 1G "$W/tr-raw.img" "$W/tr-hs.img"
+    for f in "$W/tr-raw.img" "$W/tr-hs.img"; do
+        dd if=/dev/zero of="$f" bs=4M count=256 oflag=direct conv=notrunc status=none
+        sync -f "$f"
+    done
+    raw=$(losetup -f --show --direct-io=on "$W/tr-raw.img")
+    local raw_io=() raw_p=() ring_io=() ring_p=() dev_io=() dev_p=()
+    local ring_why="" dev_why="" io p ring_req=() dev_req=()
+    TR_VOL=""
+    for r in 1 2 3; do   # interleaved: this machine drifts
+        read -r io p _ < <(tr_fio raw "$raw")
+        [ -n "$io" ] || { echo "transport: fio failed on the raw loop device $raw" >&2; exit 1; }
+        raw_io+=("$io"); raw_p+=("$p")
+        for t in io-uring dev; do
+            if [ "$t" = io-uring ]; then [ -z "$ring_why" ] || continue; else [ -z "$dev_why" ] || continue; fi
+            if tr_round "$t" "$r"; then
+                if [ "$t" = io-uring ]; then ring_io+=("$TR_IOPS"); ring_p+=("$TR_P99"); ring_req+=("${TR_REQ:-?/?}")
+                else dev_io+=("$TR_IOPS"); dev_p+=("$TR_P99"); dev_req+=("${TR_REQ:-?/?}"); fi
+            else
+                log "transport: $t skipped: round $r: $TR_WHY"
+                if [ "$t" = io-uring ]; then ring_why="round $r: $TR_WHY"; else dev_why="round $r: $TR_WHY"; fi
+            fi
+        done
+    done
+    losetup -d "$raw"
+    [ -e /sys/module/fuse/parameters/enable_uring ] && [ -n "$ring_why" ] &&
+        ring_why="$ring_why (fuse enable_uring=$(cat /sys/module/fuse/parameters/enable_uring))"
+    emit "$(TR_SECS=$SECS TR_RAW_IO="${raw_io[*]}" TR_RAW_P="${raw_p[*]}" \
+        TR_RING_IO="${ring_io[*]}" TR_RING_P="${ring_p[*]}" TR_RING_WHY="$ring_why" TR_RING_REQ="${ring_req[*]}" TR_DEV_REQ="${dev_req[*]}" \
+        TR_DEV_IO="${dev_io[*]}" TR_DEV_P="${dev_p[*]}" TR_DEV_WHY="$dev_why" $PY -c '
+import json, os, statistics
+e = os.environ
+def case(io, p, why, served, req=None):
+    io = [float(x) for x in e[io].split()]
+    p = [float(x) for x in e[p].split()]
+    c = {}
+    if served and not why:
+        c["served_by"] = served
+    if why:
+        c["skipped"] = why
+    c["iops_runs"] = io
+    c["p99_us_runs"] = p
+    if req:   # per round, the requests answered over the ring and over /dev/fuse
+        c["ring_dev_requests_runs"] = [[int(n) if n.isdigit() else None for n in x.split("/")]
+                                       for x in e[req].split()]
+    if io and not why:
+        c.update(iops_median=statistics.median(io), iops_min=min(io), iops_max=max(io),
+                 p99_us_median=statistics.median(p), p99_us_min=min(p), p99_us_max=max(p))
+    return c
+r = {"test": "transport", "rounds": 3, "seconds": int(e["TR_SECS"]), "region_bytes": 1 << 30,
+     "fio": "randwrite bs=4k iodepth=16 numjobs=1 direct=1 libaio ramp_time=1",
+     "raw": case("TR_RAW_IO", "TR_RAW_P", "", None),
+     "io_uring": case("TR_RING_IO", "TR_RING_P", e["TR_RING_WHY"], "io-uring", "TR_RING_REQ"),
+     "dev": case("TR_DEV_IO", "TR_DEV_P", e["TR_DEV_WHY"], "dev", "TR_DEV_REQ")}
+for k in ("io_uring", "dev"):
+    c, b = r[k], r["raw"]
+    ok = "iops_median" in c and b["iops_median"] and b["p99_us_median"]
+    r[k + "_raw_iops_ratio"] = round(c["iops_median"] / b["iops_median"], 3) if ok else None
+    r[k + "_raw_p99_ratio"] = round(c["p99_us_median"] / b["p99_us_median"], 3) if ok else None
+print(json.dumps(r))')"
+    rm -f "$W/tr-raw.img" "$W/tr-hs.img" "$W/tr.err"
 }
 
 bench_backup() {
@@ -419,6 +564,21 @@ if "frontend" in rows:
                 ratio(f["hotsnap_seqwrite_mb_s"], f["raw_seqwrite_mb_s"])))
     out.append(("daemon RSS after those runs (every FUSE worker busy)",
                 "%.1f MiB" % (f["hotsnap_rss_after_io_bytes"] / 2**20), ""))
+if "transport" in rows:
+    t = rows["transport"]
+    cases = (("raw", "raw loop on a plain file"), ("io_uring", "hotsnap, FUSE over io_uring"),
+             ("dev", "hotsnap, FUSE over /dev/fuse"))
+    for what, key, fmt in (("IOPS", "iops", "%d (%d-%d)"), ("p99 us", "p99_us", "%.0f (%.0f-%.0f)")):
+        out.append(("transport 4k randwrite QD16, %s, median (range) of %d rounds (ratio to raw)"
+                    % (what, t["rounds"]), "", ""))
+        for k, label in cases:
+            c = t[k]
+            if "skipped" in c:
+                out.append(("  " + label, "skipped: " + c["skipped"], ""))
+                continue
+            out.append(("  " + label,
+                        fmt % (c[key + "_median"], c[key + "_min"], c[key + "_max"]),
+                        "" if k == "raw" else ratio(c[key + "_median"], t["raw"][key + "_median"])))
 if "backup" in rows:
     b = rows["backup"]
     out.append(("backup 1 GiB, caches dropped, MB/s: cp | hotsnap",
