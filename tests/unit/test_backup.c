@@ -7,7 +7,8 @@
  * Every combination the job chooses between: raw or qcow2 (clusters larger
  * than a chunk: no copies pass, partial clusters from the drain),
  * consuming or not, full or incremental (only some chunks, over a parent).
- * Pacer: driven with made-up clocks and counters.
+ * Pacer: driven with made-up clocks and counters, and against a simulated
+ * foreground that shares a disk with it (its figures are printed).
  * Prints its seed; HOTSNAP_SEED=N replays a run. */
 #include <fcntl.h>
 #include <pthread.h>
@@ -279,39 +280,48 @@ static void test_pacer(void)
 		until = backup_pacer_step(&p, t, 1000000, &fg);
 	CHECK(until >= t + 99000000 && until <= t + 101000000);
 
-	/* yielding: an idle volume lets the rate grow, up to 4x what it achieves */
+	/* yielding: an idle volume lets the rate grow, up to 4x what it
+	 * achieves, and is never probed */
 	backup_pacer_init(&p, 0, true, t, &fg);
 	double r0 = p.rate;
 	for (int i = 0; i < 20; i++) {
 		t += PACE_CONTROL_NS;
 		backup_pacer_step(&p, t, 64 << 20, &fg); /* 64 MiB per 50 ms: 1.3 GB/s */
+		CHECK(!p.probing);
 	}
 	CHECK(p.rate > r0);
 	CHECK(p.rate <= 4 * (64.0 * 1048576) * 1e9 / PACE_CONTROL_NS + 1);
+	CHECK_EQ(p.probes, 0);
 
-	/* a busy foreground whose service time doubles: the rate drops to the
-	 * floor, never below, and each cut counts as a yield */
-	fg = (struct volume_fg_sample){ 1000, 1000 * 100000 }; /* 100 us each */
-	t += PACE_CONTROL_NS;
-	backup_pacer_step(&p, t, 1 << 20, &fg);
-	uint64_t y0 = p.yields;
-	for (int i = 0; i < 40; i++) {
-		fg.ops += 1000;
-		fg.busy_ns += 1000 * 400000; /* now 400 us each */
+	/* a light foreground (too few requests to measure its share, so no
+	 * probes: latency alone) whose service time quadruples: the rate drops
+	 * to the floor, never below, and each cut counts as a yield */
+	for (int i = 0; i < 8; i++) {
+		fg.ops += 2;
+		fg.busy_ns += 2 * 100000; /* 100 us each */
 		t += PACE_CONTROL_NS;
 		backup_pacer_step(&p, t, 1 << 20, &fg);
+	}
+	uint64_t y0 = p.yields;
+	for (int i = 0; i < 200; i++) {
+		fg.ops += 2;
+		fg.busy_ns += 2 * 400000; /* now 400 us each */
+		t += PACE_CONTROL_NS;
+		backup_pacer_step(&p, t, 1 << 20, &fg);
+		CHECK(!p.probing);
 	}
 	CHECK(p.yields > y0);
 	CHECK(p.rate >= PACE_RATE_FLOOR && p.rate < PACE_RATE_FLOOR * 1.01);
 	/* the foreground recovers: the rate climbs again */
 	double low = p.rate;
 	for (int i = 0; i < 40; i++) {
-		fg.ops += 1000;
-		fg.busy_ns += 1000 * 100000;
+		fg.ops += 2;
+		fg.busy_ns += 2 * 100000;
 		t += PACE_CONTROL_NS;
 		backup_pacer_step(&p, t, 1 << 20, &fg);
 	}
 	CHECK(p.rate > low);
+	CHECK_EQ(p.probes, 0);
 	/* with --rate, never above it */
 	backup_pacer_init(&p, 50000000, true, t, &fg);
 	for (int i = 0; i < 40; i++) {
@@ -321,6 +331,188 @@ static void test_pacer(void)
 	CHECK(p.rate <= 50000000);
 }
 
+/* The pacer against a simulated disk, shared by a foreground and the
+ * backup, on a simulated clock.
+ *
+ * The backup reads 1 MiB at a time at DISK bytes/s (its idle rate), and
+ * sleeps as the pacer says (as pace() does).  The foreground is closed loop
+ * (SIM_QD requests outstanding): alone it completes F0 ops/s; while the
+ * backup reads, half that (fg = F0 (1 - b / 2 DISK), b the backup's
+ * instantaneous rate).  Service time follows by Little's law, QD / rate.
+ * Or open loop: F0 ops/s whatever the backup does, each taking twice as
+ * long while the backup reads; its harm is in latency alone.
+ * Noise: each simulated millisecond's ops are scaled by a factor uniform in
+ * [0.6, 1.4] from a fixed-seed PRNG, so a run is the same every time. */
+#define SIM_DISK (400.0 * 1000 * 1000)
+#define SIM_F0 20000.0
+#define SIM_QD 8.0
+#define SIM_SECONDS 60
+#define SIM_SEED UINT64_C(0x5eed)
+
+struct sim {
+	const char *name;
+	double f0;        /* foreground ops/s alone; 0: idle */
+	double f0_middle; /* from 20 s to 40 s, if not 0: a workload that changes */
+	bool open_loop;
+	uint64_t rate_limit;
+	bool yield;
+	/* results */
+	double fg_share;     /* foreground ops / what it would do alone */
+	double backup_share; /* backup bytes / DISK x time */
+	double mean_ratio;   /* foreground mean service time / alone */
+	double max_rate;     /* the pacer's highest rate */
+	double final_rate;
+	uint64_t probes, yields;
+	uint64_t probe_ns; /* time paused in probes */
+	bool waited;       /* ever returned a time after now */
+};
+
+struct sim_fg {
+	uint64_t rs;
+	double ops, busy_ns; /* fractional: the sample takes the floor */
+	double alone_ops;    /* what it would have done alone */
+	double alone_busy_ns;
+};
+
+static double sim_f0(const struct sim *s, uint64_t t_rel)
+{
+	if (s->f0_middle && t_rel >= 20 * 1000000000ull && t_rel < 40 * 1000000000ull)
+		return s->f0_middle;
+	return s->f0;
+}
+
+/* The foreground over [t, t + dt), the backup reading throughout or not. */
+static void sim_advance(const struct sim *s, struct sim_fg *f, uint64_t t_rel, uint64_t dt,
+			bool reading)
+{
+	while (dt) {
+		uint64_t step = HS_MIN_U64(dt, 1000000);
+		double f0 = sim_f0(s, t_rel);
+		double slow = reading ? 2.0 : 1.0; /* the backup's cost */
+		double rate = s->open_loop ? f0 : f0 / slow;
+		double noise = 0.6 + 0.8 * (double)rng_below(&f->rs, 1000001) / 1e6;
+		if (f0 > 0) {
+			double ops = rate * noise * (double)step / 1e9;
+			double alone_mean_ns = SIM_QD / f0 * 1e9;
+			f->ops += ops;
+			f->busy_ns += ops * alone_mean_ns * slow;
+			f->alone_ops += f0 * (double)step / 1e9;
+			f->alone_busy_ns += f0 * (double)step / 1e9 * alone_mean_ns;
+		}
+		t_rel += step;
+		dt -= step;
+	}
+}
+
+static void simulate_pacer(struct sim *s)
+{
+	const uint64_t t0 = 1000000000, end = t0 + SIM_SECONDS * 1000000000ull;
+	const size_t n = 1 << 20;
+	struct sim_fg f = { .rs = SIM_SEED };
+	struct backup_pacer p;
+	struct volume_fg_sample fg = { 0, 0 };
+	double bytes = 0;
+	uint64_t t = t0;
+
+	backup_pacer_init(&p, s->rate_limit, s->yield, t, &fg);
+	s->max_rate = p.rate;
+	s->probe_ns = 0;
+	s->waited = false;
+	while (t < end) {
+		fg = (struct volume_fg_sample){ (uint64_t)f.ops, (uint64_t)f.busy_ns };
+		uint64_t until = backup_pacer_step(&p, t, n, &fg);
+		CHECK(until >= t);
+		s->max_rate = HS_MAX(s->max_rate, p.rate);
+		if (s->rate_limit)
+			CHECK(p.rate <= (double)s->rate_limit);
+		if (!s->yield)
+			CHECK(!p.probing);
+		if (until > t)
+			s->waited = true;
+		if (p.probing) {
+			s->probe_ns += until - t;
+			sim_advance(s, &f, t - t0, until - t, false);
+			t = until;
+			continue;
+		}
+		if (until > t + 1000000) { /* as pace() does: small debts wait */
+			sim_advance(s, &f, t - t0, until - t, false);
+			t = until;
+		}
+		uint64_t read_ns = (uint64_t)((double)n / SIM_DISK * 1e9);
+		sim_advance(s, &f, t - t0, read_ns, true);
+		t += read_ns;
+		bytes += (double)n;
+	}
+	s->fg_share = f.alone_ops > 0 ? f.ops / f.alone_ops : 1;
+	s->mean_ratio = f.ops > 0 ? (f.busy_ns / f.ops) / (f.alone_busy_ns / f.alone_ops) : 1;
+	s->backup_share = bytes / (SIM_DISK * (double)(t - t0) / 1e9);
+	s->final_rate = p.rate;
+	s->probes = p.probes;
+	s->yields = p.yields;
+	printf("pacer sim %-22s fg %.3f of alone (latency %.2fx), backup %.3f of idle rate, "
+	       "%" PRIu64 " probes (%.1f s paused), %" PRIu64 " cuts, rate max %.0f MB/s, "
+	       "last %.0f MB/s\n",
+	       s->name, s->fg_share, s->mean_ratio, s->backup_share, s->probes,
+	       (double)s->probe_ns / 1e9, s->yields, s->max_rate / 1e6, s->final_rate / 1e6);
+	fflush(stdout); /* before a failed check aborts */
+}
+
+static void test_pacer_sim(void)
+{
+	/* the stated aim: the foreground keeps 0.8x, the backup 0.25x or more */
+	struct sim busy = { .name = "busy fg:", .f0 = SIM_F0, .yield = true };
+	simulate_pacer(&busy);
+	CHECK(busy.fg_share >= 0.8);
+	CHECK(busy.backup_share >= 0.25);
+	CHECK(busy.probes >= SIM_SECONDS / 2);
+
+	/* the same across a workload that changes: a third as busy, then back */
+	struct sim phases = { .name = "fg 1x, 1/3x, 1x:", .f0 = SIM_F0, .f0_middle = SIM_F0 / 3,
+			      .yield = true };
+	simulate_pacer(&phases);
+	CHECK(phases.fg_share >= 0.8);
+	CHECK(phases.backup_share >= 0.25);
+
+	/* a foreground at a fixed pace: its share stays 1, its latency is what
+	 * the pacer guards */
+	struct sim paced = { .name = "open-loop fg:", .f0 = SIM_F0, .open_loop = true,
+			     .yield = true };
+	simulate_pacer(&paced);
+	CHECK(paced.mean_ratio <= 1.35);
+	CHECK(paced.backup_share >= 0.25);
+
+	/* an idle foreground: no probes, no cuts, the backup at the disk's
+	 * speed and the pacer's rate at its ceiling (above what the disk
+	 * gives: the pacer is not what limits it) */
+	struct sim idle = { .name = "idle fg:", .f0 = 0, .yield = true };
+	simulate_pacer(&idle);
+	CHECK_EQ(idle.probes, 0);
+	CHECK_EQ(idle.yields, 0);
+	CHECK(idle.backup_share >= 0.98);
+	CHECK(idle.final_rate >= 2 * SIM_DISK);
+
+	/* --rate: the pacer's rate never above it (checked at every step) */
+	struct sim limited = { .name = "busy fg, --rate 50MB/s:", .f0 = SIM_F0,
+			       .rate_limit = 50000000, .yield = true };
+	simulate_pacer(&limited);
+	CHECK(limited.max_rate <= 50e6);
+	CHECK(limited.backup_share <= 50e6 / SIM_DISK * 1.01);
+	struct sim limited_idle = { .name = "idle fg, --rate 50MB/s:", .rate_limit = 50000000,
+				    .yield = true };
+	simulate_pacer(&limited_idle);
+	CHECK(limited_idle.max_rate <= 50e6);
+	CHECK(limited_idle.backup_share >= 50e6 / SIM_DISK * 0.98);
+
+	/* --no-yield: never a pause, the disk's speed whatever the foreground */
+	struct sim no_yield = { .name = "busy fg, --no-yield:", .f0 = SIM_F0, .yield = false };
+	simulate_pacer(&no_yield);
+	CHECK(!no_yield.waited);
+	CHECK_EQ(no_yield.probes, 0);
+	CHECK_EQ(no_yield.yields, 0);
+	CHECK(no_yield.backup_share >= 0.99);
+}
+
 int main(void)
 {
 	uint64_t seed = test_seed("test_backup"), rs = seed;
@@ -328,6 +520,7 @@ int main(void)
 
 	CHECK(mkdtemp(dir) != NULL);
 	test_pacer();
+	test_pacer_sim();
 	test_full(&rs, IMAGE_RAW, 0, false);
 	test_full(&rs, IMAGE_RAW, 0, true);
 	test_full(&rs, IMAGE_QCOW2, 65536, false);
