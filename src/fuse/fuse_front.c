@@ -314,7 +314,7 @@ static void abort_connection_dev(dev_t dev)
 	char path[128];
 	int fd;
 
-	if (major(dev) != 0)
+	if (dev == 0 || major(dev) != 0) /* 0: never mounted (a start that failed) */
 		return;
 	snprintf(path, sizeof(path), "/sys/fs/fuse/connections/%u/abort", minor(dev));
 	fd = open(path, O_WRONLY | O_CLOEXEC);

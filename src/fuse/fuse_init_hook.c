@@ -67,8 +67,8 @@ static ssize_t answer_init(struct fuse_front *ff, int fd, struct iovec *iov, int
 
 	if (count != 2 || oh->error != 0 || iov[1].iov_len != sizeof(io)) {
 		why = "libfuse's INIT reply has an unexpected form";
-	} else if (ff->mode == FUSE_TRANSPORT_DEV) {
-		why = NULL; /* said at start */
+	} else if (ff->mode == FUSE_TRANSPORT_DEV || (!offered && ff->why_not_ring[0])) {
+		why = NULL; /* said at start, and said better (why it was not offered) */
 	} else if (!offered) {
 		why = "the kernel did not offer the ring in its INIT request";
 	} else {
