@@ -84,6 +84,9 @@ struct fuse_uring {
 	bool fallback_ready;
 	bool test_fail_register; /* HOTSNAP_TEST_FUSE_URING=fail-register: every
 				  * REGISTER malformed, as a kernel refusing them */
+	bool test_skip_queue0;	 /* =skip-queue0: queue 0 never gets an entry, as
+				  * when a worker cannot start: fall_back() must
+				  * free the requests the kernel holds */
 
 	pthread_mutex_t mu;
 	pthread_cond_t reported_cv;
@@ -130,14 +133,16 @@ static void prep_cmd(struct io_uring_sqe *sqe, const struct ring_worker *w, uint
 	*req = (struct hs_fuse_uring_cmd_req){ .qid = (uint16_t)w->qid, .commit_id = commit_id };
 }
 
-/* Hands the entry to the kernel.  0 when it took it, else -errno: failures
- * the kernel finds are completed at once, inside the submission. */
-static int register_entry(struct ring_worker *w, bool malformed)
+/* Hands the entry to the kernel.  0 when it took it, else -errno, and
+ * *by_kernel when the kernel refused it (failures the kernel finds are
+ * completed at once, inside the submission) rather than it never got there. */
+static int register_entry(struct ring_worker *w, bool malformed, bool *by_kernel)
 {
 	struct io_uring_sqe *sqe = io_uring_get_sqe(&w->ring);
 	struct io_uring_cqe *cqe;
 	int r;
 
+	*by_kernel = false;
 	if (!sqe)
 		return -EBUSY;
 	prep_cmd(sqe, w, HS_FUSE_IO_URING_CMD_REGISTER, 0);
@@ -149,6 +154,7 @@ static int register_entry(struct ring_worker *w, bool malformed)
 	if (io_uring_peek_cqe(&w->ring, &cqe) == 0 && cqe->user_data == UD_ENTRY && cqe->res < 0) {
 		r = cqe->res;
 		io_uring_cqe_seen(&w->ring, cqe);
+		*by_kernel = true;
 		return r;
 	}
 	return 0; /* a request that came at once stays for the loop */
@@ -338,7 +344,9 @@ static uint64_t serve(struct ring_worker *w)
 	return commit_id;
 }
 
-static void report(struct ring_worker *w, int r)
+/* How the first REGISTER of a worker went: r 0 (taken), or -errno and
+ * whether the kernel said so (else it never reached the kernel). */
+static void report(struct ring_worker *w, int r, bool by_kernel)
 {
 	struct fuse_uring *fr = w->fr;
 
@@ -348,7 +356,9 @@ static void report(struct ring_worker *w, int r)
 		fr->queue_entries[w->qid]++;
 	} else if (!fr->first_err) {
 		fr->first_err = r;
-		snprintf(fr->why, sizeof(fr->why), "the kernel refused the ring's registration: %s",
+		snprintf(fr->why, sizeof(fr->why), "%s: %s",
+			 by_kernel ? "the kernel refused the ring's registration"
+				   : "a ring entry could not be registered",
 			 strerror(-r));
 	}
 	pthread_cond_broadcast(&fr->reported_cv);
@@ -372,17 +382,18 @@ static void *worker_main(void *arg)
 	struct ring_worker *w = arg;
 	struct fuse_uring *fr = w->fr;
 	struct io_uring_sqe *sqe = io_uring_get_sqe(&w->ring);
+	bool by_kernel;
 	int r;
 
 	/* the stop wake, armed once (a fresh ring has room) */
-	if (!sqe) {
-		report(w, -EBUSY);
+	if (!sqe || (fr->test_skip_queue0 && w->qid == 0)) {
+		report(w, sqe ? -ECANCELED : -EBUSY, false);
 		return NULL;
 	}
 	io_uring_prep_poll_add(sqe, fr->stop_efd, POLLIN);
 	io_uring_sqe_set_data64(sqe, UD_STOP);
-	r = register_entry(w, fr->test_fail_register);
-	report(w, r);
+	r = register_entry(w, fr->test_fail_register, &by_kernel);
+	report(w, r, by_kernel);
 	if (r < 0)
 		return NULL;
 	while (!atomic_load(&fr->stopping)) {
@@ -425,7 +436,7 @@ static void *worker_main(void *arg)
 			break;
 		hs_debug("FUSE ring: queue %u: answer refused (%s); registering again", w->qid,
 			 strerror(-res));
-		if (register_entry(w, false) < 0)
+		if (register_entry(w, false, &by_kernel) < 0)
 			break;
 		pthread_mutex_lock(&fr->mu);
 		fr->queue_entries[w->qid]++;
@@ -481,6 +492,7 @@ int fuse_uring_prepare(struct fuse_front *ff, int dev_fd, size_t payload,
 	fr->payload = payload;
 	fr->stop_efd = -1;
 	fr->test_fail_register = test && strcmp(test, "fail-register") == 0;
+	fr->test_skip_queue0 = test && strcmp(test, "skip-queue0") == 0;
 	fr->nr_queues = fuse_uring_nr_queues();
 	fr->nworkers = HS_MIN(HS_MAX(WORKERS_PER_QUEUE * fr->nr_queues, MIN_WORKERS), MAX_WORKERS);
 	if (fr->nworkers < fr->nr_queues)

@@ -8,6 +8,9 @@
 #  - a kernel that refuses the ring's registration (a test-only malformed
 #    REGISTER): the daemon falls back to /dev/fuse by itself, says why, and
 #    nothing hangs;
+#  - a queue left without an entry after the INIT reply accepted the ring
+#    (test-only): the kernel holds requests until the daemon's own refused
+#    REGISTER sends it back to /dev/fuse; the mount works;
 #  - --fuse-transport io-uring with the ring refused: the daemon does not
 #    start, and says why; a bad value is refused with the choices.
 # The workload on each: ext4 made through the loop device, fio with verify
@@ -93,6 +96,21 @@ if [ "$have_ring" = 1 ]; then
     [ "$(ft dev_requests)" -gt 1000 ] || fail "/dev/fuse served only $(ft dev_requests) requests"
     stop_daemon
     log "refused ring: fell back to /dev/fuse ($(grep -m1 'ring does not serve' "$T/daemon.log" | sed 's/.*warn[a-z]*: //'))"
+
+    # 3b. a queue that gets no entry (a worker that could not start): the
+    # kernel holds every request until the daemon makes it fall back
+    HOTSNAP_TEST_FUSE_URING=skip-queue0 start_daemon
+    [ "$(ft name)" = dev ] || fail "with a queue unregistered the transport is $(ft name)"
+    ft why_not_io_uring | grep -q "could not be registered" || fail "the reason is '$(ft why_not_io_uring)'"
+    hs volume create escape --backing "$T/escape.img" --size 64M >/dev/null
+    dev=$(hs volume attach escape)
+    head -c $((16 << 20)) /dev/urandom >"$T/escape.data"
+    dd if="$T/escape.data" of="$dev" bs=1M oflag=direct status=none
+    [ "$(dd if="$dev" iflag=direct bs=1M count=16 status=none | sha256sum | cut -d' ' -f1)" = "$(sha_file "$T/escape.data")" ] ||
+        fail "data written after the fallback reads back differently"
+    hs volume detach escape >/dev/null
+    stop_daemon
+    log "a queue left without an entry: the daemon sent the kernel back to /dev/fuse"
 
     # 4. demanded and refused: no start, and why
     rc=0
