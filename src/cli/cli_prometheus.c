@@ -70,7 +70,7 @@ void cli_print_prometheus(json_object *res)
 	       (long long)cli_get_int(res, "rss_bytes"));
 	json_object *ft;
 	if (json_object_object_get_ex(res, "fuse_transport", &ft))
-		printf("# HELP hotsnap_fuse_requests_total FUSE requests served, by transport.\n"
+		printf("# HELP hotsnap_fuse_requests_total FUSE requests received, by transport (/dev/fuse's include INIT and FORGET).\n"
 		       "# TYPE hotsnap_fuse_requests_total counter\n"
 		       "hotsnap_fuse_requests_total{transport=\"io_uring\"} %lld\n"
 		       "hotsnap_fuse_requests_total{transport=\"dev\"} %lld\n",

@@ -100,7 +100,8 @@ static HS_NORETURN void freezer_child(const struct frozen_fs *fs, size_t n, int 
 	char c;
 
 	/* keep only the two pipes: above all no /dev/fuse descriptor, or a dead
-	 * daemon's connection would live on in this process */
+	 * daemon's connection would live on in this process (nor a FUSE ring:
+	 * those are mapped MADV_DONTFORK, fuse_uring.c) */
 	if (dup2(cmd, 3) < 0 || dup2(status, 4) < 0)
 		_exit(1);
 	syscall(SYS_close_range, 5u, ~0u, 0u);

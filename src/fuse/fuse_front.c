@@ -329,12 +329,9 @@ static void abort_connection_dev(dev_t dev)
 	close(fd);
 }
 
-/* A daemon killed while one of its own threads waited on its own FUSE mount
- * (a freeze flushing through it, a loop device opening its file) cannot
- * finish dying: that thread waits for workers that are gone, and the
- * connection lives as long as the thread holds the device open.  Aborting
- * the connection of a FUSE mount left at mountpoint frees it. */
-static void abort_stale_mount(const char *mountpoint)
+/* Aborts the connection of every FUSE mount at mountpoint (stale: one a
+ * previous daemon left). */
+static void abort_mount(const char *mountpoint, bool stale)
 {
 	FILE *f = fopen("/proc/self/mountinfo", "re");
 	char *line = NULL;
@@ -348,12 +345,32 @@ static void abort_stale_mount(const char *mountpoint)
 		if (sscanf(line, "%*d %*d %u:%u %*s %4095s", &maj, &min, mnt) != 3 ||
 		    strcmp(mnt, mountpoint) != 0 || !strstr(line, " - fuse"))
 			continue;
-		hs_warn("aborting the FUSE connection left at %s by a previous daemon", mountpoint);
+		if (stale)
+			hs_warn("aborting the FUSE connection left at %s by a previous daemon",
+				mountpoint);
+		else
+			hs_warn("aborting the FUSE connection at %s", mountpoint);
 		abort_connection_dev(makedev(maj, min));
 	}
 	free(line);
 	fclose(f);
 }
+
+/* A daemon killed while one of its own threads waited on its own FUSE mount
+ * (a freeze flushing through it, a loop device opening its file) cannot
+ * finish dying: that thread waits for workers that are gone, and the
+ * connection lives as long as the thread holds the device open.  Aborting
+ * the connection of a FUSE mount left at mountpoint frees it. */
+static void abort_stale_mount(const char *mountpoint)
+{
+	abort_mount(mountpoint, true);
+}
+
+void ff_abort_mount(const char *mountpoint)
+{
+	abort_mount(mountpoint, false);
+}
+
 
 #define ENABLE_URING "/sys/module/fuse/parameters/enable_uring"
 
@@ -553,13 +570,16 @@ void fuse_front_stop(struct fuse_front *ff)
 	fuse_session_exit(ff->se);
 	fuse_session_unmount(ff->se);
 	abort_connection_dev(ff->dev);
+	/* The libfuse loop first: its INIT answer may still be setting up the
+	 * ring (a start that timed out), and the ring is only known after. */
+	if (ff->loop_started)
+		pthread_join(ff->loop_thread, NULL);
 	pthread_mutex_lock(&ff->mu);
 	ring = ff->ring;
+	ff->ring = NULL;
 	pthread_mutex_unlock(&ff->mu);
 	if (ring)
 		fuse_uring_stop(ring);
-	if (ff->loop_started)
-		pthread_join(ff->loop_thread, NULL);
 	fuse_session_destroy(ff->se);
 	free_front(ff);
 }
@@ -577,8 +597,13 @@ void fuse_front_transport(struct fuse_front *ff, struct fuse_transport_info *out
 		out->name = "dev";
 		out->queues = 0;
 		out->workers = dev_workers();
-		snprintf(out->why_not_ring, sizeof(out->why_not_ring), "%s",
-			 ff->why_not_ring[0] ? ff->why_not_ring : "not yet decided");
+		if (ff->ring) /* accepted, then lost or never whole */
+			fuse_uring_why(ff->ring, out->why_not_ring, sizeof(out->why_not_ring));
+		else
+			snprintf(out->why_not_ring, sizeof(out->why_not_ring), "%s",
+				 ff->why_not_ring[0] ? ff->why_not_ring
+				 : ff->init_answered ? "the ring was not set up"
+						     : "the kernel's INIT is not answered yet");
 	}
 	pthread_mutex_unlock(&ff->mu);
 }

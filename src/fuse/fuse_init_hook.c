@@ -51,7 +51,8 @@ ssize_t ff_dev_read(int fd, void *buf, size_t len, void *userdata)
 static size_t ring_payload(const struct fuse_init_out *io)
 {
 	size_t pages = (io->flags & FUSE_MAX_PAGES) ? io->max_pages : 32;
-	return HS_MAX(HS_MAX((size_t)8192, (size_t)io->max_write), pages * 4096);
+	long page = sysconf(_SC_PAGESIZE);
+	return HS_MAX(HS_MAX((size_t)8192, (size_t)io->max_write), pages * (size_t)HS_MAX(page, 4096));
 }
 
 static ssize_t answer_init(struct fuse_front *ff, int fd, struct iovec *iov, int count,
@@ -61,6 +62,7 @@ static ssize_t answer_init(struct fuse_front *ff, int fd, struct iovec *iov, int
 	struct fuse_init_out io;
 	struct fuse_uring *fr = NULL;
 	const char *why = NULL;
+	char go_why[160];
 	struct iovec v[2];
 	ssize_t n;
 	int err;
@@ -89,7 +91,8 @@ static ssize_t answer_init(struct fuse_front *ff, int fd, struct iovec *iov, int
 		fuse_uring_discard(fr);
 		fr = NULL;
 		why = "the INIT reply that accepted the ring failed";
-	} else if (fr && !fuse_uring_go(fr, &why)) {
+	} else if (fr && !fuse_uring_go(fr, go_why, sizeof(go_why))) {
+		why = go_why;
 		hs_warn("FUSE: the ring does not serve (%s); /dev/fuse serves", why);
 	}
 	pthread_mutex_lock(&ff->mu);

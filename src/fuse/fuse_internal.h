@@ -114,6 +114,10 @@ ssize_t ff_dev_read(int fd, void *buf, size_t len, void *userdata);
  * accepted (or why not is recorded), and then init_done is signalled. */
 ssize_t ff_dev_writev(int fd, struct iovec *iov, int count, void *userdata);
 
+/* Ends the FUSE connection mounted at mountpoint through fusectl: every
+ * request waiting in the kernel fails and every worker wakes (fuse_front.c). */
+void ff_abort_mount(const char *mountpoint);
+
 /* --- the ring (fuse_uring.c) ------------------------------------------------ */
 
 /* Sets up the rings and their buffers for entries of payload bytes, before
@@ -122,9 +126,9 @@ ssize_t ff_dev_writev(int fd, struct iovec *iov, int count, void *userdata);
 int fuse_uring_prepare(struct fuse_front *ff, int dev_fd, size_t payload,
 		       struct fuse_uring **out, const char **why);
 /* After the INIT reply accepted the ring: registers every entry and starts
- * serving.  When that fails the kernel is sent back to /dev/fuse; false
- * then, with *why set. */
-bool fuse_uring_go(struct fuse_uring *fr, const char **why);
+ * serving.  When that fails the kernel is sent back to /dev/fuse (or, if it
+ * will not go, the connection is ended); false then, with why filled. */
+bool fuse_uring_go(struct fuse_uring *fr, char *why, size_t why_len);
 /* Drops a ring that was prepared but never accepted. */
 void fuse_uring_discard(struct fuse_uring *fr);
 /* Stops the workers (after the connection was aborted) and frees. */
@@ -133,6 +137,8 @@ void fuse_uring_stop(struct fuse_uring *fr);
 bool fuse_uring_serving(const struct fuse_uring *fr);
 void fuse_uring_counts(const struct fuse_uring *fr, unsigned *queues, unsigned *workers,
 		       uint64_t *requests);
+/* Why the ring does not serve (or stopped serving). */
+void fuse_uring_why(const struct fuse_uring *fr, char *buf, size_t len);
 /* Possible CPUs: the kernel's number of queues. */
 unsigned fuse_uring_nr_queues(void);
 

@@ -18,6 +18,7 @@
  * dead task), the connection cannot be aborted, and every process that
  * touches the loop device hangs in D state.  Plain task work is cancelled
  * when the task dies: kill -9 under load ends cleanly (tests/system).
+ * Nor may a forked child keep a ring's mappings (init_ring).
  *
  * Falling back: once the INIT reply accepted the ring, the kernel holds new
  * requests until every queue has an entry.  A failed REGISTER turns the
@@ -94,23 +95,84 @@ struct fuse_uring {
 	unsigned *queue_entries;   /* [mu] entries registered per queue */
 	int first_err;		   /* [mu] */
 	bool fell_back;		   /* [mu] */
-	char why[160];		   /* [mu] */
+	char why[160];		   /* [mu] why it did not start serving */
+	char lost[160];		   /* [mu] why it stopped serving */
 };
+
+/* Reads a CPU list ("0-3,8-11") from sysfs into set (bit per CPU, up to
+ * MAX_CPUS); the number of CPUs in it, or 0 when unreadable. */
+#define MAX_CPUS 4096
+static unsigned read_cpu_list(const char *path, uint8_t *set)
+{
+	FILE *f = fopen(path, "re");
+	char line[4096];
+	unsigned n = 0;
+
+	if (!f)
+		return 0;
+	if (!fgets(line, sizeof(line), f)) {
+		fclose(f);
+		return 0;
+	}
+	fclose(f);
+	for (char *tok = strtok(line, ",\n"); tok; tok = strtok(NULL, ",\n")) {
+		unsigned lo, hi;
+		int k = sscanf(tok, "%u-%u", &lo, &hi);
+		if (k == 1)
+			hi = lo;
+		else if (k != 2)
+			continue;
+		for (unsigned c = lo; c <= hi && c < MAX_CPUS; c++)
+			if (!(set[c / 8] & (1u << (c % 8)))) {
+				set[c / 8] |= (uint8_t)(1u << (c % 8));
+				n++;
+			}
+	}
+	return n;
+}
 
 unsigned fuse_uring_nr_queues(void)
 {
-	/* The kernel makes one queue per possible CPU: "0-N" */
-	FILE *f = fopen("/sys/devices/system/cpu/possible", "re");
-	unsigned lo = 0, hi = 0;
-	int n = f ? fscanf(f, "%u-%u", &lo, &hi) : 0;
+	/* The kernel makes one queue per possible CPU (num_possible_cpus()). */
+	uint8_t set[MAX_CPUS / 8] = { 0 };
+	unsigned n = read_cpu_list("/sys/devices/system/cpu/possible", set);
 
-	if (f)
-		fclose(f);
-	if (n == 2)
-		return hi + 1;
-	if (n == 1)
-		return lo + 1;
-	return (unsigned)HS_MAX(get_nprocs_conf(), 1);
+	return n ? n : (unsigned)HS_MAX(get_nprocs_conf(), 1);
+}
+
+/* Which queue each entry serves, into qids (room for MAX_WORKERS); the
+ * number of entries, or 0 when there would be more than MAX_WORKERS.
+ * Every possible CPU's queue needs an entry before the kernel sends
+ * anything, but only online CPUs issue requests: each of those gets up to
+ * WORKERS_PER_QUEUE, an offline one (hot-pluggable) just the one; at least
+ * MIN_WORKERS and at most MAX_WORKERS in all. */
+static unsigned plan_entries(unsigned nr_queues, unsigned *qids)
+{
+	uint8_t online[MAX_CPUS / 8] = { 0 };
+	bool know = read_cpu_list("/sys/devices/system/cpu/online", online) > 0;
+	unsigned n = 0, nonline = 0;
+
+	if (nr_queues > MAX_WORKERS)
+		return 0;
+	for (unsigned q = 0; q < nr_queues; q++)
+		qids[n++] = q;
+	for (unsigned q = 0; q < nr_queues; q++) {
+		if (know && !(online[q / 8] & (1u << (q % 8))))
+			continue;
+		online[q / 8] |= (uint8_t)(1u << (q % 8));
+		nonline++;
+	}
+	if (nonline == 0)
+		return n;
+	for (unsigned round = 1; round < WORKERS_PER_QUEUE || n < MIN_WORKERS; round++)
+		for (unsigned q = 0; q < nr_queues; q++) {
+			if (!(online[q / 8] & (1u << (q % 8))))
+				continue;
+			if (n == MAX_WORKERS)
+				return n; /* many CPUs: fewer entries each */
+			qids[n++] = q;
+		}
+	return n;
 }
 
 /* --- commands ------------------------------------------------------------------ */
@@ -161,27 +223,30 @@ static int register_entry(struct ring_worker *w, bool malformed, bool *by_kernel
 }
 
 /* Sends the kernel back to /dev/fuse (see the notes at the top). */
-static void fall_back(struct fuse_uring *fr)
+static bool fall_back(struct fuse_uring *fr)
 {
 	struct ring_worker probe = { .fr = fr, .qid = 0 };
 	struct io_uring_sqe *sqe;
 	struct io_uring_cqe *cqe;
 	struct __kernel_timespec ts = { .tv_sec = 2 };
+	int res = 0;
 
 	pthread_mutex_lock(&fr->mu);
 	fr->fell_back = true;
 	pthread_mutex_unlock(&fr->mu);
 	if (!fr->fallback_ready || !(sqe = io_uring_get_sqe(&fr->fallback_ring)))
-		return;
+		return false;
 	probe.iov[0] = fr->w[0].iov[0];
 	prep_cmd(sqe, &probe, HS_FUSE_IO_URING_CMD_REGISTER, 0);
 	sqe->addr = (uint64_t)(uintptr_t)probe.iov;
 	sqe->len = 1;
 	if (io_uring_submit(&fr->fallback_ring) == 1 &&
 	    io_uring_wait_cqe_timeout(&fr->fallback_ring, &cqe, &ts) == 0) {
-		hs_debug("FUSE ring: fallback REGISTER answered %d", cqe->res);
+		res = cqe->res;
 		io_uring_cqe_seen(&fr->fallback_ring, cqe);
 	}
+	hs_debug("FUSE ring: the fallback REGISTER was answered %d", res);
+	return res < 0; /* refused, as it must be: the kernel dropped the ring */
 }
 
 /* --- serving ------------------------------------------------------------------- */
@@ -365,16 +430,61 @@ static void report(struct ring_worker *w, int r, bool by_kernel)
 	pthread_mutex_unlock(&fr->mu);
 }
 
-static void entry_lost(struct ring_worker *w)
-{
-	pthread_mutex_lock(&w->fr->mu);
-	w->fr->queue_entries[w->qid]--;
-	pthread_mutex_unlock(&w->fr->mu);
-}
-
 static bool connection_gone(int res)
 {
 	return res == -ENOTCONN || res == -ECONNABORTED || res == -ECANCELED || res == -ENODEV;
+}
+
+/* One entry fewer on the worker's queue.  A queue whose last entry is gone
+ * holds the requests of its CPU until a COMMIT_AND_FETCH takes them, so
+ * that is said loudly, and status stops calling the ring the transport. */
+static void entry_lost(struct ring_worker *w, int res)
+{
+	struct fuse_uring *fr = w->fr;
+	bool last;
+
+	pthread_mutex_lock(&fr->mu);
+	last = --fr->queue_entries[w->qid] == 0 && !connection_gone(res) &&
+	       !atomic_load(&fr->stopping);
+	if (last)
+		snprintf(fr->lost, sizeof(fr->lost), "queue %u lost its last ring entry (%s)",
+			 w->qid, strerror(-res));
+	pthread_mutex_unlock(&fr->mu);
+	if (last)
+		hs_error("FUSE ring: queue %u lost its last entry (%s): requests issued on CPU %u "
+			 "wait for a new one; restart the daemon if I/O stalls",
+			 w->qid, strerror(-res), w->qid);
+}
+
+/* Sends the answer in the entry and asks for the next request.  0 when it
+ * went (the kernel may still have the next request on its way), a refusal
+ * (*refused: the kernel completes those inside the submission, and takes
+ * the entry with it), or a submission that failed (the request stays
+ * unanswered). */
+static int submit_answer(struct ring_worker *w, uint64_t commit_id, bool *refused)
+{
+	struct io_uring_sqe *sqe = io_uring_get_sqe(&w->ring); /* never NULL: one in flight */
+	struct io_uring_cqe *cqe;
+	int r;
+
+	*refused = false;
+	if (!sqe)
+		return -EBUSY;
+	prep_cmd(sqe, w, HS_FUSE_IO_URING_CMD_COMMIT_AND_FETCH, commit_id);
+	/* transient failures (memory, a signal) are retried for about a
+	 * second: the SQE stays queued and the next submit sends it */
+	for (int tries = 0; (r = io_uring_submit(&w->ring)) != 1; tries++) {
+		if (tries == 100 || (r != -EAGAIN && r != -EINTR && r != -EBUSY && r != -ENOMEM))
+			return r < 0 ? r : -EIO;
+		usleep(10000);
+	}
+	if (io_uring_peek_cqe(&w->ring, &cqe) == 0 && cqe->user_data == UD_ENTRY && cqe->res < 0) {
+		r = cqe->res;
+		io_uring_cqe_seen(&w->ring, cqe);
+		*refused = true;
+		return r;
+	}
+	return 0;
 }
 
 static void *worker_main(void *arg)
@@ -398,48 +508,59 @@ static void *worker_main(void *arg)
 		return NULL;
 	while (!atomic_load(&fr->stopping)) {
 		struct io_uring_cqe *cqe;
+		bool refused;
 		uint64_t ud;
 		int res;
 
 		r = io_uring_wait_cqe(&w->ring, &cqe);
 		if (r == -EINTR)
 			continue;
-		if (r < 0)
+		if (r < 0) {
+			hs_error("FUSE ring: queue %u: waiting for a request: %s", w->qid,
+				 strerror(-r));
+			entry_lost(w, r);
 			break;
+		}
 		ud = cqe->user_data;
 		res = cqe->res;
 		io_uring_cqe_seen(&w->ring, cqe);
 		if (ud == UD_STOP || atomic_load(&fr->stopping))
 			break;
 		if (res == 0) {
-			/* a request: the previous answer arrived */
-			uint64_t commit_id = serve(w);
-			sqe = io_uring_get_sqe(&w->ring); /* never NULL: one in flight */
-			if (sqe)
-				prep_cmd(sqe, w, HS_FUSE_IO_URING_CMD_COMMIT_AND_FETCH, commit_id);
-			if (!sqe || io_uring_submit(&w->ring) != 1) {
-				hs_warn("FUSE ring: cannot submit an answer; queue %u loses an entry",
-					w->qid);
-				entry_lost(w);
+			/* a request */
+			res = submit_answer(w, serve(w), &refused);
+			if (res == 0) {
+				w->open_fh = 0; /* the kernel has it: its RELEASE will come */
+				continue;
+			}
+			/* An answer the kernel never took: an OPEN's handle would
+			 * never be released. */
+			if (w->open_fh)
+				ffo_release(fr->ff, w->open_fh);
+			w->open_fh = 0;
+			if (!refused) {
+				hs_error("FUSE ring: queue %u: cannot send an answer (%s); its "
+					 "request waits for the connection's end", w->qid, strerror(-res));
+				entry_lost(w, res);
 				break;
 			}
-			continue;
 		}
-		/* The kernel refused the answer (the request was interrupted
-		 * or aborted) and with it the entry. */
-		if (w->open_fh) { /* an open the kernel never saw */
-			ffo_release(fr->ff, w->open_fh);
-			w->open_fh = 0;
-		}
-		entry_lost(w);
+		/* The entry is gone: its answer was refused (the request had
+		 * ended), or the kernel ended the wait (abort, unmount). */
+		entry_lost(w, res);
 		if (connection_gone(res))
 			break;
-		hs_debug("FUSE ring: queue %u: answer refused (%s); registering again", w->qid,
+		hs_debug("FUSE ring: queue %u: %s; registering the entry again", w->qid,
 			 strerror(-res));
 		if (register_entry(w, false, &by_kernel) < 0)
 			break;
 		pthread_mutex_lock(&fr->mu);
 		fr->queue_entries[w->qid]++;
+		bool all = true;
+		for (unsigned q = 0; q < fr->nr_queues; q++)
+			all = all && fr->queue_entries[q] > 0;
+		if (all)
+			fr->lost[0] = 0;
 		pthread_mutex_unlock(&fr->mu);
 	}
 	return NULL;
@@ -470,10 +591,24 @@ static void free_ring(struct fuse_uring *fr)
 static int init_ring(struct io_uring *ring)
 {
 	struct io_uring_params p;
+	int r;
 
 	memset(&p, 0, sizeof(p));
 	p.flags = IORING_SETUP_SQE128; /* the command block lives in the SQE */
-	return io_uring_queue_init_params(4, ring, &p);
+	r = io_uring_queue_init_params(4, ring, &p);
+	if (r < 0)
+		return r;
+	/* Not into a fork (the freezer child, daemon/freeze.c): its copy of
+	 * the ring's mappings would keep the ring alive after the daemon died,
+	 * the ring its entries, and the entries the /dev/fuse file, so the
+	 * connection would not end; and the child, thawing a file system on a
+	 * volume of that connection, would wait for it for good. */
+	r = io_uring_ring_dontfork(ring);
+	if (r < 0) {
+		io_uring_queue_exit(ring);
+		return r;
+	}
+	return 0;
 }
 
 int fuse_uring_prepare(struct fuse_front *ff, int dev_fd, size_t payload,
@@ -481,6 +616,7 @@ int fuse_uring_prepare(struct fuse_front *ff, int dev_fd, size_t payload,
 {
 	struct fuse_uring *fr = calloc(1, sizeof(*fr));
 	const char *test = getenv("HOTSNAP_TEST_FUSE_URING");
+	unsigned qids[MAX_WORKERS];
 	pthread_condattr_t ca;
 	int r = -ENOMEM;
 
@@ -494,9 +630,14 @@ int fuse_uring_prepare(struct fuse_front *ff, int dev_fd, size_t payload,
 	fr->test_fail_register = test && strcmp(test, "fail-register") == 0;
 	fr->test_skip_queue0 = test && strcmp(test, "skip-queue0") == 0;
 	fr->nr_queues = fuse_uring_nr_queues();
-	fr->nworkers = HS_MIN(HS_MAX(WORKERS_PER_QUEUE * fr->nr_queues, MIN_WORKERS), MAX_WORKERS);
-	if (fr->nworkers < fr->nr_queues)
-		fr->nworkers = fr->nr_queues; /* every queue needs an entry */
+	fr->nworkers = plan_entries(fr->nr_queues, qids);
+	if (fr->nworkers == 0) {
+		/* a thread and a payload buffer per entry: past MAX_WORKERS the
+		 * ring would cost more than it saves */
+		free(fr);
+		*why = "too many possible CPUs to give each queue its ring entries";
+		return -E2BIG;
+	}
 	pthread_mutex_init(&fr->mu, NULL);
 	pthread_condattr_init(&ca);
 	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -515,7 +656,7 @@ int fuse_uring_prepare(struct fuse_front *ff, int dev_fd, size_t payload,
 	for (unsigned i = 0; i < fr->nworkers; i++) {
 		struct ring_worker *w = &fr->w[i];
 		w->fr = fr;
-		w->qid = i % fr->nr_queues;
+		w->qid = qids[i];
 		if (posix_memalign((void **)&w->hdr, FF_ALIGN, sizeof(*w->hdr)) ||
 		    posix_memalign(&w->payload, FF_ALIGN, payload)) {
 			r = -ENOMEM;
@@ -554,7 +695,7 @@ void fuse_uring_discard(struct fuse_uring *fr)
 
 static bool every_queue_served_locked(const struct fuse_uring *fr)
 {
-	if (fr->fell_back)
+	if (fr->fell_back || fr->lost[0])
 		return false;
 	for (unsigned q = 0; q < fr->nr_queues; q++)
 		if (fr->queue_entries[q] == 0)
@@ -562,7 +703,7 @@ static bool every_queue_served_locked(const struct fuse_uring *fr)
 	return true;
 }
 
-bool fuse_uring_go(struct fuse_uring *fr, const char **why)
+bool fuse_uring_go(struct fuse_uring *fr, char *why, size_t why_len)
 {
 	struct timespec until = clock_mono_deadline(REGISTER_TIMEOUT_MS);
 	unsigned started = 0;
@@ -584,10 +725,15 @@ bool fuse_uring_go(struct fuse_uring *fr, const char **why)
 		snprintf(fr->why, sizeof(fr->why), "%s",
 			 started < fr->nworkers ? "cannot start the ring's threads"
 						: "the ring's queues did not all register in time");
-	*why = fr->why;
+	snprintf(why, why_len, "%s", fr->why);
 	pthread_mutex_unlock(&fr->mu);
-	if (!ok)
-		fall_back(fr);
+	if (!ok && !fall_back(fr)) {
+		/* The kernel still holds every request for a ring that will not
+		 * serve: only ending the connection frees them. */
+		hs_error("FUSE ring: the kernel did not drop the ring when told to; ending the "
+			 "FUSE connection so that nothing waits on it for good");
+		ff_abort_mount(fr->ff->mountpoint);
+	}
 	return ok;
 }
 
@@ -625,4 +771,13 @@ void fuse_uring_counts(const struct fuse_uring *fr, unsigned *queues, unsigned *
 	*queues = fr->nr_queues;
 	*workers = fr->nworkers;
 	*requests = n;
+}
+
+void fuse_uring_why(const struct fuse_uring *fr, char *buf, size_t len)
+{
+	struct fuse_uring *m = (struct fuse_uring *)fr; /* the lock, not the state */
+
+	pthread_mutex_lock(&m->mu);
+	snprintf(buf, len, "%s", fr->lost[0] ? fr->lost : fr->why[0] ? fr->why : "the ring stopped serving");
+	pthread_mutex_unlock(&m->mu);
 }
