@@ -73,8 +73,28 @@ if [ "$have_ring" = 1 ]; then
     hs --json status | json_get '["volumes"][0]["fuse_transport"]' | grep -qx io-uring ||
         fail "the volume does not say which transport serves it"
 fi
+# The freezer child (forked during a freezing snapshot) must not inherit the
+# rings' mappings: its copy kept a killed daemon's FUSE connection alive,
+# and its own thaw then waited on that connection for good (kill_daemon
+# wedged so).  Every io_uring mapping of the daemon is "dc" (MADV_DONTFORK).
+if [ "$have_ring" = 1 ]; then
+    /usr/bin/python3 - "$DAEMON_PID" <<'PY' || fail "the daemon's rings would be copied into a fork"
+import sys
+maps, name, bad = 0, None, []
+for line in open("/proc/%s/smaps" % sys.argv[1]):
+    f = line.split()
+    if len(f) >= 5 and "-" in f[0] and ":" in f[3]:
+        name = f[5] if len(f) > 5 else ""
+    elif line.startswith("VmFlags:") and "io_uring" in (name or ""):
+        maps += 1
+        if "dc" not in f[1:]:
+            bad.append(line.strip())
+print("io_uring mappings: %d, copied into a fork: %d" % (maps, len(bad)))
+sys.exit(1 if bad or maps == 0 else 0)
+PY
+fi
 stop_daemon
-log "default transport: $(grep -m1 'FUSE:' "$T/daemon.log" | sed 's/.*info: //')"
+log "default transport: $(grep -m1 'FUSE:' "$T/daemon.log" | sed 's/.*info: //'); its rings are not copied into a fork"
 
 # 2. /dev/fuse, asked for in the config file
 printf 'fuse-transport = dev\n' >"$T/hotsnap.conf"
