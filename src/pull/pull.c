@@ -4,7 +4,6 @@
 #include <errno.h>
 #include <libgen.h>
 #include <limits.h>
-#include <libnbd.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -17,6 +16,7 @@
 #include "common/clock.h"
 #include "common/paths.h"
 #include "common/compiler.h"
+#include "pull/libnbd_load.h"
 
 /* A window's extents: data to read, or zeros to declare. */
 struct piece {
@@ -165,12 +165,12 @@ static int read_window(struct worker *wk, uint64_t k)
 		while (at < start + len && !wk->overflow) {
 			unsigned before = wk->npieces;
 			uint64_t covered = at;
-			if (nbd_block_status(wk->h, start + len - at, at,
+			if (libnbd.block_status(wk->h, start + len - at, at,
 					     (nbd_extent_callback){ .callback = extent_cb,
 								    .user_data = wk },
 					     0) < 0) {
 				fail(pl, "asking which blocks hold data at offset %llu failed: %s",
-				     (unsigned long long)at, nbd_get_error());
+				     (unsigned long long)at, libnbd.get_error());
 				return -1;
 			}
 			for (unsigned i = before; i < wk->npieces; i++)
@@ -211,28 +211,28 @@ static int read_window(struct worker *wk, uint64_t k)
 		for (uint64_t at = p->off; at < p->off + p->len; at += PULL_REQUEST) {
 			uint64_t n = p->off + p->len - at < PULL_REQUEST ? p->off + p->len - at
 									  : PULL_REQUEST;
-			cookies[nreq] = nbd_aio_pread(wk->h, wk->buf + (at - start), n, at,
+			cookies[nreq] = libnbd.aio_pread(wk->h, wk->buf + (at - start), n, at,
 						      NBD_NULL_COMPLETION, 0);
 			offs[nreq] = at;
 			if (cookies[nreq] < 0) {
 				fail(pl, "reading the export at offset %llu failed: %s",
-				     (unsigned long long)at, nbd_get_error());
+				     (unsigned long long)at, libnbd.get_error());
 				return -1;
 			}
 			nreq++;
 		}
 		atomic_fetch_add(&pl->job->bytes_read, p->len);
 	}
-	while (nbd_aio_in_flight(wk->h) > 0)
-		if (nbd_poll(wk->h, -1) < 0) {
+	while (libnbd.aio_in_flight(wk->h) > 0)
+		if (libnbd.poll(wk->h, -1) < 0) {
 			fail(pl, "reading the export at offset %llu failed: %s",
-			     (unsigned long long)start, nbd_get_error());
+			     (unsigned long long)start, libnbd.get_error());
 			return -1;
 		}
 	for (unsigned i = 0; i < nreq; i++)
-		if (nbd_aio_command_completed(wk->h, (uint64_t)cookies[i]) != 1) {
+		if (libnbd.aio_command_completed(wk->h, (uint64_t)cookies[i]) != 1) {
 			fail(pl, "reading the export at offset %llu failed: %s",
-			     (unsigned long long)offs[i], nbd_get_error());
+			     (unsigned long long)offs[i], libnbd.get_error());
 			return -1;
 		}
 	return 0;
@@ -311,9 +311,9 @@ static void *worker_main(void *arg)
 		if (pl->job->consume) {
 			uint64_t start = k * PULL_WINDOW;
 			uint64_t len = k + 1 == pl->nwin ? pl->job->size - start : PULL_WINDOW;
-			if (nbd_trim(wk->h, len, start, 0) < 0) {
+			if (libnbd.trim(wk->h, len, start, 0) < 0) {
 				fail(pl, "releasing what was read (TRIM at offset %llu) failed: %s",
-				     (unsigned long long)start, nbd_get_error());
+				     (unsigned long long)start, libnbd.get_error());
 				return NULL;
 			}
 		}
@@ -324,24 +324,24 @@ static void *worker_main(void *arg)
 static struct nbd_handle *connect_one(struct pull *pl, bool consume)
 {
 	struct pull_job *job = pl->job;
-	struct nbd_handle *h = nbd_create();
+	struct nbd_handle *h = libnbd.create();
 
 	if (!h)
 		return NULL;
-	nbd_add_meta_context(h, pl->changed_ctx[0] ? pl->changed_ctx
+	libnbd.add_meta_context(h, pl->changed_ctx[0] ? pl->changed_ctx
 						  : LIBNBD_CONTEXT_BASE_ALLOCATION);
 	/* TRIM of a read-only snapshot export is how a reader says it is done
 	 * with a range (hotsnap's NBD server allows it); libnbd's own check
 	 * would refuse it before asking */
 	if (consume)
-		nbd_set_strict_mode(h, nbd_get_strict_mode(h) & ~LIBNBD_STRICT_COMMANDS);
+		libnbd.set_strict_mode(h, libnbd.get_strict_mode(h) & ~LIBNBD_STRICT_COMMANDS);
 	/* the URI is the administrator's own (the command line): its
 	 * tls-psk-file= and tls-certificates= may name local files */
-	nbd_set_uri_allow_local_file(h, true);
-	if (nbd_connect_uri(h, job->uri) < 0) {
+	libnbd.set_uri_allow_local_file(h, true);
+	if (libnbd.connect_uri(h, job->uri) < 0) {
 		snprintf(job->error, sizeof(job->error), "cannot read %s: %s", job->uri,
-			 nbd_get_error());
-		nbd_close(h);
+			 libnbd.get_error());
+		libnbd.close(h);
 		return NULL;
 	}
 	return h;
@@ -408,6 +408,10 @@ int pull_run(struct pull_job *job)
 		snprintf(job->error, sizeof(job->error), "out of memory");
 		return -ENOMEM;
 	}
+	if (libnbd_load(job->error, sizeof(job->error)) < 0) {
+		free(pl);
+		return -ENOSYS;
+	}
 	if (n > PULL_MAX_CONNECTIONS)
 		n = PULL_MAX_CONNECTIONS;
 	pl->job = job;
@@ -421,17 +425,17 @@ int pull_run(struct pull_job *job)
 	struct nbd_handle *h0 = connect_one(pl, job->consume);
 	if (!h0)
 		goto out;
-	int64_t size = nbd_get_size(h0);
+	int64_t size = libnbd.get_size(h0);
 	if (size <= 0 || size % 512) {
 		snprintf(job->error, sizeof(job->error), "%s: the export's size (%lld) is not a "
 				 "positive multiple of 512", job->uri, (long long)size);
-		nbd_close(h0);
+		libnbd.close(h0);
 		goto out;
 	}
 	job->size = (uint64_t)size;
 	/* the export's own name: VOLUME@SNAPSHOT, for the image's metadata */
 	struct backup_meta meta = { .volume_size = job->size };
-	char *export = nbd_get_export_name(h0), *at = export ? strchr(export, '@') : NULL;
+	char *export = libnbd.get_export_name(h0), *at = export ? strchr(export, '@') : NULL;
 	if (export && at && (size_t)(at - export) < sizeof(meta.volume)) {
 		snprintf(meta.volume, sizeof(meta.volume), "%.*s", (int)(at - export), export);
 		snprintf(meta.bookmark, sizeof(meta.bookmark), "%s", at + 1);
@@ -446,30 +450,30 @@ int pull_run(struct pull_job *job)
 				 job->parent, parent.volume, (unsigned long long)parent.volume_size,
 				 meta.volume[0] ? meta.volume : "not a snapshot",
 				 (unsigned long long)job->size);
-			nbd_close(h0);
+			libnbd.close(h0);
 			goto out;
 		}
-		if (nbd_can_meta_context(h0, pl->changed_ctx) <= 0) {
+		if (libnbd.can_meta_context(h0, pl->changed_ctx) <= 0) {
 			snprintf(job->error, sizeof(job->error),
 				 "the remote keeps no bookmark %s older than this snapshot, so what "
 				 "changed since %s is not known there: after a pull, keep its instant "
 				 "with `hotsnap --remote HOST:PORT ... bookmark create %s@%s`, or "
 				 "pull a full image",
 				 job->since, job->parent, parent.volume, parent.bookmark);
-			nbd_close(h0);
+			libnbd.close(h0);
 			goto out;
 		}
 		pl->meta = true;
 	} else {
-		pl->meta = nbd_can_meta_context(h0, LIBNBD_CONTEXT_BASE_ALLOCATION) > 0;
+		pl->meta = libnbd.can_meta_context(h0, LIBNBD_CONTEXT_BASE_ALLOCATION) > 0;
 	}
-	if (nbd_can_multi_conn(h0) <= 0)
+	if (libnbd.can_multi_conn(h0) <= 0)
 		n = 1; /* the server does not promise that connections see each other */
 	pl->nwin = (job->size + PULL_WINDOW - 1) / PULL_WINDOW;
 	pl->done = calloc(pl->nwin, 1);
 	if (!pl->done) {
 		snprintf(job->error, sizeof(job->error), "out of memory");
-		nbd_close(h0);
+		libnbd.close(h0);
 		goto out;
 	}
 	if (pl->nwin < n)
@@ -530,8 +534,8 @@ out:
 		image_writer_abort(pl->w);
 	for (unsigned i = 0; i < PULL_MAX_CONNECTIONS; i++) {
 		if (pl->workers[i].h) {
-			nbd_shutdown(pl->workers[i].h, 0);
-			nbd_close(pl->workers[i].h);
+			libnbd.shutdown(pl->workers[i].h, 0);
+			libnbd.close(pl->workers[i].h);
 		}
 		free(pl->workers[i].buf);
 	}
