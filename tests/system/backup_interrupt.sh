@@ -47,6 +47,8 @@ os.execv(sys.argv[1], sys.argv[1:])' "$HOTSNAP" --state-dir "$STATE" backup "$sr
         sleep 0.1
     done
     [ "$(running_backups position)" -gt 0 ] || fail "backup $src never got under way"
+    # a yielding backup's threads run at nice 19 (backup_job.c)
+    [ "$(niced_threads)" -gt 0 ] || fail "no thread of the daemon runs at nice 19 during a yielding backup"
     kill "-$sig" "$pid"
     { wait "$pid"; } 2>/dev/null || rc=$?
     BG_PIDS=()   # reaped: its pid is no longer ours to signal
@@ -62,6 +64,20 @@ os.execv(sys.argv[1], sys.argv[1:])' "$HOTSNAP" --state-dir "$STATE" backup "$sr
     done
     [ "$(running_backups count)" = 0 ] || fail "the daemon still runs the backup of $src its client abandoned (SIG$sig)"
     [ "$(nfds)" -le "$fds0" ] || fail "the daemon holds $(($(nfds) - fds0)) more descriptors after the abandoned backup of $src"
+    # and give back what they took: the job runs on a thread the daemon keeps
+    [ "$(niced_threads)" = 0 ] || fail "$(niced_threads) daemon threads stay at nice 19 after the backup of $src"
+}
+niced_threads() {   # how many of the daemon's threads run at nice 19
+    /usr/bin/python3 -c '
+import glob, sys
+n = 0
+for f in glob.glob("/proc/%s/task/*/stat" % sys.argv[1]):
+    try:
+        s = open(f).read()
+    except OSError:
+        continue    # a thread that ended meanwhile
+    n += int(s[s.rindex(")") + 2:].split()[16]) == 19
+print(n)' "$DAEMON_PID"
 }
 running_backups() {   # count | position (of the first)
     hs --json status | /usr/bin/python3 -c '
