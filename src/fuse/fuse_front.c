@@ -448,6 +448,7 @@ int fuse_front_start(struct fuse_front **out, const char *mountpoint,
 		     enum fuse_transport_mode mode, const char **why)
 {
 	struct fuse_args args = FUSE_ARGS_INIT(0, NULL);
+	struct fuse_transport_info ti;
 	struct fuse_front *ff;
 	struct stat st;
 	int r;
@@ -526,26 +527,18 @@ int fuse_front_start(struct fuse_front **out, const char *mountpoint,
 	/* only now: a stat of the mount is a request our workers answer */
 	if (stat(mountpoint, &st) == 0)
 		ff->dev = st.st_dev;
-	if (mode == FUSE_TRANSPORT_IO_URING) {
-		struct fuse_transport_info ti;
-		fuse_front_transport(ff, &ti);
-		if (strcmp(ti.name, "io-uring") != 0) {
-			hs_error("FUSE: --fuse-transport io-uring, but %s", ti.why_not_ring);
-			r = -EOPNOTSUPP;
-			*why = "--fuse-transport io-uring: the ring does not serve (see the log)";
-			goto err_stop;
-		}
+	fuse_front_transport(ff, &ti);
+	if (mode == FUSE_TRANSPORT_IO_URING && strcmp(ti.name, "io-uring") != 0) {
+		hs_error("FUSE: --fuse-transport io-uring, but %s", ti.why_not_ring);
+		r = -EOPNOTSUPP;
+		*why = "--fuse-transport io-uring: the ring does not serve (see the log)";
+		goto err_stop;
 	}
-	{
-		struct fuse_transport_info ti;
-		fuse_front_transport(ff, &ti);
-		if (ti.queues)
-			hs_info("FUSE: io_uring transport, %u queues, %u workers", ti.queues,
-				ti.workers);
-		else
-			hs_info("FUSE: /dev/fuse transport, up to %u workers (not io_uring: %s)",
-				ti.workers, ti.why_not_ring);
-	}
+	if (ti.queues)
+		hs_info("FUSE: io_uring transport, %u queues, %u workers", ti.queues, ti.workers);
+	else
+		hs_info("FUSE: /dev/fuse transport, up to %u workers (not io_uring: %s)", ti.workers,
+			ti.why_not_ring);
 	*out = ff;
 	return 0;
 

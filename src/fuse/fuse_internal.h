@@ -71,7 +71,7 @@ struct fuse_front {
 
 	/* transport */
 	enum fuse_transport_mode mode;
-	int dev_fd;		      /* libfuse's /dev/fuse descriptor */
+	int dev_fd;		      /* the rings' own dup of the /dev/fuse descriptor */
 	uint64_t init_unique;	      /* [mu] the kernel's INIT request, while unanswered */
 	bool ring_offered;	      /* [mu] the INIT request offered the ring */
 	bool init_answered;	      /* [mu] */
@@ -139,7 +139,5 @@ void fuse_uring_counts(const struct fuse_uring *fr, unsigned *queues, unsigned *
 		       uint64_t *requests);
 /* Why the ring does not serve (or stopped serving). */
 void fuse_uring_why(const struct fuse_uring *fr, char *buf, size_t len);
-/* Possible CPUs: the kernel's number of queues. */
-unsigned fuse_uring_nr_queues(void);
 
 #endif
