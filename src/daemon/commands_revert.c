@@ -5,7 +5,9 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "common/compiler.h"
 #include "common/log.h"
+#include "common/test_hold.h"
 #include "daemon/commands.h"
 #include "daemon/events.h"
 #include "fuse/fuse_front.h"
@@ -23,6 +25,16 @@ static void revert_tick(void *arg, struct revert_job *job)
 	if (commands_progress(t->sess, t->progress, "reverting", atomic_load(&job->position),
 			      job->changed, atomic_load(&job->position), revert_job_seconds(job)))
 		atomic_store(&job->cancel, true);
+}
+
+static enum cmd_status served_to_clients(struct vol_entry *ve, const char *full, char *err,
+					 size_t errlen)
+{
+	snprintf(err, errlen,
+		 "volume '%s' is served to %d NBD client(s) that may write; disconnect them first, "
+		 "then revert to %s",
+		 ve->cfg.name, HS_MAX(volume_openers(ve->vol) - 1, 1), full);
+	return CMD_ERROR;
 }
 
 /* Nothing may write to the volume while it is put back; under d->mu. */
@@ -47,19 +59,17 @@ static enum cmd_status check_quiet(struct daemon *d, struct vol_entry *ve, const
 		return CMD_ERROR;
 	}
 	/* the daemon's own export for the FUSE files is one; any other is a
-	 * client that may write (NBD) */
-	if (volume_openers(ve->vol) > 1) {
-		snprintf(err, errlen,
-			 "volume '%s' is served to %d NBD client(s) that may write; disconnect them "
-			 "first, then revert to %s",
-			 ve->cfg.name, volume_openers(ve->vol) - 1, full);
-		return CMD_ERROR;
-	}
+	 * client that may write (NBD).  The claim at the end is the real check,
+	 * and holds the volume alone until the revert ends. */
+	if (volume_openers(ve->vol) > 1)
+		return served_to_clients(ve, full, err, errlen);
 	if (ve->backups) {
 		snprintf(err, errlen, "a backup of volume '%s' is running; wait for it first",
 			 ve->cfg.name);
 		return CMD_ERROR;
 	}
+	if (!volume_claim_sole(ve->vol, 1))
+		return served_to_clients(ve, full, err, errlen);
 	return CMD_OK;
 }
 
@@ -92,9 +102,11 @@ static enum cmd_status cmd_snapshot_revert(struct daemon *d, const struct ctl_re
 	pthread_mutex_unlock(&d->mu);
 
 	hs_info("reverting volume %s to %s", ve->cfg.name, full);
+	test_hold_point("revert");
 	r = revert_job_run(&job, revert_tick, &tick);
 	snapshot_put(job.snap);
 	pthread_mutex_lock(&d->mu);
+	volume_release_sole(ve->vol);
 	ve->busy = NULL;
 	pthread_mutex_unlock(&d->mu);
 	if (r < 0) {

@@ -1,6 +1,7 @@
 /* nbd_catalog.c - what the NBD server may open: every usable volume,
  * every active snapshot and every attached image, by "VOLUME",
  * "VOLUME@SNAPSHOT" or "image:NAME". */
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -8,6 +9,16 @@
 #include "common/units.h"
 #include "daemon/daemon.h"
 #include "nbd/nbd_server.h"
+
+/* The reason a client gets while a job rewrites the volume (ve->busy). */
+static const char *busy_why(const char *busy)
+{
+	if (busy && strcmp(busy, "a restore") == 0)
+		return "the volume is being restored from an image; connect after the restore ends";
+	if (busy && strcmp(busy, "a revert") == 0)
+		return "the volume is being reverted to a snapshot; connect after the revert ends";
+	return "the volume is held by a job that rewrites it; try again after it";
+}
 
 static struct export *catalog_open(void *ctx, const char *name, const char **why)
 {
@@ -47,7 +58,7 @@ static struct export *catalog_open(void *ctx, const char *name, const char **why
 	} else if (!(ve = registry_volume(d, name)) || !ve->vol) {
 		*why = "no such volume";
 	} else if (!(e = export_open_volume(ve->vol))) {
-		*why = "out of memory";
+		*why = errno == EBUSY ? busy_why(ve->busy) : "out of memory";
 	}
 	pthread_mutex_unlock(&d->mu);
 	return e;

@@ -6,9 +6,20 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "common/compiler.h"
 #include "common/log.h"
+#include "common/test_hold.h"
 #include "daemon/commands.h"
 #include "fuse/fuse_front.h"
+
+static enum cmd_status served_to_clients(struct vol_entry *ve, char *err, size_t errlen)
+{
+	snprintf(err, errlen,
+		 "volume '%s' is served to %d NBD client(s); disconnect them first (a restore "
+		 "replaces every block under them)",
+		 ve->cfg.name, HS_MAX(volume_openers(ve->vol) - 1, 1));
+	return CMD_ERROR;
+}
 
 /* Whether the volume may be written wholesale now; under d->mu. */
 static enum cmd_status check_free(struct daemon *d, struct vol_entry *ve, bool verify_only,
@@ -33,15 +44,8 @@ static enum cmd_status check_free(struct daemon *d, struct vol_entry *ve, bool v
 			 ve->cfg.name);
 		return CMD_ERROR;
 	}
-	/* the daemon's own export for the FUSE files is one; any other is an
-	 * NBD client that may write over the restore, or read it half done */
-	if (volume_openers(ve->vol) > 1) {
-		snprintf(err, errlen,
-			 "volume '%s' is served to %d NBD client(s); disconnect them first (a "
-			 "restore replaces every block under them)",
-			 ve->cfg.name, volume_openers(ve->vol) - 1);
-		return CMD_ERROR;
-	}
+	if (volume_openers(ve->vol) > 1) /* the claim below is the real check */
+		return served_to_clients(ve, err, errlen);
 	if (ve->snaps) {
 		snprintf(err, errlen,
 			 "volume '%s' has snapshots: delete them first (a restore rewrites every "
@@ -54,6 +58,14 @@ static enum cmd_status check_free(struct daemon *d, struct vol_entry *ve, bool v
 		return CMD_ERROR;
 	}
 	return CMD_OK;
+}
+
+/* Holds the volume alone for the restore: the daemon's own export for the
+ * FUSE files is one; any other is an NBD client that may write over the
+ * restore, or read it half done, and none may connect until it ends. */
+static enum cmd_status claim(struct vol_entry *ve, char *err, size_t errlen)
+{
+	return volume_claim_sole(ve->vol, 1) ? CMD_OK : served_to_clients(ve, err, errlen);
 }
 
 enum cmd_status restore_service_run(struct daemon *d, const struct restore_request *rq,
@@ -97,6 +109,8 @@ enum cmd_status restore_service_run(struct daemon *d, const struct restore_reque
 		if ((st = check_free(d, ve, rq->verify_only, err, errlen)) != CMD_OK)
 			goto out_unlock;
 	}
+	if (!rq->verify_only && (st = claim(ve, err, errlen)) != CMD_OK)
+		goto out_unlock;
 	ve->busy = rq->verify_only ? "a comparison with an image" : "a restore";
 	job.dst = ve->vol;
 	volume_get(job.dst);
@@ -104,6 +118,7 @@ enum cmd_status restore_service_run(struct daemon *d, const struct restore_reque
 
 	hs_info("%s %s into volume %s (%u images)", rq->verify_only ? "comparing" : "restoring",
 		rq->image, rq->volume, out->depth);
+	test_hold_point("restore");
 	r = restore_job_run(&job, rq->tick, rq->tick_arg);
 	out->written = atomic_load(&job.bytes_written);
 	out->zeroed = atomic_load(&job.bytes_zeroed);
@@ -126,6 +141,8 @@ enum cmd_status restore_service_run(struct daemon *d, const struct restore_reque
 	}
 	volume_put(job.dst);
 	pthread_mutex_lock(&d->mu);
+	if (!rq->verify_only)
+		volume_release_sole(ve->vol);
 	ve->busy = NULL;
 out_unlock:
 	pthread_mutex_unlock(&d->mu);

@@ -86,6 +86,15 @@ void volume_put(struct volume *v);
  * by the export layer. */
 void volume_openers_add(struct volume *v, int delta);
 int volume_openers(const struct volume *v);
+/* A sole claim, for a job that rewrites the volume wholesale (a restore, a
+ * revert): it is granted only while at most `openers` exports are open (the
+ * daemon's own), and while it is held the export layer opens no new export
+ * of the volume (export_open_volume fails with EBUSY), so a client that
+ * connects after the check cannot write under the job or read it half done.
+ * The claim and an open race safely: one of them, or both, gives way. */
+bool volume_claim_sole(struct volume *v, int openers);
+void volume_release_sole(struct volume *v);
+bool volume_claimed(const struct volume *v);
 /* The volume's change tracker, or NULL. */
 struct tracker *volume_tracker(const struct volume *v);
 uint64_t volume_size(const struct volume *v);

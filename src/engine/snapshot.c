@@ -74,6 +74,32 @@ int volume_openers(const struct volume *v)
 	return atomic_load(&((struct volume *)v)->openers);
 }
 
+/* A claimer sets sole, then counts openers; an opener counts itself, then
+ * looks at sole (export.c).  Both sequentially consistent, so at least one
+ * of the two sees the other: no opener slips in under a granted claim. */
+bool volume_claim_sole(struct volume *v, int openers)
+{
+	bool free = false;
+
+	if (!atomic_compare_exchange_strong(&v->sole, &free, true))
+		return false; /* claimed already */
+	if (atomic_load(&v->openers) > openers) {
+		atomic_store(&v->sole, false);
+		return false;
+	}
+	return true;
+}
+
+void volume_release_sole(struct volume *v)
+{
+	atomic_store(&v->sole, false);
+}
+
+bool volume_claimed(const struct volume *v)
+{
+	return atomic_load(&((struct volume *)v)->sole);
+}
+
 void snapshot_readers_add(struct snapshot *s, int delta)
 {
 	atomic_fetch_add(&s->readers, delta);

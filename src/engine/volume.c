@@ -76,6 +76,7 @@ int volume_create(struct volume **out, const struct volume_config *cfg, struct d
 	v->nchunks = (cfg->size + v->chunk_size - 1) >> cfg->chunk_shift;
 	atomic_init(&v->refs, 1);
 	atomic_init(&v->openers, 0);
+	atomic_init(&v->sole, false);
 	atomic_init(&v->nactive, 0);
 
 	pthread_rwlockattr_t ra;

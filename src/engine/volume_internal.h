@@ -48,6 +48,7 @@ struct snapshot {
 
 struct volume {
 	atomic_int openers; /* exports open on it (counted by the export layer) */
+	atomic_bool sole;   /* a sole claim is held (volume_claim_sole) */
 	char name[HS_NAME_MAX + 1];
 	char diff_dir[256];
 	struct dev *origin;

@@ -188,11 +188,17 @@ struct export *export_open_volume(struct volume *v)
 	struct export *e = calloc(1, sizeof(*e));
 	if (!e)
 		return NULL;
+	volume_openers_add(v, 1);
+	if (volume_claimed(v)) { /* after counting ourselves: see volume_claim_sole */
+		volume_openers_add(v, -1);
+		free(e);
+		errno = EBUSY;
+		return NULL;
+	}
 	e->ops = &volume_ops;
 	e->kind = EXPORT_VOLUME;
 	e->vol = v;
 	volume_get(v);
-	volume_openers_add(v, 1);
 	snprintf(e->name, sizeof(e->name), "%s", volume_name(v));
 	return e;
 }

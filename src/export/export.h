@@ -29,13 +29,15 @@ enum export_kind { EXPORT_VOLUME, EXPORT_SNAPSHOT, EXPORT_IMAGE };
 #define EXPORT_FUA 0x1       /* pwrite, zero: durable on return */
 #define EXPORT_MAY_TRIM 0x2  /* zero: may deallocate */
 
-/* Both take a reference of their own; NULL only when out of memory. */
+/* Both take a reference of their own; NULL with errno ENOMEM when out of
+ * memory, or EBUSY for a volume a job holds alone (volume_claim_sole). */
 struct export *export_open_volume(struct volume *v);
 struct export *export_open_snapshot(struct snapshot *s);
 /* Takes over r (closed with the last export on it; also when NULL is
  * returned).  name: "image:NAME". */
 struct export *export_open_image(struct image_reader *r, const char *name);
-/* One more export of the same volume, snapshot or image. */
+/* One more export of the same volume, snapshot or image (NULL and errno as
+ * for export_open_volume). */
 struct export *export_dup(const struct export *e);
 void export_close(struct export *e);
 

@@ -164,7 +164,7 @@ int ffo_open(struct fuse_front *ff, uint64_t ino, int flags, uint64_t *fh)
 	} else {
 		h->e = export_dup(f->base);
 		if (!h->e) {
-			err = -ENOMEM;
+			err = errno == EBUSY ? -EBUSY : -ENOMEM; /* a restore or revert holds it */
 		} else {
 			h->f = f;
 			f->opens++;

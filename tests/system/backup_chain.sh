@@ -6,6 +6,8 @@
 #     `hotsnap restore` of the chain into a new volume gives the frozen
 #     hash (and --verify-only agrees); each incremental read only what
 #     changed (from the exact map);
+#     While a restore runs, no NBD client may connect to its volume, and the
+#     volume cannot be attached;
 #  2. 5 rounds of kill -9 while files are written; after each restart the
 #     next incremental (from the region map kept on disk) still gives a
 #     chain equal to the new snapshot;
@@ -75,7 +77,18 @@ restore_check() {
         head -c 4096 /dev/urandom | dd of="$rdev" bs=4096 seek=3 oflag=direct conv=notrunc status=none
         hs volume detach rst
         expect_fail 1 "differs from the image.*offset 1228[89]" hs restore "$img" --to rst --verify-only
-        hs restore "$img" --to rst --no-progress >/dev/null || fail "restore over an old volume failed"
+        # held under way: the restore has the volume alone meanwhile
+        hold_arm restore
+        hs restore "$img" --to rst --no-progress >"$T/restore.out" 2>&1 &
+        local restorer=$!
+        BG_PIDS+=("$restorer")
+        hold_wait restore
+        expect_fail 1 "being restored from an image; connect after the restore ends" \
+            qemu-img info "nbd+unix:///rst?socket=$STATE/nbd.sock"
+        expect_fail 1 "is busy: a restore is running" hs volume attach rst
+        hold_release
+        wait "$restorer" || fail "restore over an old volume failed: $(cat "$T/restore.out")"
+        bg_forget "$restorer"
         rdev=$(hs volume attach rst)
         [ "$(sha_dev "$rdev")" = "$FROZEN" ] || fail "a restore over an old volume left it different"
     fi

@@ -48,6 +48,12 @@ cleanup() {
         pkill -TERM -P "$WATCHDOG_PID" 2>/dev/null
         kill -TERM "$WATCHDOG_PID" 2>/dev/null
     fi
+    # a job held at a pause point goes on (opening a FIFO read-write does
+    # not block, and wakes a reader waiting for a writer)
+    exec 3>&-
+    if [ -n "$T" ] && [ -d "$T/holds" ]; then
+        for p in "$T"/holds/*; do [ -p "$p" ] && { exec 4<>"$p"; exec 4>&-; rm -f "$p"; }; done
+    fi
     for p in "${BG_PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; done
     for p in "${BG_PIDS[@]}"; do wait "$p" 2>/dev/null; done
     # our loop devices, listed now: once a mount under $T is gone (lazily),
@@ -161,9 +167,10 @@ make_tls_keys() {
 # fails: for what a test makes outside $T.
 at_exit() { AT_EXIT+=("$*"); }
 
-# Starts a daemon in the background and waits until it answers.
+# Starts a daemon in the background and waits until it answers.  Its test
+# pause points (src/common/test_hold.h) look in $T/holds: see hold_arm.
 start_daemon() {
-    "$HOTSNAP" --state-dir "$STATE" daemon "$@" >>"$T/daemon.log" 2>&1 &
+    HOTSNAP_TEST_HOLD=$T/holds "$HOTSNAP" --state-dir "$STATE" daemon "$@" >>"$T/daemon.log" 2>&1 &
     DAEMON_PID=$!
     local i
     for i in $(seq 200); do
@@ -180,6 +187,26 @@ stop_daemon() {
     wait "$DAEMON_PID" || fail "the daemon exited with status $? on SIGTERM"
     DAEMON_PID=""
 }
+
+# A job of the daemon made to stand still at pause point NAME, without
+# timing: hold_arm NAME before starting the job; hold_wait NAME returns once
+# the job stands there (it has opened the FIFO); hold_release lets it go on.
+hold_arm() {
+    mkdir -p "$T/holds"
+    HOLD_SEEN=$(grep -c "test hold: waiting at $1\$" "$T/daemon.log" || true)
+    mkfifo "$T/holds/$1"
+}
+hold_wait() {
+    local i
+    for i in $(seq 400); do
+        [ "$(grep -c "test hold: waiting at $1\$" "$T/daemon.log" || true)" -gt "$HOLD_SEEN" ] && break
+        [ "$i" = 400 ] && fail "the daemon never reached pause point $1"
+        sleep 0.05
+    done
+    exec 3>"$T/holds/$1"
+    rm "$T/holds/$1"
+}
+hold_release() { exec 3>&-; }
 
 bg() { "$@" & BG_PIDS+=("$!"); }
 

@@ -12,9 +12,12 @@
 #  4. s2, taken between, still reads exactly as before the revert;
 #  5. a consuming backup of the attached s2 says it consumed nothing; once
 #     detached and consumed in part, a revert to it is refused with the reason.
+# While the revert of 3 runs (held at a test pause point), it has the volume
+# alone: an NBD client is refused, saying why, and so is an open of its
+# FUSE file.
 . "$(dirname "$0")/lib.sh"
 require_block
-require mkfs.ext4 e2fsck fio
+require mkfs.ext4 e2fsck fio qemu-img
 setup
 start_daemon
 
@@ -63,8 +66,28 @@ truncate -s 256M "$T/blank.raw"   # nor a restore over it
 expect_fail 1 "volume 'vol0' is served to 1 NBD client" hs restore "$T/blank.raw" --to vol0
 echo >"$T/hold"; wait "$holder" 2>/dev/null || true; bg_forget "$holder"
 
-# 3. revert to s1
-out=$(hs --json snapshot revert vol0@s1) || fail "snapshot revert failed"
+# 3. revert to s1, held once under way: nobody may connect meanwhile
+fuse_file=$(hs --json status | json_eval 'v["volumes"][0]["fuse_file"]')
+hold_arm revert
+hs --json snapshot revert vol0@s1 >"$T/revert.json" &
+reverter=$!
+BG_PIDS+=("$reverter")
+hold_wait revert
+# (qemu prints the reason the server gave; nbdinfo only the error code)
+expect_fail 1 "being reverted to a snapshot; connect after the revert ends" \
+    qemu-img info "nbd+unix:///vol0?socket=$STATE/nbd.sock"
+/usr/bin/python3 -c '
+import errno, os, sys
+try:
+    os.close(os.open(sys.argv[1], os.O_RDWR))
+except OSError as e:
+    sys.exit(0 if e.errno == errno.EBUSY else 2)
+sys.exit(1)
+' "$fuse_file" || fail "the FUSE file of a volume under revert opened, or failed otherwise than EBUSY ($?)"
+hold_release
+wait "$reverter" || fail "snapshot revert failed: $(cat "$T/revert.json")"
+bg_forget "$reverter"
+out=$(cat "$T/revert.json")
 changed=$(echo "$out" | json_get '["changed_bytes"]')
 [ "$changed" -gt 0 ] && [ "$changed" -lt $((64 << 20)) ] ||
     fail "revert wrote back $changed bytes; only what changed since s1 was expected: $out"

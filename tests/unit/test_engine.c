@@ -739,6 +739,29 @@ static void test_diff_store_live(void)
 	volume_destroy(v);
 }
 
+/* A sole claim (restore, revert) is granted only when no more than the
+ * given openers hold the volume, once at a time; what opens is counted. */
+static void test_sole_claim(void)
+{
+	struct volume *v = mem_volume("sole", 4 * MiB, 12, 1 * MiB, 1 * MiB, NULL);
+
+	volume_openers_add(v, 1); /* the daemon's own export */
+	CHECK(!volume_claimed(v));
+	volume_openers_add(v, 1); /* a client */
+	CHECK(!volume_claim_sole(v, 1));
+	CHECK(!volume_claimed(v)); /* a refused claim leaves nothing behind */
+	volume_openers_add(v, -1);
+	CHECK(volume_claim_sole(v, 1));
+	CHECK(volume_claimed(v));
+	CHECK(!volume_claim_sole(v, 1)); /* one job at a time */
+	volume_release_sole(v);
+	CHECK(!volume_claimed(v));
+	CHECK(volume_claim_sole(v, 1));
+	volume_release_sole(v);
+	volume_openers_add(v, -1);
+	volume_destroy(v);
+}
+
 int main(void)
 {
 	test_plain_io();
@@ -757,6 +780,7 @@ int main(void)
 	test_zero_records();
 	test_discard_over_holes();
 	test_diff_store_live();
+	test_sole_claim();
 	printf("test_engine: ok\n");
 	return 0;
 }
