@@ -255,6 +255,13 @@ static int serve(struct daemon *d, int ready_fd)
 		snprintf(err, sizeof(err), "%s (%s)", why, strerror(-r));
 		goto fail;
 	}
+	struct stat mst;
+	if (stat(d->mnt_dir, &mst) < 0) {
+		snprintf(err, sizeof(err), "cannot stat the FUSE mount %s: %s", d->mnt_dir,
+			 strerror(errno));
+		goto fail;
+	}
+	d->fuse_dev = mst.st_dev;
 	pthread_mutex_lock(&d->mu);
 	r = persist_load(d, err, sizeof(err));
 	unsigned attached = 0, nvol = 0;

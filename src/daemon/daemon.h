@@ -124,6 +124,9 @@ struct volume_defaults {
 struct daemon {
 	char state_dir[PATH_MAX];
 	char mnt_dir[PATH_MAX];
+	dev_t fuse_dev;          /* the FUSE mount's device number, taken once mounted:
+				  * mnt_dir's own would be the file system below it
+				  * should someone unmount it */
 	char control_path[PATH_MAX];
 	char default_diff_dir[PATH_MAX]; /* STATE_DIR/diff, or --default-diff-dir */
 	struct volume_defaults defaults;

@@ -56,8 +56,7 @@ struct vol_entry *registry_volume_on(struct daemon *d, const struct stat *st)
 
 bool registry_on_fuse(struct daemon *d, const struct stat *st)
 {
-	struct stat m;
-	return stat(d->mnt_dir, &m) == 0 && st->st_dev == m.st_dev;
+	return d->fuse_dev != 0 && st->st_dev == d->fuse_dev;
 }
 
 bool registry_on_own_volume(struct daemon *d, const char *path, char *name, size_t len)

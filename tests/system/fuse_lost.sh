@@ -65,6 +65,10 @@ grep -qi "keep working" <<<"$why" || problem "status does not say attached loop 
 # the daemon still serves commands
 hs volume list >/dev/null || fail "volume list fails after the FUSE mount is gone"
 expect_fail 1 "volume 'nosuch' does not exist" hs volume attach nosuch
+# ... and knows its own file system by the device it had, not by the
+# directory now bare: a diff dir in the state dir is not "on hotsnap"
+err=$(hs volume create x --backing "$T/x.img" --size 16M 2>&1 >/dev/null) ||
+    problem "volume create after the FUSE mount is gone refused: $err"
 
 # detach: done for real, or refused with a reason; never a success that
 # leaves the device attached
