@@ -31,6 +31,7 @@ struct qmp {
 	struct queued *head, *tail;
 	unsigned nqueued;
 	int reply_ms; /* how long a command's answer may take; 0: no bound */
+	int64_t last_id; /* every command carries the next one; QEMU quotes it back */
 };
 
 static int fail(char *err, size_t errlen, int r, const char *fmt, ...)
@@ -243,7 +244,10 @@ int qmp_execute(struct qmp *q, const char *cmd, json_object *args, int fd, json_
 	json_object *m = json_object_new_object(), *msg, *v;
 	int r;
 
+	int64_t id = ++q->last_id;
+
 	json_object_object_add(m, "execute", json_object_new_string(cmd));
+	json_object_object_add(m, "id", json_object_new_int64(id));
 	if (args)
 		json_object_object_add(m, "arguments", args);
 	char *line;
@@ -270,6 +274,14 @@ int qmp_execute(struct qmp *q, const char *cmd, json_object *args, int fd, json_
 				    strerror(-r));
 		if (json_object_object_get_ex(msg, "event", NULL)) {
 			queue_event(q, msg);
+			continue;
+		}
+		/* A late answer to a command that timed out quotes that command's
+		 * id: it must not pass for this one's.  (A reply without an id is
+		 * QEMU's answer to a line it could not parse: ours.) */
+		if (json_object_object_get_ex(msg, "id", &v) &&
+		    (!json_object_is_type(v, json_type_int) || json_object_get_int64(v) != id)) {
+			json_object_put(msg);
 			continue;
 		}
 		if (json_object_object_get_ex(msg, "return", &v)) {

@@ -2,7 +2,9 @@
  *
  * QMP is JSON lines: a greeting ({"QMP": ...}), then replies ({"return": ...}
  * or {"error": {"class", "desc"}}) in the order of the commands, with events
- * ({"event", "timestamp", "data"}) interleaved anywhere.  Events that arrive
+ * ({"event", "timestamp", "data"}) interleaved anywhere.  Every command
+ * carries an "id" that its reply quotes, so the late answer to a command
+ * that timed out is dropped rather than taken for the next one's.  Events that arrive
  * while a reply is awaited are queued, so a caller waiting for RESUME after
  * `migrate` sees it even when QEMU sent it before the reply.
  *
