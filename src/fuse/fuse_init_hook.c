@@ -26,15 +26,30 @@
 #include "common/log.h"
 #include "fuse/fuse_uring_abi.h"
 
+/* With the ring serving, an INTERRUPT that comes over /dev/fuse is for a
+ * request libfuse never saw: it would keep it on its list of interrupts
+ * until some other request came over /dev/fuse, which may be never.  The
+ * operations here are never interrupted anyway (the protocol lets a file
+ * system ignore an INTERRUPT and answer the request as usual), so it is
+ * dropped here and the next request read. */
+static bool drop_interrupt(struct fuse_front *ff, const struct fuse_in_header *in)
+{
+	return in->opcode == FUSE_INTERRUPT && atomic_load_explicit(&ff->ring_serves,
+								    memory_order_relaxed);
+}
+
 ssize_t ff_dev_read(int fd, void *buf, size_t len, void *userdata)
 {
 	struct fuse_front *ff = userdata;
-	ssize_t n = read(fd, buf, len);
 	const struct fuse_in_header *in = buf;
+	ssize_t n;
 
-	if (n < (ssize_t)sizeof(*in))
-		return n; /* errno as read left it, for libfuse */
-	atomic_fetch_add(&ff->dev_requests, 1);
+	do {
+		n = read(fd, buf, len);
+		if (n < (ssize_t)sizeof(*in))
+			return n; /* errno as read left it, for libfuse */
+		atomic_fetch_add(&ff->dev_requests, 1);
+	} while (drop_interrupt(ff, in));
 	if (in->opcode == FUSE_INIT &&
 	    (size_t)n >= sizeof(*in) + offsetof(struct fuse_init_in, flags2) + sizeof(uint32_t)) {
 		const struct fuse_init_in *ii = (const void *)(in + 1);
@@ -97,6 +112,7 @@ static ssize_t answer_init(struct fuse_front *ff, int fd, struct iovec *iov, int
 	}
 	pthread_mutex_lock(&ff->mu);
 	ff->ring = fr; /* kept even when it failed: its threads end at stop */
+	atomic_store(&ff->ring_serves, fr && !why);
 	if (why)
 		snprintf(ff->why_not_ring, sizeof(ff->why_not_ring), "%s", why);
 	ff->init_unique = 0;

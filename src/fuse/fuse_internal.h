@@ -78,6 +78,7 @@ struct fuse_front {
 	struct fuse_uring *ring;      /* [mu] set once, when the ring is accepted */
 	char why_not_ring[192];	      /* [mu] */
 	atomic_uint_fast64_t dev_requests; /* requests read from /dev/fuse */
+	atomic_bool ring_serves;      /* the ring took over (INTERRUPTs are dropped) */
 	pthread_cond_t init_done;     /* INIT was answered */
 };
 
