@@ -200,9 +200,13 @@ static int vm_checkpoint(const struct cli *cli, int argc, char **argv)
 		fprintf(stderr, "hotsnap vm checkpoint: %s\n", err);
 		return EXIT_ERROR;
 	}
+	if (c.warning[0])
+		fprintf(stderr, "hotsnap vm checkpoint: warning: %s\n", c.warning);
 	if (cli->json) {
 		json_object *j = vm_checkpoint_json(&c);
 		json_object_object_add(j, "dir", json_object_new_string(out->path));
+		if (c.warning[0])
+			json_object_object_add(j, "warning", json_object_new_string(c.warning));
 		cli_print_json(j);
 		json_object_put(j);
 	} else {

@@ -81,6 +81,7 @@ struct vm_checkpoint {
 	uint64_t memory_bytes;  /* the saved state file */
 	double pause_ms;        /* QEMU's STOP to RESUME */
 	double seconds;         /* the whole checkpoint */
+	char warning[384];      /* a good checkpoint that left something to do, or "" */
 };
 
 struct vm_checkpoint_opts {

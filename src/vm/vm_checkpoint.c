@@ -376,8 +376,9 @@ int vm_checkpoint_take(const struct vm_checkpoint_opts *o, const struct vm_daemo
 	capability_on = false;
 	char e2[256];
 	if (set_background_snapshot(q, false, e2, sizeof(e2)) < 0)
-		fprintf(stderr, "hotsnap: warning: background-snapshot is still on in QEMU (%s): "
-				"turn it off before migrating this guest\n", e2);
+		snprintf(c->warning, sizeof(c->warning),
+			 "background-snapshot is still on in QEMU (%s): turn it off before "
+			 "migrating this guest", e2);
 	struct stat st;
 	if (fstat(memfd, &st) == 0)
 		c->memory_bytes = (uint64_t)st.st_size;
