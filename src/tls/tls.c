@@ -2,8 +2,6 @@
 #include "tls.h"
 
 #include <errno.h>
-#include <gnutls/gnutls.h>
-#include <gnutls/x509.h>
 #include <netdb.h>
 #include <poll.h>
 #include <stdint.h>
@@ -15,6 +13,7 @@
 #include <unistd.h>
 
 #include "common/log.h"
+#include "tls/gnutls_load.h"
 
 struct tls_creds {
 	gnutls_certificate_credentials_t x509; /* NULL: no certificates */
@@ -29,7 +28,7 @@ struct tls_creds {
 static int load_fail(char *why, size_t len, int gerr, const char *what, const char *path)
 {
 	snprintf(why, len, "%s%s%s: %s", what, path ? " " : "", path ? path : "",
-		 gnutls_strerror(gerr));
+		 gtls.strerror(gerr));
 	return -EINVAL;
 }
 
@@ -58,10 +57,10 @@ static int load_x509(struct tls_creds *tls, const char *dir, char *why, size_t l
 			 dir, strerror(errno));
 		return -ENOENT;
 	}
-	if ((r = gnutls_certificate_allocate_credentials(&tls->x509)) < 0)
+	if ((r = gtls.certificate_allocate_credentials(&tls->x509)) < 0)
 		return load_fail(why, len, r, "TLS certificate credentials", NULL);
 	if (access(ca, R_OK) == 0) {
-		if ((r = gnutls_certificate_set_x509_trust_file(tls->x509, ca,
+		if ((r = gtls.certificate_set_x509_trust_file(tls->x509, ca,
 								 GNUTLS_X509_FMT_PEM)) < 0)
 			return load_fail(why, len, r, "cannot load the CA certificate", ca);
 	} else if (tls->verify_peer) {
@@ -70,13 +69,13 @@ static int load_x509(struct tls_creds *tls, const char *dir, char *why, size_t l
 		return -ENOENT;
 	}
 	if (access(crl, R_OK) == 0 &&
-	    (r = gnutls_certificate_set_x509_crl_file(tls->x509, crl, GNUTLS_X509_FMT_PEM)) < 0)
+	    (r = gtls.certificate_set_x509_crl_file(tls->x509, crl, GNUTLS_X509_FMT_PEM)) < 0)
 		return load_fail(why, len, r, "cannot load the revocation list", crl);
-	if ((r = gnutls_certificate_set_x509_key_file(tls->x509, cert, key,
+	if ((r = gtls.certificate_set_x509_key_file(tls->x509, cert, key,
 						       GNUTLS_X509_FMT_PEM)) < 0)
 		return load_fail(why, len, r, "cannot load the server certificate and key from", dir);
 	warn_if_readable(key);
-	gnutls_certificate_set_known_dh_params(tls->x509, GNUTLS_SEC_PARAM_MEDIUM);
+	gtls.certificate_set_known_dh_params(tls->x509, GNUTLS_SEC_PARAM_MEDIUM);
 	return 0;
 }
 
@@ -89,12 +88,12 @@ static int load_psk(struct tls_creds *tls, const char *file, char *why, size_t l
 			 strerror(errno));
 		return -ENOENT;
 	}
-	if ((r = gnutls_psk_allocate_server_credentials(&tls->psk)) < 0)
+	if ((r = gtls.psk_allocate_server_credentials(&tls->psk)) < 0)
 		return load_fail(why, len, r, "TLS PSK credentials", NULL);
-	if ((r = gnutls_psk_set_server_credentials_file(tls->psk, file)) < 0)
+	if ((r = gtls.psk_set_server_credentials_file(tls->psk, file)) < 0)
 		return load_fail(why, len, r, "cannot read the keys in", file);
 	warn_if_readable(file);
-	gnutls_psk_set_server_known_dh_params(tls->psk, GNUTLS_SEC_PARAM_MEDIUM);
+	gtls.psk_set_server_known_dh_params(tls->psk, GNUTLS_SEC_PARAM_MEDIUM);
 	return 0;
 }
 
@@ -107,6 +106,10 @@ int tls_creds_new(struct tls_creds **out, const char *cert_dir, const char *psk_
 	*out = NULL;
 	if (!tls)
 		return -ENOMEM;
+	if (gnutls_load(why, whylen) < 0) {
+		free(tls);
+		return -ENOPKG;
+	}
 	tls->verify_peer = verify_peer;
 	if (cert_dir)
 		r = load_x509(tls, cert_dir, why, whylen);
@@ -127,7 +130,7 @@ int tls_creds_new(struct tls_creds **out, const char *cert_dir, const char *psk_
 			 "-CIPHER-ALL:+AES-128-GCM:+AES-256-GCM:+CHACHA20-POLY1305:+AES-128-CCM:"
 			 "+AES-256-CCM%s",
 			 tls->psk ? ":+ECDHE-PSK:+DHE-PSK:+PSK" : "");
-		int g = gnutls_priority_init(&tls->prio, prio, NULL);
+		int g = gtls.priority_init(&tls->prio, prio, NULL);
 		if (g < 0)
 			r = load_fail(why, whylen, g, "TLS priorities", NULL);
 	}
@@ -144,11 +147,11 @@ void tls_creds_free(struct tls_creds *tls)
 	if (!tls)
 		return;
 	if (tls->prio)
-		gnutls_priority_deinit(tls->prio);
+		gtls.priority_deinit(tls->prio);
 	if (tls->x509)
-		gnutls_certificate_free_credentials(tls->x509);
+		gtls.certificate_free_credentials(tls->x509);
 	if (tls->psk)
-		gnutls_psk_free_server_credentials(tls->psk);
+		gtls.psk_free_server_credentials(tls->psk);
 	free(tls);
 }
 
@@ -170,11 +173,11 @@ struct tls_session {
 static void session_free_parts(struct tls_session *t)
 {
 	if (t->s)
-		gnutls_deinit(t->s);
+		gtls.deinit(t->s);
 	if (t->x509)
-		gnutls_certificate_free_credentials(t->x509);
+		gtls.certificate_free_credentials(t->x509);
 	if (t->psk)
-		gnutls_psk_free_client_credentials(t->psk);
+		gtls.psk_free_client_credentials(t->psk);
 	if (t->own_fd && t->fd >= 0)
 		close(t->fd);
 	free(t);
@@ -197,7 +200,7 @@ static int err_of(ssize_t g)
 ssize_t tls_recv(struct tls_session *t, void *buf, size_t len)
 {
 	for (;;) {
-		ssize_t n = gnutls_record_recv(t->s, buf, len);
+		ssize_t n = gtls.record_recv(t->s, buf, len);
 		if (n >= 0)
 			return n;
 		if (n != GNUTLS_E_INTERRUPTED)
@@ -210,7 +213,7 @@ int tls_send_all(struct tls_session *t, const void *buf, size_t len)
 	const uint8_t *p = buf;
 
 	while (len > 0) {
-		ssize_t n = gnutls_record_send(t->s, p, len);
+		ssize_t n = gtls.record_send(t->s, p, len);
 		if (n == GNUTLS_E_INTERRUPTED || n == GNUTLS_E_AGAIN)
 			continue;
 		if (n < 0)
@@ -224,22 +227,22 @@ int tls_send_all(struct tls_session *t, const void *buf, size_t len)
 /* Bytes already decrypted and waiting, which poll(2) cannot see. */
 static size_t tls_pending(struct tls_session *t)
 {
-	return gnutls_record_check_pending(t->s);
+	return gtls.record_check_pending(t->s);
 }
 
 void tls_session_free(struct tls_session *t)
 {
 	if (!t)
 		return;
-	(void)gnutls_bye(t->s, GNUTLS_SHUT_WR); /* best effort: the peer may be gone */
+	(void)gtls.bye(t->s, GNUTLS_SHUT_WR); /* best effort: the peer may be gone */
 	session_free_parts(t);
 }
 
 const char *tls_session_desc(struct tls_session *t, char *buf, size_t len)
 {
-	char *desc = gnutls_session_get_desc(t->s);
+	char *desc = gtls.session_get_desc(t->s);
 	snprintf(buf, len, "%s", desc ? desc : "TLS");
-	gnutls_free(desc);
+	(*gtls.free)(desc);
 	return buf;
 }
 
@@ -250,13 +253,13 @@ const char *tls_session_desc(struct tls_session *t, char *buf, size_t len)
 static int check_peer(struct tls_creds *tls, gnutls_session_t s, char *peer, size_t peerlen,
 		      char *why, size_t whylen)
 {
-	if (gnutls_auth_get_type(s) == GNUTLS_CRD_PSK) {
-		const char *user = gnutls_psk_server_get_username(s);
+	if (gtls.auth_get_type(s) == GNUTLS_CRD_PSK) {
+		const char *user = gtls.psk_server_get_username(s);
 		snprintf(peer, peerlen, "PSK identity '%s'", user ? user : "");
 		return 0;
 	}
 	unsigned n = 0;
-	const gnutls_datum_t *certs = gnutls_certificate_get_peers(s, &n);
+	const gnutls_datum_t *certs = gtls.certificate_get_peers(s, &n);
 	if (!certs || n == 0) {
 		if (tls->verify_peer) { /* the handshake refuses this already */
 			snprintf(why, whylen, "no client certificate, and one is required");
@@ -266,29 +269,29 @@ static int check_peer(struct tls_creds *tls, gnutls_session_t s, char *peer, siz
 		return 0;
 	}
 	unsigned status = 0;
-	int g = gnutls_certificate_verify_peers2(s, &status);
+	int g = gtls.certificate_verify_peers2(s, &status);
 	if (g < 0 || status != 0) {
 		gnutls_datum_t text = { NULL, 0 };
-		if (g >= 0 && gnutls_certificate_verification_status_print(
+		if (g >= 0 && gtls.certificate_verification_status_print(
 				      status, GNUTLS_CRT_X509, &text, 0) == 0) {
 			snprintf(why, whylen, "client certificate refused: %s", text.data);
-			gnutls_free(text.data);
+			(*gtls.free)(text.data);
 		} else {
 			snprintf(why, whylen, "client certificate refused: %s",
-				 gnutls_strerror(g < 0 ? g : GNUTLS_E_CERTIFICATE_ERROR));
+				 gtls.strerror(g < 0 ? g : GNUTLS_E_CERTIFICATE_ERROR));
 		}
 		return -EACCES;
 	}
 	gnutls_x509_crt_t crt;
 	gnutls_datum_t dn = { NULL, 0 };
 	snprintf(peer, peerlen, "a certificate");
-	if (gnutls_x509_crt_init(&crt) == 0) {
-		if (gnutls_x509_crt_import(crt, &certs[0], GNUTLS_X509_FMT_DER) == 0 &&
-		    gnutls_x509_crt_get_dn2(crt, &dn) == 0) {
+	if (gtls.x509_crt_init(&crt) == 0) {
+		if (gtls.x509_crt_import(crt, &certs[0], GNUTLS_X509_FMT_DER) == 0 &&
+		    gtls.x509_crt_get_dn2(crt, &dn) == 0) {
 			snprintf(peer, peerlen, "certificate '%s'", dn.data);
-			gnutls_free(dn.data);
+			(*gtls.free)(dn.data);
 		}
-		gnutls_x509_crt_deinit(crt);
+		gtls.x509_crt_deinit(crt);
 	}
 	return 0;
 }
@@ -306,27 +309,27 @@ int tls_accept(struct tls_creds *c, int fd, unsigned timeout_s, struct tls_sessi
 	}
 	t->fd = fd;
 	/* NO_SIGNAL: a peer that went away is an error here, not SIGPIPE */
-	if ((g = gnutls_init(&t->s, GNUTLS_SERVER | GNUTLS_NO_SIGNAL)) < 0) {
-		snprintf(why, whylen, "%s", gnutls_strerror(g));
+	if ((g = gtls.init(&t->s, GNUTLS_SERVER | GNUTLS_NO_SIGNAL)) < 0) {
+		snprintf(why, whylen, "%s", gtls.strerror(g));
 		t->s = NULL;
 		session_free_parts(t);
 		return -ENOMEM;
 	}
-	gnutls_priority_set(t->s, c->prio);
+	gtls.priority_set(t->s, c->prio);
 	if (c->x509) {
-		gnutls_credentials_set(t->s, GNUTLS_CRD_CERTIFICATE, c->x509);
-		gnutls_certificate_server_set_request(t->s, c->verify_peer ? GNUTLS_CERT_REQUIRE
+		gtls.credentials_set(t->s, GNUTLS_CRD_CERTIFICATE, c->x509);
+		gtls.certificate_server_set_request(t->s, c->verify_peer ? GNUTLS_CERT_REQUIRE
 									  : GNUTLS_CERT_REQUEST);
 	}
 	if (c->psk)
-		gnutls_credentials_set(t->s, GNUTLS_CRD_PSK, c->psk);
-	gnutls_transport_set_int(t->s, fd);
-	gnutls_handshake_set_timeout(t->s, timeout_s * 1000);
+		gtls.credentials_set(t->s, GNUTLS_CRD_PSK, c->psk);
+	gtls.transport_set_int2(t->s, fd, fd);
+	gtls.handshake_set_timeout(t->s, timeout_s * 1000);
 	do
-		g = gnutls_handshake(t->s);
+		g = gtls.handshake(t->s);
 	while (g == GNUTLS_E_INTERRUPTED);
 	if (g < 0) {
-		snprintf(why, whylen, "TLS handshake failed: %s", gnutls_strerror(g));
+		snprintf(why, whylen, "TLS handshake failed: %s", gtls.strerror(g));
 		session_free_parts(t);
 		return -EPROTO;
 	}
@@ -363,9 +366,9 @@ static int load_client_psk(struct tls_session *t, const char *file, char *why, s
 	char *key = colon + 1;
 	key[strcspn(key, "\r\n")] = '\0';
 	gnutls_datum_t k = { (unsigned char *)key, (unsigned)strlen(key) };
-	if ((g = gnutls_psk_allocate_client_credentials(&t->psk)) < 0 ||
-	    (g = gnutls_psk_set_client_credentials(t->psk, line, &k, GNUTLS_PSK_KEY_HEX)) < 0) {
-		snprintf(why, whylen, "--tls-psk %s: %s", file, gnutls_strerror(g));
+	if ((g = gtls.psk_allocate_client_credentials(&t->psk)) < 0 ||
+	    (g = gtls.psk_set_client_credentials(t->psk, line, &k, GNUTLS_PSK_KEY_HEX)) < 0) {
+		snprintf(why, whylen, "--tls-psk %s: %s", file, gtls.strerror(g));
 		return -EINVAL;
 	}
 	return 0;
@@ -379,12 +382,12 @@ static int load_client_x509(struct tls_session *t, const char *dir, char *why, s
 	snprintf(ca, sizeof(ca), "%s/ca-cert.pem", dir);
 	snprintf(cert, sizeof(cert), "%s/client-cert.pem", dir);
 	snprintf(key, sizeof(key), "%s/client-key.pem", dir);
-	if ((g = gnutls_certificate_allocate_credentials(&t->x509)) < 0)
+	if ((g = gtls.certificate_allocate_credentials(&t->x509)) < 0)
 		return load_fail(why, whylen, g, "TLS certificate credentials", NULL);
-	if ((g = gnutls_certificate_set_x509_trust_file(t->x509, ca, GNUTLS_X509_FMT_PEM)) < 0)
+	if ((g = gtls.certificate_set_x509_trust_file(t->x509, ca, GNUTLS_X509_FMT_PEM)) < 0)
 		return load_fail(why, whylen, g, "cannot load the CA certificate", ca);
 	if (access(cert, R_OK) == 0 &&
-	    (g = gnutls_certificate_set_x509_key_file(t->x509, cert, key,
+	    (g = gtls.certificate_set_x509_key_file(t->x509, cert, key,
 						       GNUTLS_X509_FMT_PEM)) < 0)
 		return load_fail(why, whylen, g, "cannot load the client certificate and key from",
 				 dir);
@@ -441,6 +444,10 @@ int tls_connect(const char *hostport, const struct tls_client_opts *o, struct tl
 		snprintf(why, whylen, "out of memory");
 		return -ENOMEM;
 	}
+	if (gnutls_load(why, whylen) < 0) {
+		free(t);
+		return -ENOPKG;
+	}
 	t->fd = -1;
 	t->own_fd = true;
 	r = o->psk_file ? load_client_psk(t, o->psk_file, why, whylen)
@@ -451,7 +458,7 @@ int tls_connect(const char *hostport, const struct tls_client_opts *o, struct tl
 		t->fd = r;
 		r = 0;
 	}
-	if (r == 0 && (g = gnutls_init(&t->s, GNUTLS_CLIENT | GNUTLS_NO_SIGNAL)) < 0) {
+	if (r == 0 && (g = gtls.init(&t->s, GNUTLS_CLIENT | GNUTLS_NO_SIGNAL)) < 0) {
 		t->s = NULL;
 		r = load_fail(why, whylen, g, "TLS session", NULL);
 	}
@@ -459,31 +466,31 @@ int tls_connect(const char *hostport, const struct tls_client_opts *o, struct tl
 		session_free_parts(t);
 		return r;
 	}
-	gnutls_set_default_priority(t->s);
+	gtls.set_default_priority(t->s);
 	if (t->psk) {
-		gnutls_priority_set_direct(t->s, "NORMAL:+ECDHE-PSK:+DHE-PSK:+PSK", NULL);
-		gnutls_credentials_set(t->s, GNUTLS_CRD_PSK, t->psk);
+		gtls.priority_set_direct(t->s, "NORMAL:+ECDHE-PSK:+DHE-PSK:+PSK", NULL);
+		gtls.credentials_set(t->s, GNUTLS_CRD_PSK, t->psk);
 	} else {
-		gnutls_credentials_set(t->s, GNUTLS_CRD_CERTIFICATE, t->x509);
-		gnutls_server_name_set(t->s, GNUTLS_NAME_DNS, host, strlen(host));
-		gnutls_session_set_verify_cert(t->s, host, 0); /* the CA and the host name */
+		gtls.credentials_set(t->s, GNUTLS_CRD_CERTIFICATE, t->x509);
+		gtls.server_name_set(t->s, GNUTLS_NAME_DNS, host, strlen(host));
+		gtls.session_set_verify_cert(t->s, host, 0); /* the CA and the host name */
 	}
-	gnutls_transport_set_int(t->s, t->fd);
-	gnutls_handshake_set_timeout(t->s, 30 * 1000);
+	gtls.transport_set_int2(t->s, t->fd, t->fd);
+	gtls.handshake_set_timeout(t->s, 30 * 1000);
 	do
-		g = gnutls_handshake(t->s);
+		g = gtls.handshake(t->s);
 	while (g == GNUTLS_E_INTERRUPTED);
 	if (g < 0) {
 		if (g == GNUTLS_E_CERTIFICATE_VERIFICATION_ERROR) {
 			gnutls_datum_t text = { NULL, 0 };
-			unsigned status = gnutls_session_get_verify_cert_status(t->s);
-			gnutls_certificate_verification_status_print(status, GNUTLS_CRT_X509, &text, 0);
+			unsigned status = gtls.session_get_verify_cert_status(t->s);
+			gtls.certificate_verification_status_print(status, GNUTLS_CRT_X509, &text, 0);
 			snprintf(why, whylen, "%s: the server's certificate is refused: %s", hostport,
 				 text.data ? (char *)text.data : "not trusted");
-			gnutls_free(text.data);
+			(*gtls.free)(text.data);
 		} else {
 			snprintf(why, whylen, "%s: TLS handshake failed: %s%s", hostport,
-				 gnutls_strerror(g),
+				 gtls.strerror(g),
 				 t->psk ? " (is the key the server's?)" : "");
 		}
 		session_free_parts(t);
