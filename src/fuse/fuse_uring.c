@@ -94,6 +94,7 @@ struct fuse_uring {
 	unsigned reported;	   /* [mu] workers whose first REGISTER is judged */
 	unsigned *queue_entries;   /* [mu] entries registered per queue */
 	bool fell_back;		   /* [mu] */
+	uint64_t served_at_fallback; /* [mu] ring requests when it fell back */
 	char why[160];		   /* [mu] why it did not start serving */
 	char lost[160];		   /* [mu] why it stopped serving */
 };
@@ -223,6 +224,15 @@ static int register_entry(struct ring_worker *w, bool malformed, bool *by_kernel
 	return 0; /* a request that came at once stays for the loop */
 }
 
+static uint64_t ring_requests(const struct fuse_uring *fr)
+{
+	uint64_t n = 0;
+
+	for (unsigned i = 0; i < fr->nworkers; i++)
+		n += atomic_load_explicit(&fr->w[i].requests, memory_order_relaxed);
+	return n;
+}
+
 /* Sends the kernel back to /dev/fuse (see the notes at the top). */
 static bool fall_back(struct fuse_uring *fr)
 {
@@ -234,6 +244,7 @@ static bool fall_back(struct fuse_uring *fr)
 
 	pthread_mutex_lock(&fr->mu);
 	fr->fell_back = true;
+	fr->served_at_fallback = ring_requests(fr);
 	pthread_mutex_unlock(&fr->mu);
 	if (!fr->fallback_ready || !(sqe = io_uring_get_sqe(&fr->fallback_ring)))
 		return false;
@@ -757,7 +768,11 @@ bool fuse_uring_serving(const struct fuse_uring *fr)
 	bool ok;
 
 	pthread_mutex_lock(&m->mu);
-	ok = every_queue_served_locked(fr);
+	ok = every_queue_served_locked(fr) ||
+	     /* a registration that came after the fallback's deadline made the
+	      * kernel take the ring after all: what it sends there says so */
+	     (fr->fell_back && !fr->lost[0] && every_queue_has_entries_locked(fr) &&
+	      ring_requests(fr) > fr->served_at_fallback);
 	pthread_mutex_unlock(&m->mu);
 	return ok;
 }
@@ -765,13 +780,9 @@ bool fuse_uring_serving(const struct fuse_uring *fr)
 void fuse_uring_counts(const struct fuse_uring *fr, unsigned *queues, unsigned *workers,
 		       uint64_t *requests)
 {
-	uint64_t n = 0;
-
-	for (unsigned i = 0; i < fr->nworkers; i++)
-		n += atomic_load_explicit(&fr->w[i].requests, memory_order_relaxed);
 	*queues = fr->nr_queues;
 	*workers = fr->nworkers;
-	*requests = n;
+	*requests = ring_requests(fr);
 }
 
 void fuse_uring_why(const struct fuse_uring *fr, char *buf, size_t len)
