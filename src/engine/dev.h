@@ -24,6 +24,13 @@ struct dev_stamp {
 	uint64_t size;
 	uint64_t mtime_ns;
 	uint64_t ctime_ns;
+	/* A block device's times do not change when it is written, so its
+	 * own counter says instead: the sectors written and discarded on it
+	 * in this boot (written), and which boot that is (boot, a hash of the
+	 * kernel's boot_id).  Both 0 for a file, or when the kernel does not
+	 * say. */
+	uint64_t boot;
+	uint64_t written;
 };
 
 /* preadv and pwritev flags */

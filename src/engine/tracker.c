@@ -39,6 +39,7 @@
 #include "common/clock.h"
 #include "common/compiler.h"
 #include "common/log.h"
+#include "common/units.h"
 #include "engine/engine.h"
 
 #define PAGE_BITS (TRACKER_PAGE * 8)
@@ -140,11 +141,12 @@ static void break_locked(struct tracker *t, const char *what, int err)
 
 /* --- the header ------------------------------------------------------------------------ */
 
+/* Over the header's own length: a first-version header is shorter. */
 static uint32_t header_crc(const struct tracker_disk_header *h)
 {
 	struct tracker_disk_header c = *h;
 	c.crc = 0;
-	return (uint32_t)crc32(0, (const Bytef *)&c, sizeof(c));
+	return (uint32_t)crc32(0, (const Bytef *)&c, (uInt)HS_MIN(h->header_len, sizeof(c)));
 }
 
 static bool area_named(const struct tracker_disk_header *h, uint32_t a)
@@ -910,7 +912,8 @@ void tracker_status(struct tracker *t, struct tracker_status *st)
 static bool header_ok(const struct tracker_disk_header *h)
 {
 	return memcmp(h->magic, TRACKER_MAGIC, 8) == 0 && h->version == TRACKER_VERSION &&
-	       h->header_len == sizeof(*h) && h->crc == header_crc(h) &&
+	       (h->header_len == sizeof(*h) || h->header_len == TRACKER_HEADER_LEN_1) &&
+	       h->crc == header_crc(h) &&
 	       h->ndeltas <= TRACKER_MAX_DELTAS && h->nbookmarks <= TRACKER_MAX_BOOKMARKS &&
 	       h->live_area < MAX_AREAS &&
 	       (h->spare_area < MAX_AREAS || h->spare_area == TRACKER_NO_AREA) && h->gen > 0;
@@ -1013,6 +1016,20 @@ static bool origin_trusted(struct tracker *t, const struct tracker_disk_header *
 
 	if (origin_stamp(t, &now) < 0)
 		return true; /* a device without stamps: nothing to compare */
+	if (h->clean && now.boot && now.boot == h->io.boot && now.written != h->io.written) {
+		/* In another boot the count started over, and nothing can be told
+		 * (as for a file's times, the promise is then the admin's).  After
+		 * a crash our own last writes count too: the heartbeat's time
+		 * rule below is all there is. */
+		units_format_size(now.written > h->io.written ? (now.written - h->io.written) * 512
+							       : 0,
+				  a, sizeof(a));
+		snprintf(why, whylen,
+			 "the backing device was written while no hotsnap daemon served it (%s "
+			 "written or discarded on it since the daemon stopped)",
+			 now.written > h->io.written ? a : "its write count went back");
+		return false;
+	}
 	if (h->clean) {
 		if (now.size == h->stamp.size && now.mtime_ns == h->stamp.mtime_ns &&
 		    now.ctime_ns == h->stamp.ctime_ns)
@@ -1163,6 +1180,9 @@ int tracker_open(struct tracker **out, struct dev *map, struct dev *origin,
 		if (dev_pread(map, &slot[i], sizeof(slot[i]), TRACKER_HB_SIZE + i * TRACKER_SLOT_SIZE) ==
 			    0 &&
 		    header_ok(&slot[i])) {
+			if (slot[i].header_len < sizeof(slot[i])) /* first version: none kept */
+				memset((char *)&slot[i] + slot[i].header_len, 0,
+				       sizeof(slot[i]) - slot[i].header_len);
 			t->max_seq = HS_MAX(t->max_seq, slot[i].seq);
 			if (best < 0 || slot[i].seq > slot[best].seq)
 				best = i;
@@ -1183,6 +1203,7 @@ int tracker_open(struct tracker **out, struct dev *map, struct dev *origin,
 		snprintf(why, sizeof(why), "the volume's size or granularity changed");
 	} else if (origin_trusted(t, &slot[best], why, sizeof(why))) {
 		t->hdr = slot[best];
+		t->hdr.header_len = sizeof(t->hdr); /* a first-version one grows */
 		why[0] = '\0';
 	}
 	snprintf(t->name, sizeof(t->name), "%s", "volume");
@@ -1244,6 +1265,7 @@ void tracker_close(struct tracker *t)
 	if (!t->broken && origin_stamp(t, &st) == 0) {
 		t->hdr.clean = 1;
 		t->hdr.stamp = (struct tracker_disk_stamp){ st.size, st.mtime_ns, st.ctime_ns };
+		t->hdr.io = (struct tracker_disk_iostamp){ st.boot, st.written };
 		t->hdr_dirty = true;
 	}
 	pthread_mutex_unlock(&t->mu);

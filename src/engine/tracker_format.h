@@ -28,6 +28,7 @@
 #define HS_TRACKER_FORMAT_H
 
 #include <assert.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #define TRACKER_MAGIC "HSTRACK1"
@@ -47,6 +48,15 @@ struct tracker_disk_stamp {
 	uint64_t size;
 	uint64_t mtime_ns;
 	uint64_t ctime_ns;
+};
+
+/* A block device's own write counter at the clean close (dev_stamp's boot
+ * and written), since its times do not change when it is written.  Added
+ * after the first files were made: their headers end before it
+ * (TRACKER_HEADER_LEN_1) and read as zeros here, "not recorded". */
+struct tracker_disk_iostamp {
+	uint64_t boot;    /* which boot the count is of; 0: none recorded */
+	uint64_t written; /* 512-byte sectors written and discarded in that boot */
 };
 
 struct tracker_disk_heartbeat {
@@ -95,12 +105,16 @@ struct tracker_disk_header {
 	uint32_t nbookmarks;
 	struct tracker_disk_delta deltas[TRACKER_MAX_DELTAS];
 	struct tracker_disk_bookmark bookmarks[TRACKER_MAX_BOOKMARKS];
+	struct tracker_disk_iostamp io; /* the origin device at the clean close */
 };
+/* The length of a header written before io was added. */
+#define TRACKER_HEADER_LEN_1 offsetof(struct tracker_disk_header, io)
 
 static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "the map file is little-endian");
 static_assert(sizeof(struct tracker_disk_heartbeat) <= TRACKER_HB_SIZE, "heartbeat block");
 static_assert(sizeof(struct tracker_disk_header) <= TRACKER_SLOT_SIZE, "header slot");
 static_assert(sizeof(struct tracker_disk_bookmark) == 96, "bookmark record");
 static_assert(sizeof(struct tracker_disk_delta) == 24, "delta record");
+static_assert(TRACKER_HEADER_LEN_1 == 9648, "the first header's length, as files hold it");
 
 #endif

@@ -18,10 +18,13 @@
  *          queries against old bookmarks are refused.
  * Prints its seed; HOTSNAP_SEED=N replays a run. */
 #include <errno.h>
+#include <string.h>
+#include <zlib.h>
 
 #include "common/clock.h"
 #include "engine/dev_fault.h"
 #include "engine/tracker.h"
+#include "engine/tracker_format.h"
 #include "engine_util.h"
 
 #define CH 4096
@@ -389,6 +392,85 @@ static void expect_kept(struct tracker *t)
 	bitmap_destroy(&got);
 }
 
+/* Rewrites every valid header slot of the map as the first version wrote
+ * it: shorter, without the device's write counter. */
+static void make_first_version(struct dev *m)
+{
+	for (int i = 0; i < 2; i++) {
+		struct tracker_disk_header *h =
+			(void *)(dev_mem_data(m) + TRACKER_HB_SIZE + i * TRACKER_SLOT_SIZE);
+		if (memcmp(h->magic, TRACKER_MAGIC, 8) != 0)
+			continue;
+		h->header_len = TRACKER_HEADER_LEN_1;
+		memset(&h->io, 0, sizeof(h->io));
+		h->crc = 0;
+		h->crc = (uint32_t)crc32(0, (const Bytef *)h, TRACKER_HEADER_LEN_1);
+	}
+}
+
+/* A block device's times do not move when it is written: its write counter
+ * (boot, written) says, within one boot. */
+static void test_trust_device(void)
+{
+	struct dev *o, *m, *os;
+	struct dev_stamp st = { .size = SIZE, .mtime_ns = 1000, .ctime_ns = 1000, .boot = 7,
+				.written = 100 };
+	struct tracker *t;
+
+	CHECK(dev_mem_create(&o, SIZE) == 0);
+	CHECK(dev_mem_create(&m, map_size()) == 0);
+
+	/* clean close, not written since: kept */
+	t = with_bookmark(o, m, &st, &os);
+	tracker_close(t);
+	dev_destroy(os);
+	t = open_on(o, m, &st, &os);
+	expect_kept(t);
+	tracker_close(t);
+	dev_destroy(os);
+
+	/* clean close, then 8 sectors written on the device, times unchanged: lost */
+	t = with_bookmark(o, m, &st, &os);
+	tracker_close(t);
+	dev_destroy(os);
+	st.written += 8;
+	t = open_on(o, m, &st, &os);
+	expect_lost(t, "backing device was written while no hotsnap daemon served it (4 KiB");
+	tracker_close(t);
+	dev_destroy(os);
+
+	/* another boot: its count started over, nothing to tell: kept */
+	t = with_bookmark(o, m, &st, &os);
+	tracker_close(t);
+	dev_destroy(os);
+	st.boot = 8;
+	st.written = 3;
+	t = open_on(o, m, &st, &os);
+	expect_kept(t);
+	tracker_close(t);
+	dev_destroy(os);
+
+	/* a map the first version wrote (no counter kept) is read and kept,
+	 * and its next clean close keeps the counter */
+	t = with_bookmark(o, m, &st, &os);
+	tracker_close(t);
+	dev_destroy(os);
+	make_first_version(m);
+	st.written += 8;
+	t = open_on(o, m, &st, &os);
+	expect_kept(t);
+	tracker_close(t);
+	dev_destroy(os);
+	st.written += 8;
+	t = open_on(o, m, &st, &os);
+	expect_lost(t, "backing device was written");
+	tracker_close(t);
+	dev_destroy(os);
+
+	dev_destroy(o);
+	dev_destroy(m);
+}
+
 static void test_trust(void)
 {
 	struct dev *o, *m, *os;
@@ -488,6 +570,7 @@ int main(void)
 	check_run_seed = seed;
 
 	test_trust();
+	test_trust_device();
 	test_exact(&rs);
 	test_crash(&rs);
 	printf("test_tracker: ok\n");
