@@ -5,7 +5,7 @@ set -euo pipefail
 
 declare -A GROUP=(
     [build]="gcc make meson ninja-build pkg-config libfuse3-dev liburing-dev fuse3 libjson-c-dev libext2fs-dev libzstd-dev zlib1g-dev libxxhash-dev libsystemd-dev libsmartcols-dev libgnutls28-dev libnbd-dev"
-    [test]="e2fsprogs xfsprogs util-linux fio qemu-utils libnbd-bin python3-libnbd python3 kmod mariadb-server-core mariadb-client-core postgresql-15 postgresql-client-15 gnutls-bin qemu-system-x86"
+    [test]="e2fsprogs xfsprogs btrfs-progs util-linux fio qemu-utils libnbd-bin python3-libnbd python3 kmod mariadb-server-core mariadb-client-core postgresql-15 postgresql-client-15 gnutls-bin qemu-system-x86"
     [bench]="fio qemu-utils qemu-system-common libnbd-bin valgrind python3 e2fsprogs util-linux"
     [fuzz]="clang libclang-rt-14-dev"
     [deb]="debhelper lintian dpkg-dev"

@@ -78,6 +78,43 @@ void loopdev_backing_of_dev(dev_t dev, char *out, size_t len)
 	}
 }
 
+static bool stack_under(dev_t dev, const char *dir, size_t dlen, char *rest, size_t len,
+			int depth)
+{
+	char back[4096], path[128];
+	DIR *dh;
+	struct dirent *de;
+	bool found = false;
+
+	loopdev_backing_of_dev(dev, back, sizeof(back));
+	if (back[0] && strncmp(back, dir, dlen) == 0 && back[dlen] == '/') {
+		snprintf(rest, len, "%s", back + dlen + 1);
+		return true;
+	}
+	if (depth >= 8)
+		return false;
+	snprintf(path, sizeof(path), "/sys/dev/block/%u:%u/slaves", major(dev), minor(dev));
+	if (!(dh = opendir(path)))
+		return false;
+	while (!found && (de = readdir(dh))) {
+		char devfile[512], num[32];
+		unsigned ma, mi;
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(devfile, sizeof(devfile), "%s/%s/dev", path, de->d_name);
+		read_backing(devfile, num, sizeof(num)); /* "MAJ:MIN", the first line */
+		if (sscanf(num, "%u:%u", &ma, &mi) == 2)
+			found = stack_under(makedev(ma, mi), dir, dlen, rest, len, depth + 1);
+	}
+	closedir(dh);
+	return found;
+}
+
+bool loopdev_stack_under(dev_t dev, const char *dir, char *rest, size_t len)
+{
+	return stack_under(dev, dir, strlen(dir), rest, len, 0);
+}
+
 static bool backed_by_path(const char *dev, const char *path)
 {
 	char back[4096];

@@ -38,6 +38,10 @@ void loopdev_foreach_under(const char *dir, void (*fn)(void *arg, const char *de
 /* The backing file of the loop device dev (a whole device or one of its
  * partitions) into out; "" when dev is no loop device. */
 void loopdev_backing_of_dev(dev_t dev, char *out, size_t len);
+/* Whether the block device dev, or one it is stacked on (device-mapper,
+ * md: its slaves, to a depth of 8), is a loop device whose backing file
+ * lies under dir; rest gets that file's path below dir. */
+bool loopdev_stack_under(dev_t dev, const char *dir, char *rest, size_t len);
 /* Detaches dev if its backing file is still path (for stale devices). */
 void loopdev_detach_path(const char *dev, const char *path);
 

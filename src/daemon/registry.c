@@ -1,10 +1,12 @@
 /* registry.c - finding, opening and releasing volumes and snapshots. */
 #include <errno.h>
 #include <limits.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 
 #include "common/log.h"
 #include "daemon/daemon.h"
@@ -59,10 +61,63 @@ bool registry_on_fuse(struct daemon *d, const struct stat *st)
 	return d->fuse_dev != 0 && st->st_dev == d->fuse_dev;
 }
 
+/* mountinfo's octal escapes (\040 for a space) undone, in place. */
+static void unescape_mountinfo(char *s)
+{
+	char *w = s;
+	for (const char *r = s; *r; r++, w++) {
+		if (r[0] == '\\' && r[1] >= '0' && r[1] <= '3' && r[2] >= '0' && r[2] <= '7' &&
+		    r[3] >= '0' && r[3] <= '7') {
+			*w = (char)((r[1] - '0') * 64 + (r[2] - '0') * 8 + (r[3] - '0'));
+			r += 3;
+		} else {
+			*w = *r;
+		}
+	}
+	*w = '\0';
+}
+
+/* The block device the file system holding path lies on.  Most give it as
+ * st_dev; btrfs (and others with an anonymous device number, major 0) do
+ * not, and the device is then the source of the mount the path is in (the
+ * longest mount point above it in mountinfo).  0 when there is none
+ * (tmpfs, a network file system). */
+static dev_t fs_device(const char *path, dev_t st_dev)
+{
+	char line[4096], real[PATH_MAX], point[PATH_MAX], src[PATH_MAX];
+	size_t best = 0;
+	dev_t found = 0;
+	FILE *f;
+
+	if (major(st_dev) != 0)
+		return st_dev;
+	if (!realpath(path, real) || !(f = fopen("/proc/self/mountinfo", "re")))
+		return 0;
+	/* "ID PARENT MAJ:MIN ROOT POINT OPTIONS [TAGS...] - TYPE SOURCE SUPER" */
+	while (fgets(line, sizeof(line), f)) {
+		char *sep = strstr(line, " - ");
+		struct stat bs;
+		if (!sep || sscanf(line, "%*s %*s %*s %*s %4095s", point) != 1 ||
+		    sscanf(sep + 3, "%*s %4095s", src) != 1)
+			continue;
+		unescape_mountinfo(point);
+		size_t n = strlen(point);
+		bool above = strcmp(point, "/") == 0 ||
+			     (strncmp(real, point, n) == 0 && (real[n] == '/' || real[n] == '\0'));
+		if (!above || (n < best && best))
+			continue;
+		best = n; /* the last of equal ones is the one on top */
+		unescape_mountinfo(src);
+		found = stat(src, &bs) == 0 && S_ISBLK(bs.st_mode) ? bs.st_rdev : 0;
+	}
+	fclose(f);
+	return found;
+}
+
 bool registry_on_own_volume(struct daemon *d, const char *path, char *name, size_t len)
 {
 	struct stat st;
-	char back[PATH_MAX], mnt[PATH_MAX];
+	char mnt[PATH_MAX];
 
 	name[0] = '\0';
 	if (stat(path, &st) < 0)
@@ -74,13 +129,10 @@ bool registry_on_own_volume(struct daemon *d, const char *path, char *name, size
 	/* the kernel names a loop device's file by its real path */
 	if (!realpath(d->mnt_dir, mnt))
 		snprintf(mnt, sizeof(mnt), "%s", d->mnt_dir);
-	size_t mlen = strlen(mnt);
-	/* a block device is judged by itself, a file by what it lies on */
-	loopdev_backing_of_dev(S_ISBLK(st.st_mode) ? st.st_rdev : st.st_dev, back, sizeof(back));
-	if (strncmp(back, mnt, mlen) != 0 || back[mlen] != '/')
-		return false;
-	snprintf(name, len, "%s", back + mlen + 1);
-	return true;
+	/* a block device is judged by itself, a file by what it lies on, and
+	 * either through what it is stacked on */
+	dev_t dev = S_ISBLK(st.st_mode) ? st.st_rdev : fs_device(path, st.st_dev);
+	return dev != 0 && loopdev_stack_under(dev, mnt, name, len);
 }
 
 /* --cache writeback (as QEMU's default): the host page cache holds writes,

@@ -14,7 +14,7 @@
 #  - --size 8192P reaches the daemon as a negative number
 . "$(dirname "$0")/lib.sh"
 require_block
-require mkfs.ext4 timeout
+require mkfs.ext4 mkfs.btrfs btrfs timeout
 setup
 start_daemon
 
@@ -99,6 +99,16 @@ d1=$(hs volume attach v1)
 mkfs.ext4 -q -F -E nodiscard,lazy_itable_init=0,lazy_journal_init=0 "$d1"
 mkdir "$T/m1"
 mount -o ro,noload "$d1" "$T/m1"
+# v3 with btrfs, whose files give no device number of their own (the
+# device is found from the mount), and a subvolume in it
+hs volume create v3 --backing "$T/v3.img" --size 128M >/dev/null
+d3=$(hs volume attach v3)
+mkfs.btrfs -q -f "$d3" >/dev/null
+mkdir "$T/m3"
+mount "$d3" "$T/m3"
+btrfs subvolume create "$T/m3/sub" >/dev/null
+umount "$T/m3"
+mount -o ro "$d3" "$T/m3" # read-only: a mounted btrfs commits every 30 s otherwise
 hs volume create v2 --backing "$T/v2.img" --size 8M >/dev/null
 d2=$(hs volume attach v2)
 mkfs.ext4 -q -F -E nodiscard,lazy_itable_init=0,lazy_journal_init=0 "$d2"
@@ -198,6 +208,12 @@ bad 2 "--diff-dir $T/m1 lies on v1, which this daemon serves itself" \
     hs volume set v2 --diff-dir "$T/m1"
 bad 2 "--backing $d1 lies on v1, which this daemon serves itself" \
     hs volume create blk --backing "$d1"
+bad 2 "--diff-dir $T/m3 lies on v3, which this daemon serves itself" \
+    hs volume create x --backing "$T/new.img" --size 1M --diff-dir "$T/m3"
+bad 2 "--diff-dir $T/m3/sub lies on v3, which this daemon serves itself" \
+    hs volume set v2 --diff-dir "$T/m3/sub"
+bad 2 "--backing $T/m3/sub/inner.img lies on v3, which this daemon serves itself" \
+    hs volume create inner3 --backing "$T/m3/sub/inner.img" --size 1M
 
 # --- busy volumes and snapshots
 bad 1 "volume 'v1' is attached as $d1: detach it first" hs volume remove v1
@@ -293,7 +309,7 @@ hs volume remove "$name64" || problem "cannot remove the 64-character volume"
 rm -f "$T/new.img"
 [ "$(state)" = "$BASE" ] || problem "create and remove of a volume left something behind"
 
-umount "$T/m1"
+umount "$T/m1" "$T/m3"
 if [ ${#FAILED[@]} -gt 0 ]; then
     printf '  failed: %s\n' "${FAILED[@]}" >&2
     fail "${#FAILED[@]} bad-input case(s) failed"
