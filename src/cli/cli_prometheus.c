@@ -76,6 +76,17 @@ void cli_print_prometheus(json_object *res)
 		       "hotsnap_fuse_requests_total{transport=\"dev\"} %lld\n",
 		       (long long)cli_get_int(ft, "ring_requests"),
 		       (long long)cli_get_int(ft, "dev_requests"));
+	json_object *fr;
+	if (json_object_object_get_ex(res, "fuse_requests", &fr))
+		printf("# HELP hotsnap_fuse_requests_in_flight FUSE requests being served now.\n"
+		       "# TYPE hotsnap_fuse_requests_in_flight gauge\n"
+		       "hotsnap_fuse_requests_in_flight %lld\n"
+		       "# HELP hotsnap_fuse_oldest_request_seconds How long the oldest FUSE request "
+		       "being served has waited (a stuck backing shows here; every volume shares "
+		       "the workers).\n"
+		       "# TYPE hotsnap_fuse_oldest_request_seconds gauge\n"
+		       "hotsnap_fuse_oldest_request_seconds %.3f\n",
+		       (long long)cli_get_int(fr, "in_flight"), cli_get_double(fr, "oldest_ms") / 1e3);
 	json_object_object_get_ex(res, "volumes", &vols);
 	json_object_object_get_ex(res, "snapshots", &snaps);
 	size_t nv = vols ? json_object_array_length(vols) : 0;

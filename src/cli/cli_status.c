@@ -106,6 +106,8 @@ int cli_status(const struct cli *cli, int argc, char **argv)
 	       cli_size((uint64_t)cli_get_int(res, "rss_bytes"), a, sizeof(a)));
 	if (cli_get_str(res, "fuse_problem"))
 		printf("PROBLEM: %s\n", cli_get_str(res, "fuse_problem"));
+	if (cli_get_str(res, "fuse_stall"))
+		printf("PROBLEM: %s\n", cli_get_str(res, "fuse_stall"));
 	json_object *ft;
 	if (json_object_object_get_ex(res, "fuse_transport", &ft)) {
 		if (strcmp(cli_get_str(ft, "name"), "io-uring") == 0)

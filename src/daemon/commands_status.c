@@ -14,6 +14,12 @@
 #include "hooks/hooks.h"
 #include "fuse/fuse_front.h"
 
+/* A FUSE request older than this is called stuck in status: the kernel's
+ * own FUSE timeouts and the loop device's are longer, and nothing the
+ * daemon does itself takes this long (a backing on a network file system
+ * that has gone away does). */
+#define FUSE_STALL_NS (30 * UINT64_C(1000000000))
+
 static void add_u64(json_object *o, const char *key, uint64_t v)
 {
 	json_object_object_add(o, key, json_object_new_int64((int64_t)v));
@@ -261,6 +267,28 @@ static enum cmd_status cmd_status(struct daemon *d, const struct ctl_request *re
 	add_u64(ft, "ring_requests", ti.ring_requests);
 	add_u64(ft, "dev_requests", ti.dev_requests);
 	json_object_object_add(o, "fuse_transport", ft);
+	struct fuse_busy_info bi;
+	fuse_front_busy(d->fuse, &bi);
+	json_object *fr = json_object_new_object();
+	add_u64(fr, "in_flight", bi.in_flight);
+	if (bi.in_flight) {
+		json_object_object_add(fr, "oldest_ms",
+				       json_object_new_double((double)bi.oldest_ns / 1e6));
+		if (bi.oldest_file[0])
+			add_str(fr, "oldest_file", bi.oldest_file);
+		add_u64(fr, "oldest_file_requests", bi.oldest_file_requests);
+	}
+	json_object_object_add(o, "fuse_requests", fr);
+	if (bi.oldest_ns >= FUSE_STALL_NS && bi.oldest_file[0]) {
+		char why[512];
+		snprintf(why, sizeof(why),
+			 "a request to %s has waited %.0f s (is its backing or diff store "
+			 "stuck?); %u of the %u requests being served are for it, and the FUSE "
+			 "workers are shared by every volume",
+			 bi.oldest_file, (double)bi.oldest_ns / 1e9, bi.oldest_file_requests,
+			 bi.in_flight);
+		add_str(o, "fuse_stall", why);
+	}
 	for (size_t i = 0; i < d->nbd_nlisten; i++)
 		json_object_array_add(nbd, json_object_new_string(d->nbd_listen[i]));
 	/* the hooks a freezing snapshot runs now (each volume's own are in its entry) */

@@ -16,10 +16,21 @@
 #include <unistd.h>
 
 #include "common/clock.h"
+#include "common/test_hold.h"
+
+static void give_slot_back(void *slot)
+{
+	struct ff_inflight *s = slot;
+	atomic_store(&s->since_ns, 0);
+	atomic_store(&s->taken, false);
+}
 
 void ff_files_init(struct fuse_front *ff)
 {
 	pthread_condattr_t ca;
+
+	pthread_key_create(&ff->slot_key, give_slot_back);
+	ff->test_holds = getenv("HOTSNAP_TEST_HOLD") != NULL;
 
 	pthread_mutex_init(&ff->mu, NULL);
 	pthread_condattr_init(&ca);
@@ -39,6 +50,7 @@ void ff_files_destroy(struct fuse_front *ff)
 		export_close(f->base);
 		free(f);
 	}
+	pthread_key_delete(ff->slot_key);
 	pthread_mutex_destroy(&ff->mu);
 	pthread_cond_destroy(&ff->closed);
 	pthread_cond_destroy(&ff->init_done);
@@ -167,6 +179,7 @@ int ffo_open(struct fuse_front *ff, uint64_t ino, int flags, uint64_t *fh)
 			err = errno == EBUSY ? -EBUSY : -ENOMEM; /* a restore or revert holds it */
 		} else {
 			h->f = f;
+			h->ff = ff;
 			f->opens++;
 		}
 	}
@@ -191,6 +204,39 @@ void ffo_release(struct fuse_front *ff, uint64_t fh)
 	free(h);
 }
 
+/* The calling thread's slot, taken at its first request; NULL when every
+ * slot is taken (the request is then served, just not shown). */
+static struct ff_inflight *my_slot(struct fuse_front *ff)
+{
+	struct ff_inflight *s = pthread_getspecific(ff->slot_key);
+
+	for (unsigned i = 0; !s && i < FF_MAX_SERVERS; i++) {
+		bool free = false;
+		if (atomic_compare_exchange_strong(&ff->inflight[i].taken, &free, true)) {
+			s = &ff->inflight[i];
+			pthread_setspecific(ff->slot_key, s);
+		}
+	}
+	return s;
+}
+
+static struct ff_inflight *busy_begin(struct ff_handle *h)
+{
+	struct ff_inflight *s = my_slot(h->ff);
+
+	if (s) {
+		atomic_store_explicit(&s->file, h->f, memory_order_relaxed);
+		atomic_store_explicit(&s->since_ns, clock_mono_ns(), memory_order_release);
+	}
+	return s;
+}
+
+static void busy_end(struct ff_inflight *s)
+{
+	if (s)
+		atomic_store_explicit(&s->since_ns, 0, memory_order_release);
+}
+
 ssize_t ffo_read(uint64_t fh, void *buf, size_t size, int64_t off)
 {
 	struct ff_handle *h = handle(fh);
@@ -203,7 +249,9 @@ ssize_t ffo_read(uint64_t fh, void *buf, size_t size, int64_t off)
 		return 0;
 	if (size > vsize - (uint64_t)off)
 		size = vsize - (uint64_t)off;
+	struct ff_inflight *s = busy_begin(h);
 	r = export_pread(h->e, buf, size, (uint64_t)off);
+	busy_end(s);
 	return r < 0 ? kernel_errno(r) : (ssize_t)size;
 }
 
@@ -216,15 +264,50 @@ int ffo_write(uint64_t fh, const void *buf, size_t size, int64_t off, int open_f
 		return -EINVAL;
 	if ((uint64_t)off > export_size(h->e) || size > export_size(h->e) - (uint64_t)off)
 		return -ENOSPC; /* a volume does not grow */
+	struct ff_inflight *s = busy_begin(h);
+	if (__builtin_expect(h->ff->test_holds, 0))
+		test_hold_point("fuse-write");
 	r = export_pwrite(h->e, buf, size, (uint64_t)off,
 			  (open_flags & (O_DSYNC | O_SYNC)) ? EXPORT_FUA : 0);
+	busy_end(s);
 	return r < 0 ? kernel_errno(r) : 0;
 }
 
 int ffo_fsync(uint64_t fh)
 {
-	int r = export_flush(handle(fh)->e);
+	struct ff_handle *h = handle(fh);
+	struct ff_inflight *s = busy_begin(h);
+	int r = export_flush(h->e);
+	busy_end(s);
 	return r < 0 ? kernel_errno(r) : 0;
+}
+
+void fuse_front_busy(struct fuse_front *ff, struct fuse_busy_info *out)
+{
+	uint64_t now = clock_mono_ns();
+	const struct ff_file *oldest = NULL;
+
+	memset(out, 0, sizeof(*out));
+	pthread_mutex_lock(&ff->mu); /* no file is freed meanwhile */
+	for (unsigned i = 0; i < FF_MAX_SERVERS; i++) {
+		uint64_t since = atomic_load_explicit(&ff->inflight[i].since_ns, memory_order_acquire);
+		if (!since || since > now)
+			continue;
+		out->in_flight++;
+		if (now - since > out->oldest_ns) {
+			out->oldest_ns = now - since;
+			oldest = atomic_load_explicit(&ff->inflight[i].file, memory_order_relaxed);
+		}
+	}
+	for (const struct ff_file *f = ff->files; oldest && f; f = f->next)
+		if (f == oldest) { /* still a file: copy its name */
+			snprintf(out->oldest_file, sizeof(out->oldest_file), "%s", f->name);
+			for (unsigned i = 0; i < FF_MAX_SERVERS; i++)
+				out->oldest_file_requests +=
+					atomic_load(&ff->inflight[i].since_ns) != 0 &&
+					atomic_load(&ff->inflight[i].file) == oldest;
+		}
+	pthread_mutex_unlock(&ff->mu);
 }
 
 int ffo_fallocate(uint64_t fh, int mode, int64_t off, int64_t len)
@@ -244,14 +327,15 @@ int ffo_fallocate(uint64_t fh, int mode, int64_t off, int64_t len)
 			return -ENOSPC;
 		len = (int64_t)(size - (uint64_t)off);
 	}
-	if (mode == (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE))
-		r = export_trim(h->e, (uint64_t)off, (uint64_t)len); /* discard */
-	else if ((mode & ~FALLOC_FL_KEEP_SIZE) == FALLOC_FL_ZERO_RANGE)
-		r = export_zero(h->e, (uint64_t)off, (uint64_t)len, 0);
-	else if (mode == 0 || mode == FALLOC_FL_KEEP_SIZE)
-		r = 0; /* every byte of a volume is already there */
-	else
-		r = -EOPNOTSUPP;
+	if (mode == 0 || mode == FALLOC_FL_KEEP_SIZE)
+		return 0; /* every byte of a volume is already there */
+	bool discard = mode == (FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE);
+	if (!discard && (mode & ~FALLOC_FL_KEEP_SIZE) != FALLOC_FL_ZERO_RANGE)
+		return -EOPNOTSUPP;
+	struct ff_inflight *s = busy_begin(h);
+	r = discard ? export_trim(h->e, (uint64_t)off, (uint64_t)len)
+		    : export_zero(h->e, (uint64_t)off, (uint64_t)len, 0);
+	busy_end(s);
 	return r < 0 ? kernel_errno(r) : 0;
 }
 

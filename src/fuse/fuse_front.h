@@ -17,6 +17,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/names.h"
 #include "export/export.h"
 
 struct fuse_front;
@@ -69,6 +70,17 @@ struct fuse_transport_info {
 	uint64_t dev_requests;	 /* read from /dev/fuse */
 };
 void fuse_front_transport(struct fuse_front *ff, struct fuse_transport_info *out);
+
+/* Requests being served now: how many, and the oldest (its age, its file,
+ * and how many of those in flight are for that file).  The workers are
+ * shared by every volume: one whose backing hangs holds them up for all. */
+struct fuse_busy_info {
+	unsigned in_flight;
+	uint64_t oldest_ns;
+	char oldest_file[2 * HS_NAME_MAX + 2]; /* "" when none */
+	unsigned oldest_file_requests;
+};
+void fuse_front_busy(struct fuse_front *ff, struct fuse_busy_info *out);
 
 /* Whether the mount is still in place (false when someone unmounted it). */
 bool fuse_front_mounted(const struct fuse_front *ff);

@@ -54,6 +54,19 @@ struct ff_file {
 struct ff_handle {
 	struct export *e;
 	struct ff_file *f;
+	struct fuse_front *ff;
+};
+
+/* What each serving thread is doing, for status: the workers are shared by
+ * every volume, so one whose backing hangs holds them up for all, and an
+ * admin needs to see which and for how long.  A thread takes a slot at its
+ * first request and gives it back when it ends (libfuse starts and ends its
+ * workers as load comes and goes). */
+#define FF_MAX_SERVERS 192 /* ring workers (at most 64) and libfuse's */
+struct ff_inflight {
+	atomic_bool taken;
+	atomic_uint_fast64_t since_ns;      /* when its request began; 0: idle */
+	_Atomic(const struct ff_file *) file; /* the file it serves */
 };
 
 struct fuse_front {
@@ -68,6 +81,9 @@ struct fuse_front {
 	uint64_t next_ino;     /* [mu] */
 	time_t start_time;
 	pthread_key_t buf_key;
+	pthread_key_t slot_key;		      /* a thread's struct ff_inflight */
+	struct ff_inflight inflight[FF_MAX_SERVERS];
+	bool test_holds;		      /* HOTSNAP_TEST_HOLD is set (common/test_hold.h) */
 
 	/* transport */
 	enum fuse_transport_mode mode;

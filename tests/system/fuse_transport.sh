@@ -15,7 +15,8 @@
 #    start, and says why; a bad value is refused with the choices.
 # The workload on each: ext4 made through the loop device, fio with verify
 # before and after a snapshot, a backup that must equal the frozen device,
-# readdir/lookup/stat of the FUSE directory, e2fsck clean.
+# readdir/lookup/stat of the FUSE directory, e2fsck clean, and a write held
+# while being served shows in status with its file.
 . "$(dirname "$0")/lib.sh"
 require_block
 require mkfs.ext4 e2fsck fsfreeze fio sha256sum
@@ -49,7 +50,21 @@ workload() {
         fail "$name: stat of the FUSE file gives the wrong size"
     umount "$VOL_MNT"
     e2fsck -fn "$VOL_DEV" >"$T/fsck-$name.log" 2>&1 || fail "$name: e2fsck: $(tail -3 "$T/fsck-$name.log")"
-    hs snapshot delete "$snap" >/dev/null
+    # a request being served is shown, with its file: one write held at a
+    # pause point (the same bytes written back, so the file system stays)
+    dd if="$VOL_DEV" of="$T/blk" bs=4k count=1 skip=5000 iflag=direct status=none
+    hold_arm fuse-write
+    dd if="$T/blk" of="$VOL_DEV" bs=4k count=1 seek=5000 oflag=direct conv=notrunc status=none &
+    local writer=$!
+    BG_PIDS+=("$writer")
+    hold_wait fuse-write
+    hs --json status >"$T/busy-$name.json"
+    hold_release
+    wait "$writer" || fail "$name: the held write failed once let go"
+    bg_forget "$writer"
+    [ "$(json_get '["fuse_requests"]["in_flight"]' <"$T/busy-$name.json")" -ge 1 ] &&
+        [ "$(json_get '["fuse_requests"]["oldest_file"]' <"$T/busy-$name.json")" = "$name" ] ||
+        fail "$name: status does not show the write being served: $(json_get '["fuse_requests"]' <"$T/busy-$name.json")"
     hs volume detach "$name" >/dev/null
 }
 
@@ -68,8 +83,9 @@ if [ "$have_ring" = 1 ]; then
     after=$(ft ring_requests)
     [ "$after" -gt $((before + 1000)) ] || fail "the ring served $((after - before)) requests of the workload"
     hs status | grep -q "FUSE over io_uring" || fail "status text does not say io_uring"
-    hs status --prometheus | grep -q 'hotsnap_fuse_requests_total{transport="io_uring"}' ||
-        fail "no hotsnap_fuse_requests_total in the Prometheus output"
+    hs status --prometheus | grep -q "hotsnap_fuse_requests_total{transport=\"io_uring\"}" &&
+        hs status --prometheus | grep -q "^hotsnap_fuse_oldest_request_seconds " ||
+        fail "no hotsnap_fuse_requests_total or hotsnap_fuse_oldest_request_seconds in the Prometheus output"
     hs --json status | json_get '["volumes"][0]["fuse_transport"]' | grep -qx io-uring ||
         fail "the volume does not say which transport serves it"
 fi
