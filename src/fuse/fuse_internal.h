@@ -64,7 +64,7 @@ struct ff_handle {
  * workers as load comes and goes). */
 #define FF_MAX_SERVERS 192 /* ring workers (at most 64) and libfuse's */
 struct ff_inflight {
-	atomic_bool taken;
+	_Alignas(64) atomic_bool taken; /* a cache line each: written at every request */
 	atomic_uint_fast64_t since_ns;      /* when its request began; 0: idle */
 	_Atomic(const struct ff_file *) file; /* the file it serves */
 };
