@@ -68,8 +68,13 @@ static enum cmd_status check_quiet(struct daemon *d, struct vol_entry *ve, const
 			 ve->cfg.name);
 		return CMD_ERROR;
 	}
-	if (!volume_claim_sole(ve->vol, 1))
-		return served_to_clients(ve, full, err, errlen);
+	if (!volume_claim_sole(ve->vol, 1)) {
+		snprintf(err, errlen,
+			 "volume '%s' was opened meanwhile (an NBD client or its FUSE file); close "
+			 "it, then revert to %s",
+			 ve->cfg.name, full);
+		return CMD_ERROR;
+	}
 	return CMD_OK;
 }
 

@@ -93,6 +93,16 @@ static bool stack_under(dev_t dev, const char *dir, size_t dlen, char *rest, siz
 	}
 	if (depth >= 8)
 		return false;
+	/* a partition has no slaves of its own: its disk has */
+	snprintf(path, sizeof(path), "/sys/dev/block/%u:%u/partition", major(dev), minor(dev));
+	if (access(path, F_OK) == 0) {
+		char num[32];
+		unsigned ma, mi;
+		snprintf(path, sizeof(path), "/sys/dev/block/%u:%u/../dev", major(dev), minor(dev));
+		read_backing(path, num, sizeof(num)); /* "MAJ:MIN", the first line */
+		return sscanf(num, "%u:%u", &ma, &mi) == 2 && makedev(ma, mi) != dev &&
+		       stack_under(makedev(ma, mi), dir, dlen, rest, len, depth + 1);
+	}
 	snprintf(path, sizeof(path), "/sys/dev/block/%u:%u/slaves", major(dev), minor(dev));
 	if (!(dh = opendir(path)))
 		return false;

@@ -94,12 +94,16 @@ static dev_t fs_device(const char *path, dev_t st_dev)
 	if (!realpath(path, real) || !(f = fopen("/proc/self/mountinfo", "re")))
 		return 0;
 	/* "ID PARENT MAJ:MIN ROOT POINT OPTIONS [TAGS...] - TYPE SOURCE SUPER" */
+	char winner[PATH_MAX] = "";
+	bool whole = true; /* the previous read ended its line */
 	while (fgets(line, sizeof(line), f)) {
+		bool was_whole = whole;
+		whole = strchr(line, '\n') != NULL;
 		char *sep = strstr(line, " - ");
-		struct stat bs;
-		if (!sep || sscanf(line, "%*s %*s %*s %*s %4095s", point) != 1 ||
+		if (!was_whole || !whole || !sep ||
+		    sscanf(line, "%*s %*s %*s %*s %4095s", point) != 1 ||
 		    sscanf(sep + 3, "%*s %4095s", src) != 1)
-			continue;
+			continue; /* a piece of a line too long for us: no mount we look for */
 		unescape_mountinfo(point);
 		size_t n = strlen(point);
 		bool above = strcmp(point, "/") == 0 ||
@@ -108,9 +112,14 @@ static dev_t fs_device(const char *path, dev_t st_dev)
 			continue;
 		best = n; /* the last of equal ones is the one on top */
 		unescape_mountinfo(src);
-		found = stat(src, &bs) == 0 && S_ISBLK(bs.st_mode) ? bs.st_rdev : 0;
+		snprintf(winner, sizeof(winner), "%s", src);
 	}
 	fclose(f);
+	/* only the one mount's source, and only a path: stat of a name some
+	 * FUSE mount chose could hang, or resolve against our directory */
+	struct stat bs;
+	if (winner[0] == '/' && stat(winner, &bs) == 0 && S_ISBLK(bs.st_mode))
+		found = bs.st_rdev;
 	return found;
 }
 

@@ -65,7 +65,13 @@ static enum cmd_status check_free(struct daemon *d, struct vol_entry *ve, bool v
  * restore, or read it half done, and none may connect until it ends. */
 static enum cmd_status claim(struct vol_entry *ve, char *err, size_t errlen)
 {
-	return volume_claim_sole(ve->vol, 1) ? CMD_OK : served_to_clients(ve, err, errlen);
+	if (volume_claim_sole(ve->vol, 1))
+		return CMD_OK;
+	snprintf(err, errlen,
+		 "volume '%s' was opened meanwhile (an NBD client or its FUSE file); close it, "
+		 "then restore",
+		 ve->cfg.name);
+	return CMD_ERROR;
 }
 
 enum cmd_status restore_service_run(struct daemon *d, const struct restore_request *rq,

@@ -270,24 +270,33 @@ static void file_prefetch(struct dev *d, uint64_t off, uint64_t len)
 	(void)posix_fadvise(to_file(d)->fd, (off_t)off, (off_t)len, POSIX_FADV_WILLNEED);
 }
 
-/* This boot's identity: a hash (FNV-1a) of the kernel's boot_id; 0 when
- * unknown. */
-static uint64_t boot_hash(void)
+static uint64_t boot;
+static pthread_once_t boot_once = PTHREAD_ONCE_INIT;
+
+static void read_boot(void)
 {
 	char id[64];
 	uint64_t h = 0xcbf29ce484222325ull;
 	FILE *fp = fopen("/proc/sys/kernel/random/boot_id", "re");
 
 	if (!fp)
-		return 0;
+		return;
 	if (!fgets(id, sizeof(id), fp))
 		id[0] = '\0';
 	fclose(fp);
 	if (strlen(id) < 32)
-		return 0;
+		return;
 	for (const char *c = id; *c && *c != '\n'; c++)
 		h = (h ^ (uint8_t)*c) * 0x100000001b3ull;
-	return h ? h : 1;
+	boot = h ? h : 1;
+}
+
+/* This boot's identity: a hash (FNV-1a) of the kernel's boot_id, read
+ * once; 0 when unknown. */
+static uint64_t boot_hash(void)
+{
+	pthread_once(&boot_once, read_boot);
+	return boot;
 }
 
 /* Sectors written and discarded on the block device rdev in this boot, from

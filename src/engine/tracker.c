@@ -657,7 +657,11 @@ int tracker_sync(struct tracker *t)
 		r = ready_spare(t);
 	/* the heartbeat: only when the origin changed since the last one */
 	pthread_mutex_lock(&t->hb_mu);
-	bool changed = origin_stamp(t, &st) == 0 && memcmp(&st, &t->hb_stamp, sizeof(st)) != 0;
+	/* the times and size the heartbeat keeps: a block device's write
+	 * count moves with every write, and is for clean closes only */
+	bool changed = origin_stamp(t, &st) == 0 &&
+		       (st.size != t->hb_stamp.size || st.mtime_ns != t->hb_stamp.mtime_ns ||
+			st.ctime_ns != t->hb_stamp.ctime_ns);
 	pthread_mutex_unlock(&t->hb_mu);
 	if (r == 0 && changed)
 		r = write_heartbeat(t, &st, true);

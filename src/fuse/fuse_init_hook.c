@@ -112,7 +112,8 @@ static ssize_t answer_init(struct fuse_front *ff, int fd, struct iovec *iov, int
 	}
 	pthread_mutex_lock(&ff->mu);
 	ff->ring = fr; /* kept even when it failed: its threads end at stop */
-	atomic_store(&ff->ring_serves, fr && !why);
+	if (fr && !why) /* only ever set: a late ring request may have set it already */
+		atomic_store(&ff->ring_serves, true);
 	if (why)
 		snprintf(ff->why_not_ring, sizeof(ff->why_not_ring), "%s", why);
 	ff->init_unique = 0;

@@ -294,6 +294,12 @@ static uint64_t serve(struct ring_worker *w)
 	size_t out = 0;
 	struct stat st;
 	ssize_t n;
+
+	/* a request here means the kernel uses the ring, also when a late
+	 * registration made it take the ring after a fallback: INTERRUPTs for
+	 * such requests are to be dropped (fuse_init_hook.c) */
+	if (!atomic_load_explicit(&ff->ring_serves, memory_order_relaxed))
+		atomic_store(&ff->ring_serves, true);
 	int err = 0;
 
 	memcpy(&in, h->in_out, sizeof(in));

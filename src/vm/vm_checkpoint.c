@@ -395,6 +395,10 @@ int vm_checkpoint_take(const struct vm_checkpoint_opts *o, const struct vm_daemo
 	r = vm_manifest_write(o->dir, c, err, errlen);
 	snapped = o->disks_only;
 out:
+	if (r < 0 && c->warning[0]) { /* the failure is what gets printed */
+		size_t used = strlen(err);
+		snprintf(err + used, errlen > used ? errlen - used : 0, "; also: %s", c->warning);
+	}
 	if (r < 0) {
 		char e[256];
 		if (migrating) {
