@@ -5,7 +5,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "common/compiler.h"
 #include "common/log.h"
 #include "common/test_hold.h"
 #include "daemon/commands.h"
@@ -33,7 +32,7 @@ static enum cmd_status served_to_clients(struct vol_entry *ve, const char *full,
 	snprintf(err, errlen,
 		 "volume '%s' is served to %d NBD client(s) that may write; disconnect them first, "
 		 "then revert to %s",
-		 ve->cfg.name, HS_MAX(volume_openers(ve->vol) - 1, 1), full);
+		 ve->cfg.name, volume_openers(ve->vol) - 1, full);
 	return CMD_ERROR;
 }
 

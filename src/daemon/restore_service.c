@@ -6,7 +6,6 @@
 #include <string.h>
 #include <sys/stat.h>
 
-#include "common/compiler.h"
 #include "common/log.h"
 #include "common/test_hold.h"
 #include "daemon/commands.h"
@@ -17,7 +16,7 @@ static enum cmd_status served_to_clients(struct vol_entry *ve, char *err, size_t
 	snprintf(err, errlen,
 		 "volume '%s' is served to %d NBD client(s); disconnect them first (a restore "
 		 "replaces every block under them)",
-		 ve->cfg.name, HS_MAX(volume_openers(ve->vol) - 1, 1));
+		 ve->cfg.name, volume_openers(ve->vol) - 1);
 	return CMD_ERROR;
 }
 

@@ -344,6 +344,19 @@ static struct tracker *open_on(struct dev *origin_mem, struct dev *map_mem,
 	return t;
 }
 
+/* Ends a tracker cleanly, or as a crash would, with its share of the origin. */
+static void close_on(struct tracker *t, struct dev *origin_share)
+{
+	tracker_close(t);
+	dev_destroy(origin_share);
+}
+
+static void abandon_on(struct tracker *t, struct dev *origin_share)
+{
+	tracker_abandon(t);
+	dev_destroy(origin_share);
+}
+
 /* A tracker with one bookmark "keep" at a boundary after some marks. */
 static struct tracker *with_bookmark(struct dev *o, struct dev *m, const struct dev_stamp *st,
 				     struct dev **os)
@@ -422,50 +435,41 @@ static void test_trust_device(void)
 
 	/* clean close, not written since: kept */
 	t = with_bookmark(o, m, &st, &os);
-	tracker_close(t);
-	dev_destroy(os);
+	close_on(t, os);
 	t = open_on(o, m, &st, &os);
 	expect_kept(t);
-	tracker_close(t);
-	dev_destroy(os);
+	close_on(t, os);
 
 	/* clean close, then 8 sectors written on the device, times unchanged: lost */
 	t = with_bookmark(o, m, &st, &os);
-	tracker_close(t);
-	dev_destroy(os);
+	close_on(t, os);
 	st.written += 8;
 	t = open_on(o, m, &st, &os);
 	expect_lost(t, "backing device was written while no hotsnap daemon served it (4 KiB");
-	tracker_close(t);
-	dev_destroy(os);
+	close_on(t, os);
 
 	/* another boot: its count started over, nothing to tell: kept */
 	t = with_bookmark(o, m, &st, &os);
-	tracker_close(t);
-	dev_destroy(os);
+	close_on(t, os);
 	st.boot = 8;
 	st.written = 3;
 	t = open_on(o, m, &st, &os);
 	expect_kept(t);
-	tracker_close(t);
-	dev_destroy(os);
+	close_on(t, os);
 
 	/* a map the first version wrote (no counter kept) is read and kept,
 	 * and its next clean close keeps the counter */
 	t = with_bookmark(o, m, &st, &os);
-	tracker_close(t);
-	dev_destroy(os);
+	close_on(t, os);
 	make_first_version(m);
 	st.written += 8;
 	t = open_on(o, m, &st, &os);
 	expect_kept(t);
-	tracker_close(t);
-	dev_destroy(os);
+	close_on(t, os);
 	st.written += 8;
 	t = open_on(o, m, &st, &os);
 	expect_lost(t, "backing device was written");
-	tracker_close(t);
-	dev_destroy(os);
+	close_on(t, os);
 
 	dev_destroy(o);
 	dev_destroy(m);
@@ -482,63 +486,51 @@ static void test_trust(void)
 
 	/* clean close, nothing changed: kept */
 	t = with_bookmark(o, m, &st, &os);
-	tracker_close(t);
-	dev_destroy(os);
+	close_on(t, os);
 	t = open_on(o, m, &st, &os);
 	expect_kept(t);
-	tracker_close(t);
-	dev_destroy(os);
+	close_on(t, os);
 
 	/* clean close, then the origin changed: lost */
 	t = with_bookmark(o, m, &st, &os);
-	tracker_close(t);
-	dev_destroy(os);
+	close_on(t, os);
 	st.mtime_ns += 1;
 	t = open_on(o, m, &st, &os);
 	expect_lost(t, "changed while no hotsnap daemon served it");
-	tracker_close(t);
-	dev_destroy(os);
+	close_on(t, os);
 
 	/* a crash; the origin's last change is old: kept */
 	t = with_bookmark(o, m, &st, &os);
-	tracker_abandon(t);
-	dev_destroy(os);
+	abandon_on(t, os);
 	st.mtime_ns = 1;
 	t = open_on(o, m, &st, &os);
 	expect_kept(t);
-	tracker_close(t);
-	dev_destroy(os);
+	close_on(t, os);
 
 	/* a crash; the origin changed long after the last heartbeat: lost */
 	t = with_bookmark(o, m, &st, &os);
-	tracker_abandon(t);
-	dev_destroy(os);
+	abandon_on(t, os);
 	st.mtime_ns = clock_wall_ns() + 60 * UINT64_C(1000000000);
 	t = open_on(o, m, &st, &os);
 	expect_lost(t, "without a clean shutdown");
-	tracker_close(t);
-	dev_destroy(os);
+	close_on(t, os);
 
 	/* a crash and a resize: lost */
 	t = with_bookmark(o, m, &st, &os);
-	tracker_abandon(t);
-	dev_destroy(os);
+	abandon_on(t, os);
 	st.size += 4096;
 	t = open_on(o, m, &st, &os);
 	expect_lost(t, "resized");
-	tracker_close(t);
-	dev_destroy(os);
+	close_on(t, os);
 
 	/* both header slots damaged: lost */
 	t = with_bookmark(o, m, &st, &os);
-	tracker_close(t);
-	dev_destroy(os);
+	close_on(t, os);
 	dev_mem_data(m)[TRACKER_HB_SIZE + 100] ^= 1;
 	dev_mem_data(m)[TRACKER_HB_SIZE + TRACKER_SLOT_SIZE + 100] ^= 1;
 	t = open_on(o, m, &st, &os);
 	expect_lost(t, "damaged");
-	tracker_close(t);
-	dev_destroy(os);
+	close_on(t, os);
 
 	/* the map cannot be written: tracking stops, writes go on */
 	struct dev *ms, *fm;
@@ -557,8 +549,7 @@ static void test_trust(void)
 	CHECK(bitmap_init(&got, NCH, false) == 0);
 	CHECK(tracker_changed(t, 1, 2, &got, &exact) == -ESTALE);
 	bitmap_destroy(&got);
-	tracker_abandon(t);
-	dev_destroy(os);
+	abandon_on(t, os);
 
 	dev_destroy(o);
 	dev_destroy(m);
