@@ -307,6 +307,28 @@ uint64_t bitmap_count(const struct bitmap *bm)
 	return total;
 }
 
+int bitmap_grow(struct bitmap *bm, uint64_t nbits)
+{
+	struct bitmap bigger;
+
+	if (nbits <= bm->nbits)
+		return 0;
+	if (bitmap_init(&bigger, nbits, false) < 0)
+		return -ENOMEM;
+	/* run by run: uniform leaves cost one call each */
+	for (uint64_t a = bitmap_next_set(bm, 0, bm->nbits); a < bm->nbits;) {
+		uint64_t b = bitmap_next_clear(bm, a, bm->nbits);
+		if (bitmap_set_range(&bigger, a, b - a) < 0) {
+			bitmap_destroy(&bigger);
+			return -ENOMEM;
+		}
+		a = bitmap_next_set(bm, b, bm->nbits);
+	}
+	bitmap_destroy(bm);
+	*bm = bigger;
+	return 0;
+}
+
 size_t bitmap_memory(const struct bitmap *bm)
 {
 	return bm->nleaves * (sizeof(*bm->leaves) + sizeof(*bm->ones)) + bm->mixed * LEAF_BYTES;

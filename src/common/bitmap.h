@@ -30,6 +30,9 @@ struct bitmap {
 /* 0 or -ENOMEM. fill_ones chooses the initial value of every bit. */
 int bitmap_init(struct bitmap *bm, uint64_t nbits, bool fill_ones);
 void bitmap_destroy(struct bitmap *bm);
+/* Grows bm to nbits (new bits clear); a smaller nbits changes nothing.
+ * 0 or -ENOMEM, and then bm is as it was. */
+int bitmap_grow(struct bitmap *bm, uint64_t nbits);
 /* dst becomes a copy of src (dst uninitialised on entry). 0 or -ENOMEM. */
 int bitmap_copy(struct bitmap *dst, const struct bitmap *src);
 

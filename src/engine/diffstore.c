@@ -106,25 +106,11 @@ void diffstore_unreserve_locked(struct diffstore *ds, uint32_t file_slot)
 int diffstore_set_limit_locked(struct diffstore *ds, uint64_t limit_bytes)
 {
 	uint64_t slots = HS_MIN_U64(limit_bytes / ds->chunk_size, UINT32_MAX - 1);
-	struct bitmap bigger;
 
 	if (slots < ds->file_used_count)
 		return -EBUSY;
-	if (slots > ds->file_used.nbits) {
-		if (bitmap_init(&bigger, slots, false) < 0)
-			return -ENOMEM;
-		for (uint64_t a = bitmap_next_set(&ds->file_used, 0, ds->file_used.nbits);
-		     a < ds->file_used.nbits;) {
-			uint64_t b = bitmap_next_clear(&ds->file_used, a, ds->file_used.nbits);
-			if (bitmap_set_range(&bigger, a, b - a) < 0) {
-				bitmap_destroy(&bigger);
-				return -ENOMEM;
-			}
-			a = bitmap_next_set(&ds->file_used, b, ds->file_used.nbits);
-		}
-		bitmap_destroy(&ds->file_used);
-		ds->file_used = bigger;
-	}
+	if (bitmap_grow(&ds->file_used, slots) < 0)
+		return -ENOMEM;
 	ds->file_slots = slots;
 	if (ds->file_cursor >= slots)
 		ds->file_cursor = 0;

@@ -76,6 +76,26 @@ static void test_memory_follows_mixed_leaves(void)
 	bitmap_destroy(&bm);
 }
 
+/* Growing keeps every bit, the last leaf's short run of ones included, and
+ * the new bits are clear. */
+static void test_grow(void)
+{
+	struct bitmap bm;
+
+	CHECK(bitmap_init(&bm, 40000, false) == 0);
+	CHECK(bitmap_set_range(&bm, 0, 32768) == 0);    /* a full leaf */
+	CHECK(bitmap_set_range(&bm, 39990, 10) == 0);   /* the end of the short one */
+	CHECK(bitmap_set_range(&bm, 35000, 1) == 0);
+	CHECK(bitmap_grow(&bm, 100000) == 0);
+	CHECK_EQ(bm.nbits, 100000);
+	CHECK_EQ(bitmap_count(&bm), 32768 + 10 + 1);
+	CHECK(bitmap_test(&bm, 39999) && bitmap_test(&bm, 35000) && !bitmap_test(&bm, 40000));
+	CHECK_EQ(bitmap_next_set(&bm, 40000, 100000), 100000);
+	CHECK(bitmap_grow(&bm, 50) == 0); /* smaller: nothing changes */
+	CHECK_EQ(bm.nbits, 100000);
+	bitmap_destroy(&bm);
+}
+
 int main(void)
 {
 	uint64_t seed = test_seed("test_bitmap");
@@ -83,6 +103,7 @@ int main(void)
 	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++)
 		random_test(seed + i, sizes[i]);
 	test_memory_follows_mixed_leaves();
+	test_grow();
 	printf("test_bitmap: ok\n");
 	return 0;
 }
