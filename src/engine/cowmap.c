@@ -179,3 +179,13 @@ size_t cowmap_memory(const struct cowmap *m)
 {
 	return (size_t)m->cap * sizeof(struct version) + (size_t)m->tsize * sizeof(uint32_t);
 }
+
+void cowmap_shrink_if_empty(struct cowmap *m)
+{
+	if (m->live || !m->cap)
+		return;
+	free(m->pool);
+	m->pool = NULL;
+	m->cap = 0;
+	m->free_head = COW_NONE;
+}

@@ -69,5 +69,7 @@ void cowmap_free(struct cowmap *m, uint32_t id);
 uint32_t cowmap_lookup(const struct cowmap *m, uint64_t chunk, uint64_t bit);
 
 size_t cowmap_memory(const struct cowmap *m);
+/* With no record alive, gives a pool grown by a burst back to the heap. */
+void cowmap_shrink_if_empty(struct cowmap *m);
 
 #endif

@@ -69,6 +69,13 @@ struct volume_config {
 	struct tracker *tracker;
 	volume_event_fn on_event; /* or NULL */
 	void *event_arg;
+	/* Where records of settled copies rest instead of memory (an unnamed
+	 * file beside the diff file; coldstore.h), or NULL to keep every
+	 * record in memory.  The volume takes it over, also on failure. */
+	struct dev *copy_index;
+	/* Records kept in memory before settled ones go to rest; 0: the
+	 * default (16384, about 0.6 MiB).  Tests set it tiny. */
+	uint32_t hot_records;
 };
 
 /* Takes ownership of origin and diff (also on failure).  diff is where
@@ -141,6 +148,8 @@ struct volume_stats {
 	uint64_t reads, writes, bytes_read, bytes_written;
 	unsigned snapshots;
 	size_t map_memory;           /* bytes of RAM in maps and copy records */
+	uint64_t records_in_memory;  /* copy and zero records in memory */
+	uint64_t records_at_rest;    /* and in the file beside the diff file */
 };
 void volume_get_stats(struct volume *v, struct volume_stats *st);
 /* A new diff limit, at once, also while snapshots are live: -EBUSY when
@@ -157,6 +166,10 @@ uint64_t volume_diff_bytes(struct volume *v);
  * read after this count every release already made.  For tests and
  * accounting; no writer or reader needs it. */
 void volume_settle(struct volume *v);
+/* Waits until the flusher has put to rest what it will (volume_config's
+ * copy_index): memory holds at most the hot target, or only records that
+ * must stay.  For tests. */
+void volume_wait_rest(struct volume *v);
 
 /* --- snapshots ---------------------------------------------------------- */
 

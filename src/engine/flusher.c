@@ -9,6 +9,9 @@
  * their RAM is freed all the same, so writers never wait on a broken disk.
  * Copies that only draining snapshots need are left in RAM: their reader
  * takes them (see snapshot_set_drain).
+ *
+ * Its second duty: when memory holds more copy records than the volume's
+ * hot target, it puts settled ones to rest (rest.c), in turns with batches.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -118,6 +121,7 @@ static void *flusher_main(void *arg)
 	struct volume *v = arg;
 	uint32_t ids[FLUSH_BATCH], fslots[FLUSH_BATCH], rslots[FLUSH_BATCH];
 	int errs[FLUSH_BATCH];
+	bool rest_turn = false;
 
 	pthread_mutex_lock(&v->mu);
 	for (;;) {
@@ -129,6 +133,12 @@ static void *flusher_main(void *arg)
 			v->flushing = false;
 		if (v->flusher_stop)
 			break;
+		/* records to rest, taking turns with batches when both are due */
+		if (rest_due_locked(v) && (!v->flushing || rest_turn)) {
+			rest_turn = false;
+			rest_some_locked(v);
+			continue;
+		}
 		if (!v->flushing) {
 			pthread_cond_wait(&v->flush_wake, &v->mu);
 			continue;
@@ -140,6 +150,7 @@ static void *flusher_main(void *arg)
 			pthread_cond_wait(&v->flush_wake, &v->mu);
 			continue;
 		}
+		rest_turn = true;
 		for (unsigned i = 0; i < n; i++) {
 			fslots[i] = cowmap_get(&v->map, ids[i])->file_slot;
 			rslots[i] = cowmap_get(&v->map, ids[i])->ram_slot;

@@ -350,6 +350,7 @@ void active_remove_locked(struct volume *v, struct snapshot *s)
 
 static void drop_all_versions_locked(struct volume *v, struct snapshot *s)
 {
+	rest_drop_locked(v, s, 0, v->nchunks, NULL);
 	for (uint32_t id = 0; id < v->map.cap && s->held_chunks; id++) {
 		struct version *ver = cowmap_get(&v->map, id);
 		if (ver->state != VERSION_FREE && (ver->mask & s->bit))
@@ -425,8 +426,12 @@ int snapshot_delete(struct snapshot *s)
 	/* copies the flusher is writing are freed when it is done: wait, so
 	 * that a delete has released all its space when it returns */
 	volume_settle_locked(v);
-	if (v->nsnaps == 0)
-		diffstore_ram_release_pages(&v->ds); /* no copies until the next snapshot */
+	if (v->nsnaps == 0) {
+		/* no copies until the next snapshot: give back what a burst took */
+		diffstore_ram_release_pages(&v->ds);
+		cowmap_shrink_if_empty(&v->map);
+		coldstore_release_space_locked(&v->cold);
+	}
 	pthread_mutex_unlock(&v->mu);
 	snapshot_put(s); /* the list's reference */
 	return 0;
@@ -464,6 +469,7 @@ static int read_window(struct snapshot *s, uint8_t *buf, uint64_t off, uint64_t 
 {
 	struct volume *v = s->vol;
 	struct plan plan[READ_WINDOW];
+	struct rest_window w;
 	struct range_entry range;
 	unsigned n = (unsigned)(c1 - c0 + 1);
 	unsigned planned = 0;
@@ -475,6 +481,7 @@ static int read_window(struct snapshot *s, uint8_t *buf, uint64_t off, uint64_t 
 		goto out_unlock;
 	rangelock_acquire_locked(&v->rl, &v->mu, &range, c0, c1, false);
 	r = state_error(s);
+	rest_window_init(&w);
 	for (unsigned i = 0; i < n && r == 0; i++, planned++) {
 		uint64_t c = c0 + i;
 		if (skip && bitmap_test(skip, c)) {
@@ -489,7 +496,8 @@ static int read_window(struct snapshot *s, uint8_t *buf, uint64_t off, uint64_t 
 			plan[i].src = SRC_ORIGIN;
 			continue;
 		}
-		uint32_t id = cowmap_lookup(&v->map, c, s->bit);
+		bool zero_at_rest;
+		uint32_t id = version_find_locked(v, &w, c, s->bit, &zero_at_rest);
 		if (id == COW_NONE || cowmap_get(&v->map, id)->state == VERSION_ZERO) {
 			plan[i].src = SRC_ZERO;
 			continue;
@@ -616,6 +624,7 @@ static void drop_versions_in_locked(struct volume *v, struct snapshot *s, uint64
 {
 	if (!s->held_chunks)
 		return;
+	rest_drop_locked(v, s, first, count, keep);
 	if (count < v->map.live) {
 		for (uint64_t c = first; c < first + count && s->held_chunks; c++) {
 			if (keep && bitmap_test(keep, c))
@@ -719,6 +728,8 @@ static size_t collect_held_locked(struct volume *v, struct snapshot *s, uint64_t
 		    (ver->mask & s->bit))
 			out[n++] = ver->chunk;
 	}
+	if (n < max && n < s->held_chunks)
+		n += rest_collect_locked(v, s, out + n, max - n);
 	return n;
 }
 
@@ -769,6 +780,7 @@ size_t snapshot_held_by_slot(struct snapshot *s, uint64_t *out, size_t max, uint
 		    ver->file_slot < hi)
 			out[ver->file_slot - lo] = ver->chunk + 1;
 	}
+	rest_by_slot_locked(v, s, lo, hi, out);
 	for (uint64_t i = 0; i < hi - lo; i++)
 		if (out[i])
 			out[n++] = out[i] - 1;
@@ -785,20 +797,30 @@ int snapshot_read_held_batch(struct snapshot *s, const uint64_t *chunks, size_t 
 {
 	struct volume *v = s->vol;
 	uint32_t ids[HELD_BATCH_MAX], ram[HELD_BATCH_MAX], file[HELD_BATCH_MAX];
+	struct rest_window w;
 	int r = 0;
 
 	if (n > HELD_BATCH_MAX)
 		return -EINVAL;
 	pthread_mutex_lock(&v->mu);
 	r = state_error(s);
+	rest_window_init(&w);
 	for (size_t i = 0; i < n; i++) {
 		uint64_t c = chunks[i];
-		uint32_t id = c < v->nchunks ? cowmap_lookup(&v->map, c, s->bit) : COW_NONE;
+		bool zero_at_rest = false;
+		uint32_t id = COW_NONE;
 		got[i] = false;
 		ids[i] = COW_NONE;
+		if (r || c >= v->nchunks || bitmap_test(&s->consumed, c))
+			continue;
+		id = version_find_locked(v, &w, c, s->bit, &zero_at_rest);
+		if (zero_at_rest) {
+			got[i] = true;
+			ram[i] = file[i] = COW_NONE;
+			continue;
+		}
 		/* a copy still COPYING cannot be read yet; a later call finds it done */
-		if (r || id == COW_NONE || cowmap_get(&v->map, id)->state == VERSION_COPYING ||
-		    bitmap_test(&s->consumed, c))
+		if (id == COW_NONE || cowmap_get(&v->map, id)->state == VERSION_COPYING)
 			continue;
 		struct version *ver = cowmap_get(&v->map, id);
 		got[i] = true;
@@ -883,17 +905,12 @@ static int emit(extent_fn fn, void *arg, struct volume *v, uint64_t off, uint64_
 	return a < b ? fn(arg, a, b - a, type) : 0;
 }
 
-/* The snapshot reads a copy with data at chunk c (not a zero record). */
-static bool held_data_locked(struct volume *v, uint64_t c, uint64_t bit)
-{
-	uint32_t id = cowmap_lookup(&v->map, c, bit);
-	return id != COW_NONE && cowmap_get(&v->map, id)->state != VERSION_ZERO;
-}
 
 int snapshot_extents(struct snapshot *s, uint64_t off, uint64_t len, extent_fn fn, void *arg)
 {
 	struct volume *v = s->vol;
 	struct run runs[64];
+	struct rest_window w;
 	uint64_t end = off + len;
 	int r = check_io(s, off, len);
 
@@ -912,6 +929,7 @@ int snapshot_extents(struct snapshot *s, uint64_t off, uint64_t len, extent_fn f
 		}
 		/* pending chunks are answered from the origin: hold them still */
 		rangelock_acquire_locked(&v->rl, &v->mu, &range, c, wlast, false);
+		rest_window_init(&w);
 		while (c <= wlast && nr < HS_ARRAY_SIZE(runs)) {
 			struct run *ru = &runs[nr];
 			uint64_t next;
@@ -931,12 +949,12 @@ int snapshot_extents(struct snapshot *s, uint64_t off, uint64_t len, extent_fn f
 				next = HS_MIN_U64(bitmap_next_set(&s->pending, c, wlast + 1),
 						  bitmap_next_set(&s->consumed, c, wlast + 1));
 			} else {
-				bool held = held_data_locked(v, c, s->bit);
+				bool held = version_has_data_locked(v, &w, c, s->bit);
 				ru->type = held ? EXTENT_DATA : EXTENT_ZERO;
 				next = c + 1;
 				while (next <= wlast && !bitmap_test(&s->pending, next) &&
 				       !bitmap_test(&s->consumed, next) &&
-				       held_data_locked(v, next, s->bit) == held)
+				       version_has_data_locked(v, &w, next, s->bit) == held)
 					next++;
 			}
 			ru->c1 = next - 1;

@@ -42,12 +42,14 @@
 #include "engine/volume_internal.h"
 
 #define COPY_WINDOW 256
+#define VOLUME_HOT_RECORDS 16384u /* ~0.6 MiB of records and table */
 
 /* --- lifecycle ------------------------------------------------------------ */
 
 int volume_create(struct volume **out, const struct volume_config *cfg, struct dev *origin,
 		  struct dev *diff)
 {
+	struct dev *copy_index = cfg->copy_index;
 	struct volume *v;
 	int r;
 
@@ -98,12 +100,20 @@ int volume_create(struct volume **out, const struct volume_config *cfg, struct d
 	diff = NULL; /* owned by the store now, also on failure */
 	if (r < 0)
 		goto err_map;
-	r = flusher_start(v);
+	r = coldstore_init(&v->cold, copy_index, v->nchunks, v->ds.file_used.nbits);
+	copy_index = NULL; /* owned by the store now, also on failure */
 	if (r < 0)
 		goto err_store;
+	v->hot_target = cfg->hot_records ? cfg->hot_records : VOLUME_HOT_RECORDS;
+	v->rest_at = v->hot_target;
+	r = flusher_start(v);
+	if (r < 0)
+		goto err_cold;
 	*out = v;
 	return 0;
 
+err_cold:
+	coldstore_destroy(&v->cold);
 err_store:
 	diffstore_destroy(&v->ds);
 err_map:
@@ -120,6 +130,7 @@ err_devs:
 	tracker_close(cfg->tracker); /* nothing was written: still clean */
 	dev_destroy(origin);
 	dev_destroy(diff);
+	dev_destroy(copy_index);
 	return r;
 }
 
@@ -138,6 +149,7 @@ void volume_put(struct volume *v)
 		(void)v->origin->ops->flush(v->origin);
 		tracker_close(v->tracker);
 	}
+	coldstore_destroy(&v->cold);
 	diffstore_destroy(&v->ds);
 	cowmap_destroy(&v->map);
 	rangelock_destroy(&v->rl);
@@ -553,6 +565,8 @@ static void copy_out_locked(struct volume *v, uint64_t c0, uint64_t c1, bool ask
 				c++;
 				continue;
 			}
+			if (v->map.live > v->rest_at)
+				flusher_kick_locked(v); /* some can go to rest */
 			struct version *ver = cowmap_get(&v->map, id);
 			ver->mask = mask;
 			for (unsigned i = v->nactive_list; i-- > 0;) {
@@ -818,6 +832,16 @@ void volume_settle(struct volume *v)
 	pthread_mutex_unlock(&v->mu);
 }
 
+void volume_wait_rest(struct volume *v)
+{
+	pthread_mutex_lock(&v->mu);
+	while (rest_due_locked(v) || v->flush_in_flight) {
+		flusher_kick_locked(v);
+		pthread_cond_wait(&v->room, &v->mu);
+	}
+	pthread_mutex_unlock(&v->mu);
+}
+
 void volume_get_stats(struct volume *v, struct volume_stats *st)
 {
 	memset(st, 0, sizeof(*st));
@@ -841,7 +865,10 @@ void volume_get_stats(struct volume *v, struct volume_stats *st)
 	st->writer_waits = v->writer_waits;
 	st->writer_wait_ns = v->writer_wait_ns;
 	st->snapshots = v->nsnaps;
-	st->map_memory = cowmap_memory(&v->map) + bitmap_memory(&v->ds.file_used);
+	st->map_memory = cowmap_memory(&v->map) + bitmap_memory(&v->ds.file_used) +
+			 coldstore_memory(&v->cold);
+	st->records_in_memory = v->map.live;
+	st->records_at_rest = v->cold.count;
 	for (unsigned i = 0; i < ENGINE_MAX_SNAPSHOTS; i++) {
 		struct snapshot *s = v->snaps[i];
 		if (s)

@@ -7,8 +7,10 @@
  *      snapshot starts between writes, never inside one.  Several volumes'
  *      gates are taken in address order.
  *   2. volume.mu: guards everything below marked [mu].  Never held across
- *      I/O.  Range locks and buffer waits sleep on condition variables of
- *      this mutex.
+ *      I/O of data; the one file touched under it is the copy index
+ *      (coldstore.h): page-cache reads and rewrites of 16-byte entries.
+ *      Range locks and buffer waits sleep on condition variables of this
+ *      mutex.
  * Snapshot reference counts are atomics and need no lock. */
 #ifndef HS_VOLUME_INTERNAL_H
 #define HS_VOLUME_INTERNAL_H
@@ -17,6 +19,7 @@
 #include <stdatomic.h>
 
 #include "common/names.h"
+#include "engine/coldstore.h"
 #include "engine/cowmap.h"
 #include "engine/diffstore.h"
 #include "engine/engine.h"
@@ -67,7 +70,12 @@ struct volume {
 
 	/* [mu] */
 	struct rangelock rl;
-	struct cowmap map;
+	struct cowmap map;         /* records in memory */
+	struct coldstore cold;     /* records at rest (rest.c) */
+	uint32_t hot_target;       /* records in memory before some go to rest */
+	uint32_t rest_at;          /* a pass starts when memory holds more */
+	uint32_t rest_cursor;      /* where the next pass looks first */
+	bool rest_off;             /* the store failed: records stay in memory */
 	struct diffstore ds;
 	struct snapshot *snaps[ENGINE_MAX_SNAPSHOTS]; /* by slot; NULL = free */
 	unsigned nsnaps;
@@ -110,6 +118,38 @@ void version_free_locked(struct volume *v, uint32_t id);
 void version_release_if_unused_locked(struct volume *v, uint32_t id);
 void version_drop_snapshot_locked(struct volume *v, uint32_t id, struct snapshot *s);
 void version_unpin_locked(struct volume *v, uint32_t id);
+
+/* Copy records at rest (rest.c).  A rest_window caches entries read while
+ * mu is held: it must not outlive that hold (rest_window_init after every
+ * relock), since a pass may put new records to rest meanwhile. */
+struct rest_window {
+	uint64_t first;
+	unsigned n;
+	struct cold_record e[COLD_RUN_MAX];
+};
+void rest_window_init(struct rest_window *w);
+/* The version of chunk c that snapshot bit reads, brought back into memory
+ * if it was at rest; COW_NONE when there is none, or when it is a zero
+ * record at rest (then *zero_at_rest).  May fail snapshots (no memory, a
+ * broken store): readers check the snapshot's state afterwards. */
+uint32_t version_find_locked(struct volume *v, struct rest_window *w, uint64_t c, uint64_t bit,
+			     bool *zero_at_rest);
+/* Whether snapshot bit reads a copy with data at c, in memory or at rest. */
+bool version_has_data_locked(struct volume *v, struct rest_window *w, uint64_t c, uint64_t bit);
+/* s lets go of its records at rest in [first, first + count), but for the
+ * chunks set in keep. */
+void rest_drop_locked(struct volume *v, struct snapshot *s, uint64_t first, uint64_t count,
+		      const struct bitmap *keep);
+/* Up to max chunks whose records at rest s reads. */
+size_t rest_collect_locked(struct volume *v, struct snapshot *s, uint64_t *out, size_t max);
+/* out[slot - lo] = chunk + 1 for each record at rest in diff-file slots
+ * [lo, hi) that s reads. */
+void rest_by_slot_locked(struct volume *v, struct snapshot *s, uint64_t lo, uint64_t hi,
+			 uint64_t *out);
+/* The flusher's second duty: memory holds more than hot_target records. */
+bool rest_due_locked(const struct volume *v);
+/* Puts up to a batch of settled records to rest; drops mu while writing. */
+void rest_some_locked(struct volume *v);
 
 /* The packed list of active snapshots (snapshot.c). */
 void active_add_locked(struct volume *v, struct snapshot *s);

@@ -6,9 +6,23 @@
 #include "common/compiler.h"
 #include "engine/engine.h"
 
-static inline struct volume *mem_volume(const char *name, uint64_t size, unsigned chunk_shift,
-					uint64_t cow_buffer, uint64_t diff_limit,
-					struct dev **origin_out)
+/* A memory device big enough for a volume's records at rest (coldstore.h):
+ * the by-chunk table, then the by-slot table on a 1 MiB boundary. */
+static inline struct dev *mem_copy_index(uint64_t size, unsigned chunk_shift, uint64_t diff_limit)
+{
+	uint64_t nchunks = (size + (UINT64_C(1) << chunk_shift) - 1) >> chunk_shift;
+	uint64_t base = (nchunks * 16 + (UINT64_C(1) << 20) - 1) & ~((UINT64_C(1) << 20) - 1);
+	struct dev *d;
+	CHECK(dev_mem_create(&d, base + ((diff_limit >> chunk_shift) + 1) * 16) == 0);
+	return d;
+}
+
+/* As mem_volume, with hot_records (0: none) records in memory at most
+ * before the rest go to a memory copy index. */
+static inline struct volume *mem_volume_rest(const char *name, uint64_t size,
+					     unsigned chunk_shift, uint64_t cow_buffer,
+					     uint64_t diff_limit, uint32_t hot_records,
+					     struct dev **origin_out)
 {
 	struct dev *origin, *diff;
 	struct volume *v;
@@ -18,6 +32,8 @@ static inline struct volume *mem_volume(const char *name, uint64_t size, unsigne
 		.chunk_shift = chunk_shift,
 		.cow_buffer = cow_buffer,
 		.diff_limit = diff_limit,
+		.hot_records = hot_records,
+		.copy_index = hot_records ? mem_copy_index(size, chunk_shift, diff_limit) : NULL,
 	};
 
 	CHECK(dev_mem_create(&origin, size) == 0);
@@ -26,6 +42,13 @@ static inline struct volume *mem_volume(const char *name, uint64_t size, unsigne
 		*origin_out = origin;
 	CHECK(volume_create(&v, &cfg, origin, diff) == 0);
 	return v;
+}
+
+static inline struct volume *mem_volume(const char *name, uint64_t size, unsigned chunk_shift,
+					uint64_t cow_buffer, uint64_t diff_limit,
+					struct dev **origin_out)
+{
+	return mem_volume_rest(name, size, chunk_shift, cow_buffer, diff_limit, 0, origin_out);
 }
 
 static inline struct snapshot *take(struct volume *v, const char *name)

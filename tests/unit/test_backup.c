@@ -72,6 +72,7 @@ struct run_opts {
 	bool consume;
 	const char *parent;       /* incremental over this image */
 	const struct bitmap *only;
+	bool expect_rest; /* copy records rest when the backup starts */
 };
 
 static void run_backup(struct snapshot *s, const char *path, const struct run_opts *o)
@@ -137,6 +138,14 @@ static uint8_t *backup_under_churn(struct volume *v, uint64_t *rs, const char *n
 		fill(buf, CH, rng_next(rs));
 		CHECK(volume_write(v, buf, CH, rng_below(rs, SIZE / CH) * CH, 0) == 0);
 	}
+	/* on a volume with a copy index, their records rest before the backup
+	 * starts (none when it has none) */
+	volume_wait_rest(v);
+	if (o->expect_rest) {
+		struct volume_stats vs;
+		volume_get_stats(v, &vs);
+		CHECK(vs.records_at_rest > 0);
+	}
 	CHECK(pthread_create(&t, NULL, churn_main, &c) == 0);
 	run_backup(s, path, o);
 	atomic_store(&c.stop, true);
@@ -150,14 +159,20 @@ static uint8_t *backup_under_churn(struct volume *v, uint64_t *rs, const char *n
 	return frozen;
 }
 
-static void test_full(uint64_t *rs, enum image_format f, uint32_t cluster, bool consume)
+/* hot: records kept in memory before the rest go to a copy index (0: no
+ * index), so the backup's walks find copies at rest. */
+static void test_full(uint64_t *rs, enum image_format f, uint32_t cluster, bool consume,
+		      uint32_t hot)
 {
 	char path[128];
-	struct volume *v = mem_volume("test", SIZE, 12, 2 * MiB, SIZE, NULL);
-	struct run_opts o = { .format = f, .cluster = cluster, .consume = consume };
+	/* with an index, a small buffer: copies reach the file, their records rest */
+	struct volume *v = mem_volume_rest("test", SIZE, 12, hot ? 64 * 1024 : 2 * MiB, SIZE, hot,
+					   NULL);
+	struct run_opts o = { .format = f, .cluster = cluster, .consume = consume,
+			      .expect_rest = hot != 0 };
 
 	populate(v, rs);
-	snprintf(path, sizeof(path), "%s/full-%d-%u-%d", dir, (int)f, cluster, consume);
+	snprintf(path, sizeof(path), "%s/full-%d-%u-%d-%u", dir, (int)f, cluster, consume, hot);
 	uint8_t *frozen = backup_under_churn(v, rs, "s", path, &o);
 	compare_image(path, frozen);
 	free(frozen);
@@ -521,11 +536,14 @@ int main(void)
 	CHECK(mkdtemp(dir) != NULL);
 	test_pacer();
 	test_pacer_sim();
-	test_full(&rs, IMAGE_RAW, 0, false);
-	test_full(&rs, IMAGE_RAW, 0, true);
-	test_full(&rs, IMAGE_QCOW2, 65536, false);
-	test_full(&rs, IMAGE_QCOW2, 65536, true);
-	test_full(&rs, IMAGE_QCOW2, 4096, false);
+	test_full(&rs, IMAGE_RAW, 0, false, 0);
+	test_full(&rs, IMAGE_RAW, 0, true, 0);
+	test_full(&rs, IMAGE_QCOW2, 65536, false, 0);
+	test_full(&rs, IMAGE_QCOW2, 65536, true, 0);
+	test_full(&rs, IMAGE_QCOW2, 4096, false, 0);
+	test_full(&rs, IMAGE_RAW, 0, false, 8);
+	test_full(&rs, IMAGE_RAW, 0, true, 8);
+	test_full(&rs, IMAGE_QCOW2, 65536, true, 8);
 	test_incremental(&rs, false);
 	test_incremental(&rs, true);
 	test_stream(&rs);

@@ -513,10 +513,11 @@ static void test_drain_bounds_diff_store(void)
 
 /* A backup's first pass: every held copy once, in diff-file order, read in
  * batches; the block pass then leaves those chunks alone. */
-static void test_copies_in_slot_order(void)
+/* hot: records in memory before the rest go to a copy index (0: none). */
+static void test_copies_in_slot_order(uint32_t hot)
 {
 	uint64_t size = 4 * MiB, nch = size / CH;
-	struct volume *v = mem_volume("slots", size, 12, 64 * 1024, 4 * MiB, NULL);
+	struct volume *v = mem_volume_rest("slots", size, 12, 64 * 1024, 4 * MiB, hot, NULL);
 	uint8_t *frozen = malloc(size), *got = malloc(size), *batch = malloc(37 * CH), b[CH];
 	uint64_t chunks[50], all[1024];
 	bool seen[1024] = { false }, ok[37];
@@ -530,6 +531,13 @@ static void test_copies_in_slot_order(void)
 		uint64_t c = (i * 577) % nch;
 		fill(b, CH, 100 + i);
 		CHECK(volume_write(v, b, CH, c * CH, 0) == 0);
+	}
+	if (hot) {
+		struct volume_stats vs;
+		volume_wait_rest(v);
+		volume_get_stats(v, &vs);
+		CHECK(vs.records_at_rest > 250); /* all but the buffer's and the hot ones */
+		CHECK(vs.records_in_memory <= hot + 16);
 	}
 	for (uint64_t cursor = 0; cursor != UINT64_MAX;) {
 		size_t n = snapshot_held_by_slot(s, chunks, 50, &cursor);
@@ -566,6 +574,67 @@ static void test_copies_in_slot_order(void)
 	free(frozen);
 	free(got);
 	free(batch);
+}
+
+/* Copy records at rest (coldstore.h): memory holds the hot target however
+ * many copies there are; two snapshots share records at rest, one lets go
+ * of them (their masks are rewritten in place), the other still reads
+ * every chunk, zero records included, and reports them in its extents. */
+static void test_records_at_rest(void)
+{
+	uint64_t size = 32 * MiB, nch = size / CH;
+	struct volume *v = mem_volume_rest("rest", size, 12, 64 * 1024, size, 32, NULL);
+	uint8_t *frozen = malloc(size), *got = malloc(size), *next = malloc(size);
+	struct volume_stats vs, before;
+
+	struct volume_stats empty;
+	volume_get_stats(v, &empty);
+	fill(frozen, size, 5);
+	for (uint64_t c = 0; c < nch; c += 7)
+		memset(frozen + c * CH, 0, CH); /* originals of zeros: zero records */
+	CHECK(volume_write(v, frozen, size, 0, 0) == 0);
+	struct snapshot *s1 = take(v, "s1"), *s2 = take(v, "s2");
+	fill(next, size, 6);
+	CHECK(volume_write(v, next, size, 0, 0) == 0);
+	volume_wait_rest(v);
+	volume_get_stats(v, &before);
+	CHECK(before.records_in_memory <= 32 + 16);
+	CHECK(before.records_in_memory + before.records_at_rest == nch);
+	/* one record per chunk in memory would be 38 bytes each */
+	CHECK(before.map_memory < nch * 38 / 4);
+
+	/* s1 lets go of everything: s2's records stay, rewritten */
+	CHECK(snapshot_consume(s1, 0, size) == 0);
+	volume_get_stats(v, &vs);
+	CHECK_EQ(vs.diff_bytes, before.diff_bytes);
+	CHECK(snapshot_read(s2, got, size, 0) == 0);
+	CHECK(memcmp(got, frozen, size) == 0);
+	struct ext_acc acc = { 0 };
+	CHECK(snapshot_extents(s2, 0, size, ext_cb, &acc) == 0);
+	CHECK_EQ(acc.zero, ((nch + 6) / 7) * CH);
+
+	/* s2 consumes half: that half's space comes back */
+	CHECK(snapshot_consume(s2, 0, size / 2) == 0);
+	volume_settle(v);
+	volume_get_stats(v, &vs);
+	CHECK(vs.diff_bytes < before.diff_bytes * 6 / 10);
+	CHECK(snapshot_read(s2, got, size / 2, size / 2) == 0);
+	CHECK(memcmp(got, frozen + size / 2, size / 2) == 0);
+	CHECK(snapshot_delete(s2) == 0);
+	volume_get_stats(v, &vs);
+	CHECK_EQ(vs.diff_bytes, 0);
+	CHECK_EQ(vs.records_at_rest, 0);
+	CHECK(snapshot_delete(s1) == 0);
+	/* no snapshot left: what the burst of records took is given back */
+	volume_get_stats(v, &vs);
+	CHECK_EQ(vs.records_in_memory, 0);
+	CHECK(vs.map_memory <= empty.map_memory);
+	snapshot_put(s1);
+	snapshot_put(s2);
+	volume_destroy(v);
+	free(frozen);
+	free(got);
+	free(next);
 }
 
 /* Zeros cost nothing (engine.h invariant 6): originals that read zeros are
@@ -776,7 +845,9 @@ int main(void)
 	test_snapshot_limit();
 	test_concurrent_writers();
 	test_drain_bounds_diff_store();
-	test_copies_in_slot_order();
+	test_copies_in_slot_order(0);
+	test_copies_in_slot_order(4);
+	test_records_at_rest();
 	test_zero_records();
 	test_discard_over_holes();
 	test_diff_store_live();

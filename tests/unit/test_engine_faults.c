@@ -185,6 +185,95 @@ static void test_delete_waits_for_flush_in_flight(void)
 	volume_destroy(g.v);
 }
 
+/* A volume whose copy records go to rest (4 at most in memory), in an
+ * index behind a fault wrapper. */
+static struct rig make_rest_rig(uint64_t size, uint64_t buffer, struct dev **index)
+{
+	struct rig g;
+	struct dev *o, *d;
+	CHECK(dev_fault_wrap(index, mem_copy_index(size, 12, size), false) == 0);
+	struct volume_config cfg = { .name = "faulty", .size = size, .chunk_shift = 12,
+				     .cow_buffer = buffer, .diff_limit = size,
+				     .copy_index = *index, .hot_records = 4 };
+
+	CHECK(dev_mem_create(&o, size) == 0);
+	CHECK(dev_mem_create(&d, size) == 0);
+	CHECK(dev_fault_wrap(&g.origin, o, false) == 0);
+	CHECK(dev_fault_wrap(&g.diff, d, false) == 0);
+	CHECK(volume_create(&g.v, &cfg, g.origin, g.diff) == 0);
+	return g;
+}
+
+/* Records that cannot be written to rest stay in memory: the snapshot
+ * stays whole. */
+static void test_index_write_error_keeps_records(void)
+{
+	struct dev *index;
+	struct rig g = make_rest_rig(MiB, 4 * CH, &index);
+	uint8_t *old = malloc(MiB), *data = malloc(MiB), *got = malloc(MiB);
+	struct volume_stats vs;
+
+	fill(old, MiB, 1);
+	CHECK(volume_write(g.v, old, MiB, 0, 0) == 0);
+	struct snapshot *s = take(g.v, "s");
+	dev_fault_fail(index, -1, 0, EIO);
+	fill(data, MiB, 2);
+	CHECK(volume_write(g.v, data, MiB, 0, 0) == 0);
+	volume_wait_rest(g.v);
+	CHECK(dev_fault_failures(index) > 0);
+	volume_get_stats(g.v, &vs);
+	CHECK_EQ(vs.records_at_rest, 0);
+	CHECK_EQ(vs.records_in_memory, MiB / CH);
+	CHECK(snapshot_read(s, got, MiB, 0) == 0);
+	CHECK(memcmp(got, old, MiB) == 0);
+	CHECK(snapshot_delete(s) == 0);
+	snapshot_put(s);
+	volume_get_stats(g.v, &vs);
+	CHECK_EQ(vs.diff_bytes, 0);
+	free(old);
+	free(data);
+	free(got);
+	volume_destroy(g.v);
+}
+
+/* Records at rest that cannot be read back fail the snapshots that hold
+ * copies, saying why; the volume goes on, and the diff space comes back. */
+static void test_index_read_error_fails_snapshot(void)
+{
+	struct dev *index;
+	struct rig g = make_rest_rig(MiB, 4 * CH, &index);
+	uint8_t *data = malloc(MiB), *got = malloc(MiB);
+	struct volume_stats vs;
+	struct snapshot_stats ss;
+
+	fill(data, MiB, 1);
+	CHECK(volume_write(g.v, data, MiB, 0, 0) == 0);
+	struct snapshot *s = take(g.v, "s");
+	fill(data, MiB, 2);
+	CHECK(volume_write(g.v, data, MiB, 0, 0) == 0);
+	volume_wait_rest(g.v);
+	volume_get_stats(g.v, &vs);
+	CHECK(vs.records_at_rest > 0);
+	dev_fault_fail(index, 0, -1, EIO);
+	CHECK(snapshot_read(s, got, MiB, 0) == -EIO);
+	snapshot_get_stats(s, &ss);
+	CHECK_EQ(ss.state, SNAPSHOT_FAILED);
+	CHECK(strstr(ss.reason, "copy records") != NULL);
+	volume_settle(g.v);
+	volume_get_stats(g.v, &vs);
+	CHECK_EQ(vs.records_at_rest, 0);
+	CHECK_EQ(vs.diff_bytes, 0);
+	fill(data, MiB, 3);
+	CHECK(volume_write(g.v, data, MiB, 0, 0) == 0);
+	CHECK(volume_read(g.v, got, MiB, 0) == 0);
+	CHECK(memcmp(got, data, MiB) == 0);
+	CHECK(snapshot_delete(s) == 0);
+	snapshot_put(s);
+	free(data);
+	free(got);
+	volume_destroy(g.v);
+}
+
 int main(void)
 {
 	test_origin_write_error_goes_to_writer();
@@ -192,6 +281,8 @@ int main(void)
 	test_diff_write_error_fails_snapshot_not_write();
 	test_diff_read_error_fails_snapshot();
 	test_delete_waits_for_flush_in_flight();
+	test_index_write_error_keeps_records();
+	test_index_read_error_fails_snapshot();
 	printf("test_engine_faults: ok\n");
 	return 0;
 }

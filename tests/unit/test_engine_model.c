@@ -27,6 +27,7 @@ struct model {
 	unsigned nsnaps;
 	unsigned counter;
 	unsigned created, failed;
+	bool rest; /* records go to rest (coldstore.h) */
 };
 
 static void random_range(struct model *m, uint64_t *off, uint64_t *len)
@@ -159,6 +160,8 @@ static void check_snapshot(struct model *m, struct msnap *ms, uint64_t off, uint
 	free(buf);
 }
 
+static unsigned long seen_at_rest; /* steps that found records at rest */
+
 static void run(uint64_t seed, int ops)
 {
 	struct model m = { .rs = seed };
@@ -174,7 +177,10 @@ static void run(uint64_t seed, int ops)
 	/* a third of the runs get a diff limit small enough to overflow */
 	uint64_t limit = rng_below(&m.rs, 3) == 0 ? m.chunk * (1 + rng_below(&m.rs, 8))
 						  : m.size * 2;
-	m.v = mem_volume("model", m.size, shift, buffer, limit, NULL);
+	/* half the runs keep at most a few records in memory, the rest at rest */
+	m.rest = rng_below(&m.rs, 2);
+	m.v = mem_volume_rest("model", m.size, shift, buffer, limit,
+			      m.rest ? 1 + (uint32_t)rng_below(&m.rs, 4) : 0, NULL);
 	m.cur = calloc(m.size, 1);
 
 	for (int i = 0; i < ops; i++) {
@@ -187,6 +193,8 @@ static void run(uint64_t seed, int ops)
 			drop(&m, (unsigned)rng_below(&m.rs, m.nsnaps));
 		else if (what < 73)
 			op_consume(&m);
+		else if (what < 76 && m.rest)
+			volume_wait_rest(m.v); /* everything that can rest, rests */
 		else if (m.nsnaps) {
 			uint64_t off, len;
 			random_range(&m, &off, &len);
@@ -195,6 +203,8 @@ static void run(uint64_t seed, int ops)
 		struct volume_stats vs;
 		volume_get_stats(m.v, &vs);
 		CHECK(vs.diff_bytes <= vs.diff_limit);
+		if (vs.records_at_rest)
+			seen_at_rest++;
 	}
 	/* full check of the volume and every snapshot */
 	uint8_t *got = malloc(m.size);
@@ -225,6 +235,10 @@ int main(int argc, char **argv)
 
 	for (int i = 0; i < runs; i++)
 		run(seed + (uint64_t)i * 7919, 1500);
-	printf("test_engine_model: %d runs ok\n", runs);
+	/* the runs with a copy index really put records to rest */
+	if (runs >= 8)
+		CHECK(seen_at_rest > 0);
+	printf("test_engine_model: %d runs ok, %lu steps with records at rest\n", runs,
+	       seen_at_rest);
 	return 0;
 }
