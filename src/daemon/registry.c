@@ -210,6 +210,15 @@ int registry_open_volume(struct daemon *d, struct vol_entry *ve, char *err, size
 		dev_destroy(origin);
 		return r;
 	}
+	/* records of settled copies rest beside the diff file, not in memory;
+	 * without it they stay in memory, which works, only costs more */
+	r = dev_file_open(&cfg.copy_index, ve->cfg.diff_dir, DEV_FILE_TMPFILE);
+	if (r < 0) {
+		hs_warn("volume %s: cannot create a file for copy records in %s: %s; they stay in "
+			"memory",
+			ve->cfg.name, ve->cfg.diff_dir, strerror(-r));
+		cfg.copy_index = NULL;
+	}
 	cfg.tracker = tracking_open(d, ve, origin);
 	r = volume_create(&ve->vol, &cfg, origin, diff);
 	if (r < 0) {
