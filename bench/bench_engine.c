@@ -34,6 +34,11 @@ static struct volume *make_volume(uint64_t size, uint64_t diff_limit, bool track
 	struct volume_config cfg = { .name = "bench", .size = size, .chunk_shift = 12,
 				     .cow_buffer = 64 * MiB, .diff_limit = diff_limit };
 	struct tracker_geometry geo = { .size = size, .chunk_shift = 12, .region_shift = 16 };
+	/* records of settled copies rest in a file, as the daemon's do
+	 * (HOTSNAP_BENCH_NO_REST=1: all in memory, for an A/B) */
+	if (getenv("HOTSNAP_BENCH_NO_REST") ||
+	    dev_file_open(&cfg.copy_index, "/tmp", DEV_FILE_TMPFILE) < 0)
+		cfg.copy_index = NULL;
 	if (dev_mem_create(&origin, size) || dev_mem_create(&diff, diff_limit) ||
 	    (tracked && (dev_mem_create(&map, 64 * MiB) ||
 			 tracker_open(&cfg.tracker, map, origin, &geo))) ||
@@ -112,8 +117,9 @@ int main(int argc, char **argv)
 	printf("{\"writes\": %u, \"ns_per_write_nosnap\": %.0f, \"ns_per_write_tracked\": %.0f, "
 	       "\"ns_per_write_cow\": %.0f, "
 	       "\"ns_per_write_rewrite\": %.0f, \"cow_chunks\": %" PRIu64 ", "
-	       "\"snapshot_create_us_100g\": %.1f, \"map_bytes_100g_snapshot\": %zu}\n",
+	       "\"snapshot_create_us_100g\": %.1f, \"map_bytes_100g_snapshot\": %zu, "
+	       "\"records_in_memory\": %" PRIu64 ", \"records_at_rest\": %" PRIu64 "}\n",
 	       n, nosnap, tracked, cow, rewrite, st.cow_chunks, create_us,
-	       b1.map_memory - b0.map_memory);
+	       b1.map_memory - b0.map_memory, st.records_in_memory, st.records_at_rest);
 	return 0;
 }

@@ -12,6 +12,9 @@
 #               copy of the file
 #   memory      daemon RSS while backing up a 100 GiB sparse volume with a
 #               snapshot active, beyond the configured RAM buffer
+#   cowmemory   daemon RSS while a snapshot holds 1 GiB of 4k copies (a 2 GiB
+#               volume written whole, then 1 GiB of 4k random rewrites): peak
+#               and after, and where the copy records are
 #   diffpeak    diff store peak during a backup of a 1 GiB volume while a
 #               writer rewrites random blocks: consuming vs not consuming
 #   latency     p99 of 4k random writes right after a snapshot, default
@@ -43,7 +46,7 @@ ROOT=$PWD
 HOTSNAP=$ROOT/build/hotsnap
 PY=/usr/bin/python3
 SECS=${BENCH_SECONDS:-10}
-ONLY=${BENCH_ONLY:-engine frontend transport backup memory diffpeak latency chains tls peers}
+ONLY=${BENCH_ONLY:-engine frontend transport backup memory cowmemory diffpeak latency chains tls peers}
 RUN=$(date +%Y%m%dT%H%M%S)
 OUTDIR=$ROOT/bench/results
 mkdir -p "$OUTDIR"
@@ -320,6 +323,45 @@ bench_memory() {
     rm -f "$W/big.img" "$W/big.raw"
 }
 
+# cowmemory: the daemon's RSS while copies pile up.  Each copy has a record;
+# settled ones rest in a file beside the diff file, so memory should stay
+# near the RAM buffer however many copies a snapshot holds.
+bench_cowmemory() {
+    log "cowmemory: RSS while a snapshot holds 1 GiB of 4k copies"
+    truncate -s 2G "$W/cm.img"
+    start_daemon "$W/state-cm"
+    hs volume create cm --backing "$W/cm.img" >/dev/null
+    local dev rss0 rss1 peak=0 rss st sampler
+    dev=$(hs volume attach cm)
+    fio --name=fill --filename="$dev" --rw=write --bs=1M --iodepth=16 --direct=1 \
+        --ioengine=libaio --size=2G >/dev/null 2>&1
+    rss0=$(awk '/^VmRSS/ { print $2 * 1024 }' "/proc/$DAEMON/status")
+    hs snapshot create cm --no-freeze >/dev/null
+    # fio's random map writes each 4k block of the first GiB's worth once
+    fio --name=cow --filename="$dev" --rw=randwrite --bs=4k --iodepth=16 --direct=1 \
+        --ioengine=libaio --size=2G --io_size=1G >/dev/null 2>&1 &
+    sampler=$!
+    while kill -0 "$sampler" 2>/dev/null; do
+        rss=$(awk '/^VmRSS/ { print $2 * 1024 }' "/proc/$DAEMON/status")
+        [ "$rss" -gt "$peak" ] && peak=$rss
+        sleep 0.1
+    done
+    wait "$sampler"
+    sleep 1 # the flusher's last passes
+    rss1=$(awk '/^VmRSS/ { print $2 * 1024 }' "/proc/$DAEMON/status")
+    [ "$rss1" -gt "$peak" ] && peak=$rss1
+    st=$(hs --json status)
+    local inmem atrest map held
+    inmem=$(echo "$st" | jget '["volumes"][0]["copy_records_in_memory"]')
+    atrest=$(echo "$st" | jget '["volumes"][0]["copy_records_at_rest"]')
+    map=$(echo "$st" | jget '["volumes"][0]["map_memory_bytes"]')
+    held=$(echo "$st" | jget '["volumes"][0]["diff_bytes"]')
+    hs volume detach cm >/dev/null
+    stop_daemon
+    emit "{\"test\":\"cowmemory\",\"held_bytes\":$held,\"cow_buffer_bytes\":$((8 << 20)),\"rss_before_bytes\":$rss0,\"rss_peak_bytes\":$peak,\"rss_after_bytes\":$rss1,\"records_in_memory\":$inmem,\"records_at_rest\":$atrest,\"map_memory_bytes\":$map}"
+    rm -f "$W/cm.img"
+}
+
 diffpeak_run() {   # diffpeak_run consume|keep -> prints diff peak bytes and backup MB/s
     local mode=$1
     start_daemon "$W/state-dp-$mode"
@@ -589,6 +631,13 @@ if "memory" in rows:
                 "%.1f / %.1f MiB" % (m["rss_peak_bytes"] / 2**20, m["rss_beyond_buffer_bytes"] / 2**20), ""))
     out.append(("map memory with a snapshot active: total / per GiB",
                 "%d / %d bytes" % (m["map_bytes_snapshot_active"], m["map_bytes_per_gib"]), ""))
+if "cowmemory" in rows:
+    m = rows["cowmemory"]
+    out.append(("RSS, snapshot holding %.0f MiB of 4k copies: before / peak / after" % (m["held_bytes"] / 2**20),
+                "%.1f / %.1f / %.1f MiB" % (m["rss_before_bytes"] / 2**20, m["rss_peak_bytes"] / 2**20, m["rss_after_bytes"] / 2**20),
+                "%.2fx of 16 MiB + buffer" % (m["rss_peak_bytes"] / (16 * 2**20 + m["cow_buffer_bytes"]))))
+    out.append(("copy records: in memory / at rest; map memory",
+                "%d / %d; %.1f MiB" % (m["records_in_memory"], m["records_at_rest"], m["map_memory_bytes"] / 2**20), ""))
 if "diffpeak" in rows:
     d = rows["diffpeak"]
     out.append(("diff store peak, 1 GiB, writer during backup: not consuming | consuming",
