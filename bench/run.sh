@@ -14,7 +14,8 @@
 #               snapshot active, beyond the configured RAM buffer
 #   cowmemory   daemon RSS while a snapshot holds 1 GiB of 4k copies (a 2 GiB
 #               volume written whole, then 1 GiB of 4k random rewrites): peak
-#               and after, and where the copy records are
+#               and after, and where the copy records are (BENCH_COW_GIB=N:
+#               N GiB of copies)
 #   diffpeak    diff store peak during a backup of a 1 GiB volume while a
 #               writer rewrites random blocks: consuming vs not consuming
 #   latency     p99 of 4k random writes right after a snapshot, default
@@ -43,7 +44,7 @@ set -uo pipefail
 export LC_ALL=C
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-HOTSNAP=$ROOT/build/hotsnap
+HOTSNAP=${HOTSNAP:-$ROOT/build/hotsnap} # another build, for an A/B
 PY=/usr/bin/python3
 SECS=${BENCH_SECONDS:-10}
 ONLY=${BENCH_ONLY:-engine frontend transport backup memory cowmemory diffpeak latency chains tls peers}
@@ -327,19 +328,20 @@ bench_memory() {
 # settled ones rest in a file beside the diff file, so memory should stay
 # near the RAM buffer however many copies a snapshot holds.
 bench_cowmemory() {
-    log "cowmemory: RSS while a snapshot holds 1 GiB of 4k copies"
-    truncate -s 2G "$W/cm.img"
+    local g=${BENCH_COW_GIB:-1}
+    log "cowmemory: RSS while a snapshot holds $g GiB of 4k copies"
+    truncate -s $((2 * g))G "$W/cm.img"
     start_daemon "$W/state-cm"
-    hs volume create cm --backing "$W/cm.img" >/dev/null
+    hs volume create cm --backing "$W/cm.img" --diff-limit $((2 * g))G >/dev/null
     local dev rss0 rss1 peak=0 rss st sampler
     dev=$(hs volume attach cm)
     fio --name=fill --filename="$dev" --rw=write --bs=1M --iodepth=16 --direct=1 \
-        --ioengine=libaio --size=2G >/dev/null 2>&1
+        --ioengine=libaio --size=$((2 * g))G >/dev/null 2>&1
     rss0=$(awk '/^VmRSS/ { print $2 * 1024 }' "/proc/$DAEMON/status")
     hs snapshot create cm --no-freeze >/dev/null
     # fio's random map writes each 4k block of the first GiB's worth once
     fio --name=cow --filename="$dev" --rw=randwrite --bs=4k --iodepth=16 --direct=1 \
-        --ioengine=libaio --size=2G --io_size=1G >/dev/null 2>&1 &
+        --ioengine=libaio --size=$((2 * g))G --io_size=${g}G >/dev/null 2>&1 &
     sampler=$!
     while kill -0 "$sampler" 2>/dev/null; do
         rss=$(awk '/^VmRSS/ { print $2 * 1024 }' "/proc/$DAEMON/status")
@@ -352,8 +354,9 @@ bench_cowmemory() {
     [ "$rss1" -gt "$peak" ] && peak=$rss1
     st=$(hs --json status)
     local inmem atrest map held
-    inmem=$(echo "$st" | jget '["volumes"][0]["copy_records_in_memory"]')
-    atrest=$(echo "$st" | jget '["volumes"][0]["copy_records_at_rest"]')
+    # -1: a build from before copy records could rest
+    inmem=$(echo "$st" | jget '["volumes"][0].get("copy_records_in_memory", -1)')
+    atrest=$(echo "$st" | jget '["volumes"][0].get("copy_records_at_rest", -1)')
     map=$(echo "$st" | jget '["volumes"][0]["map_memory_bytes"]')
     held=$(echo "$st" | jget '["volumes"][0]["diff_bytes"]')
     hs volume detach cm >/dev/null
