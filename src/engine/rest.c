@@ -200,15 +200,16 @@ void rest_drop_locked(struct volume *v, struct snapshot *s, uint64_t first, uint
 
 	for (uint64_t c = bitmap_next_set(&v->cold.chunks, first, end);
 	     c < end && s->held_chunks && v->cold.count && r == 0;) {
-		uint64_t run_end = bitmap_next_clear(&v->cold.chunks, c, end);
-		unsigned n = (unsigned)HS_MIN_U64(COLD_RUN_MAX, run_end - c);
+		/* one read for the entries of a window, wherever the live ones are */
+		unsigned n = (unsigned)HS_MIN_U64(COLD_RUN_MAX, end - c);
 		r = coldstore_read_chunks_locked(&v->cold, c, n, e);
 		if (r) {
 			rest_abandon_locked(v, r, "reading");
 			break;
 		}
 		for (unsigned i = 0; i < n && r == 0; i++) {
-			if (!(e[i].mask & s->bit) || (keep && bitmap_test(keep, c + i)))
+			if (!bitmap_test(&v->cold.chunks, c + i) || !(e[i].mask & s->bit) ||
+			    (keep && bitmap_test(keep, c + i)))
 				continue;
 			r = drop_one_locked(v, s, &e[i], &lost);
 		}
@@ -232,15 +233,14 @@ size_t rest_collect_locked(struct volume *v, struct snapshot *s, uint64_t *out, 
 	for (uint64_t c = v->cold.count ? bitmap_next_set(&v->cold.chunks, 0, v->nchunks)
 					: v->nchunks;
 	     c < v->nchunks && n < max;) {
-		uint64_t run_end = bitmap_next_clear(&v->cold.chunks, c, v->nchunks);
-		unsigned k = (unsigned)HS_MIN_U64(COLD_RUN_MAX, run_end - c);
+		unsigned k = (unsigned)HS_MIN_U64(COLD_RUN_MAX, v->nchunks - c);
 		int r = coldstore_read_chunks_locked(&v->cold, c, k, e);
 		if (r) {
 			rest_abandon_locked(v, r, "reading");
 			return n;
 		}
 		for (unsigned i = 0; i < k && n < max; i++)
-			if (e[i].mask & s->bit)
+			if (bitmap_test(&v->cold.chunks, c + i) && (e[i].mask & s->bit))
 				out[n++] = c + i;
 		c = bitmap_next_set(&v->cold.chunks, c + k, v->nchunks);
 	}
@@ -255,15 +255,14 @@ void rest_by_slot_locked(struct volume *v, struct snapshot *s, uint64_t lo, uint
 
 	for (uint64_t a = v->cold.count ? bitmap_next_set(&v->cold.slots, lo, limit) : limit;
 	     a < limit;) {
-		uint64_t run_end = bitmap_next_clear(&v->cold.slots, a, limit);
-		unsigned k = (unsigned)HS_MIN_U64(COLD_RUN_MAX, run_end - a);
+		unsigned k = (unsigned)HS_MIN_U64(COLD_RUN_MAX, limit - a);
 		int r = coldstore_read_slots_locked(&v->cold, a, k, e);
 		if (r) {
 			rest_abandon_locked(v, r, "reading");
 			return;
 		}
 		for (unsigned i = 0; i < k; i++)
-			if (e[i].mask & s->bit)
+			if (bitmap_test(&v->cold.slots, a + i) && (e[i].mask & s->bit))
 				out[a + i - lo] = e[i].chunk + 1;
 		a = bitmap_next_set(&v->cold.slots, a + k, limit);
 	}
