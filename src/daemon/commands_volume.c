@@ -700,10 +700,15 @@ static enum cmd_status set_diff_dir(struct daemon *d, struct vol_entry *ve, cons
 			 strerror(-r));
 		return CMD_ERROR;
 	}
-	if (ve->vol)
-		volume_set_diff_file(ve->vol, diff, dir);
-	else
+	if (ve->vol) {
+		/* the copy records follow; without a file there, they stay put */
+		struct dev *index = NULL;
+		if (dev_file_open(&index, dir, DEV_FILE_TMPFILE) < 0)
+			index = NULL;
+		volume_set_diff_file(ve->vol, diff, index, dir);
+	} else {
 		dev_destroy(diff);
+	}
 	snprintf(ve->cfg.diff_dir, sizeof(ve->cfg.diff_dir), "%s", dir);
 	return CMD_OK;
 }

@@ -51,7 +51,28 @@ void coldstore_destroy(struct coldstore *cs)
 	bitmap_destroy(&cs->chunks);
 	bitmap_destroy(&cs->slots);
 	dev_destroy(cs->dev);
+	dev_destroy(cs->next_dev);
 	memset(cs, 0, sizeof(*cs));
+}
+
+void coldstore_set_file_locked(struct coldstore *cs, struct dev *dev)
+{
+	if (!cs->dev || !dev) {
+		dev_destroy(dev); /* disabled: records stay in memory */
+		return;
+	}
+	dev_destroy(cs->next_dev);
+	cs->next_dev = dev;
+}
+
+void coldstore_adopt_locked(struct coldstore *cs)
+{
+	if (!cs->next_dev || cs->count)
+		return;
+	dev_destroy(cs->dev);
+	cs->dev = cs->next_dev;
+	cs->next_dev = NULL;
+	cs->high = 0;
 }
 
 static uint64_t chunk_off(const struct coldstore *cs, uint64_t chunk)

@@ -53,6 +53,7 @@ struct cold_record {
 
 struct coldstore {
 	struct dev *dev; /* NULL: disabled, every record stays in memory */
+	struct dev *next_dev; /* takes dev's place once no record rests in it */
 	uint64_t nchunks;
 	uint64_t slot_base; /* byte offset of the by-slot table */
 	struct bitmap chunks;
@@ -100,6 +101,15 @@ int coldstore_forget_locked(struct coldstore *cs, const struct cold_record *rec)
  * slot first, so the caller can give the slots back. */
 void coldstore_forget_all_locked(struct coldstore *cs, void (*fn)(void *arg, uint32_t slot),
 				 void *arg);
+
+/* A new file (a new diff directory): it takes the present one's place
+ * once no record rests there (coldstore_adopt_locked).  Takes ownership;
+ * NULL keeps the present file. */
+void coldstore_set_file_locked(struct coldstore *cs, struct dev *dev);
+/* Moves to the new file if one waits and no record rests in the present
+ * one.  Only while nobody writes entries without the lock (the settler
+ * between passes, or the settler itself). */
+void coldstore_adopt_locked(struct coldstore *cs);
 
 /* With no record at rest, gives the file's blocks back (punches a hole
  * over what entries reached).  For when the last snapshot is gone. */

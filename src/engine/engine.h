@@ -156,8 +156,11 @@ void volume_get_stats(struct volume *v, struct volume_stats *st);
  * more than bytes is held now (nothing changes then). */
 int volume_set_diff_limit(struct volume *v, uint64_t bytes);
 /* Copies spill to diff (a file in diff_dir) from the moment the present
- * diff file holds none (at once when it is empty).  Takes ownership. */
-void volume_set_diff_file(struct volume *v, struct dev *diff, const char *diff_dir);
+ * diff file holds none (at once when it is empty); records rest in
+ * copy_index (or NULL: where they rest now) from the moment none rests in
+ * the present one.  Takes ownership of both. */
+void volume_set_diff_file(struct volume *v, struct dev *diff, struct dev *copy_index,
+			  const char *diff_dir);
 
 /* Just diff_bytes: cheap enough to sample once per backup block. */
 uint64_t volume_diff_bytes(struct volume *v);

@@ -111,6 +111,7 @@ static void finish_batch_locked(struct volume *v, const uint32_t *ids, unsigned 
 		} else if (!ver->pins) {
 			diffstore_ram_give_locked(&v->ds, ver->ram_slot);
 			ver->ram_slot = COW_NONE;
+			rest_note_settled_locked(v, ids[i]);
 		}
 	}
 	pthread_cond_broadcast(&v->room);

@@ -270,9 +270,14 @@ void rest_by_slot_locked(struct volume *v, struct snapshot *s, uint64_t lo, uint
 
 /* --- putting records to rest ------------------------------------------------------ */
 
+static bool rest_due_at(const struct volume *v, uint32_t at)
+{
+	return v->cold.dev && !v->rest_off && v->map.live > at;
+}
+
 bool rest_due_locked(const struct volume *v)
 {
-	return v->cold.dev && !v->rest_off && v->map.live > v->rest_at;
+	return rest_due_at(v, v->rest_at);
 }
 
 static bool restable_locked(const struct volume *v, const struct version *ver)
@@ -282,6 +287,17 @@ static bool restable_locked(const struct volume *v, const struct version *ver)
 	if (ver->state != VERSION_ZERO && (ver->state != VERSION_FILE || ver->ram_slot != COW_NONE))
 		return false;
 	return !coldstore_has_locked(&v->cold, ver->chunk);
+}
+
+void rest_note_settled_locked(struct volume *v, uint32_t id)
+{
+	/* a pass that found nothing to move raised rest_at; this record can
+	 * move now, so the next pass moves at least it (no empty passes) */
+	if (v->rest_at == v->hot_target || !rest_due_at(v, v->hot_target) ||
+	    !restable_locked(v, cowmap_get(&v->map, id)))
+		return;
+	v->rest_at = v->hot_target;
+	flusher_kick_locked(v);
 }
 
 struct pick {
@@ -304,6 +320,8 @@ void rest_some_locked(struct volume *v)
 	uint32_t want = v->map.live > v->hot_target / 2 ? v->map.live - v->hot_target / 2 : 1;
 	unsigned n = 0, kept = 0, ndups = 0, moved = 0;
 	uint32_t k;
+
+	coldstore_adopt_locked(&v->cold); /* a new diff directory, if it waits */
 
 	for (k = 0; k < v->map.cap && n < REST_BATCH && n < want; k++) {
 		uint32_t id = (v->rest_cursor + k) % v->map.cap;

@@ -431,6 +431,8 @@ int snapshot_delete(struct snapshot *s)
 		diffstore_ram_release_pages(&v->ds);
 		cowmap_shrink_if_empty(&v->map);
 		coldstore_release_space_locked(&v->cold);
+		coldstore_adopt_locked(&v->cold); /* no pass runs: settled above */
+		v->rest_at = v->hot_target;
 	}
 	pthread_mutex_unlock(&v->mu);
 	snapshot_put(s); /* the list's reference */

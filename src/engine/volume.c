@@ -253,12 +253,15 @@ void version_unpin_locked(struct volume *v, uint32_t id)
 		return;
 	if (ver->dead) {
 		version_free_locked(v, id);
-	} else if (ver->state == VERSION_FILE && ver->ram_slot != COW_NONE) {
+		return;
+	}
+	if (ver->state == VERSION_FILE && ver->ram_slot != COW_NONE) {
 		/* Flushed while we read it from RAM: the slot can go now. */
 		diffstore_ram_give_locked(&v->ds, ver->ram_slot);
 		ver->ram_slot = COW_NONE;
 		pthread_cond_broadcast(&v->room);
 	}
+	rest_note_settled_locked(v, id);
 }
 
 /* --- the copy-out path ---------------------------------------------------- */
@@ -794,10 +797,14 @@ int volume_set_diff_limit(struct volume *v, uint64_t bytes)
 	return r;
 }
 
-void volume_set_diff_file(struct volume *v, struct dev *diff, const char *diff_dir)
+void volume_set_diff_file(struct volume *v, struct dev *diff, struct dev *copy_index,
+			  const char *diff_dir)
 {
 	pthread_mutex_lock(&v->mu);
 	diffstore_set_file_locked(&v->ds, diff);
+	coldstore_set_file_locked(&v->cold, copy_index);
+	if (!v->flush_in_flight)
+		coldstore_adopt_locked(&v->cold); /* no pass writes entries now */
 	snprintf(v->diff_dir, sizeof(v->diff_dir), "%s", diff_dir ? diff_dir : "");
 	pthread_mutex_unlock(&v->mu);
 }

@@ -150,6 +150,9 @@ void rest_by_slot_locked(struct volume *v, struct snapshot *s, uint64_t lo, uint
 bool rest_due_locked(const struct volume *v);
 /* Puts up to a batch of settled records to rest; drops mu while writing. */
 void rest_some_locked(struct volume *v);
+/* Record id just became free to rest (unpinned, or flushed): if memory
+ * holds too many, a pass that found none before runs again. */
+void rest_note_settled_locked(struct volume *v, uint32_t id);
 
 /* The packed list of active snapshots (snapshot.c). */
 void active_add_locked(struct volume *v, struct snapshot *s);

@@ -637,6 +637,57 @@ static void test_records_at_rest(void)
 	free(next);
 }
 
+/* A new diff directory: the copy index moves there once no record rests
+ * in the old one; until then the records at rest are read from the old. */
+static void test_copy_index_moves(void)
+{
+	uint64_t size = 4 * MiB;
+	struct volume *v = mem_volume_rest("move", size, 12, 16 * CH, size, 4, NULL);
+	uint8_t *data = malloc(size), *got = malloc(size), b[CH];
+	struct volume_stats vs;
+	struct dev *diff, *index;
+
+	fill(data, size, 31);
+	CHECK(volume_write(v, data, size, 0, 0) == 0);
+	struct snapshot *s = take(v, "a");
+	fill(b, CH, 32);
+	for (uint64_t c = 0; c < 64; c++)
+		CHECK(volume_write(v, b, CH, c * CH, 0) == 0);
+	volume_wait_rest(v);
+	volume_get_stats(v, &vs);
+	CHECK(vs.records_at_rest > 0);
+	CHECK(dev_mem_create(&diff, size + CH) == 0);
+	index = mem_copy_index(size, 12, size);
+	const uint8_t *fresh = dev_mem_data(index);
+	volume_set_diff_file(v, diff, index, "elsewhere");
+	CHECK(snapshot_read(s, got, size, 0) == 0);
+	CHECK(memcmp(got, data, size) == 0);
+	CHECK(snapshot_delete(s) == 0);
+	snapshot_put(s);
+
+	/* nothing rests in the old index now: new records go to the new one */
+	memcpy(data, got, size);
+	for (uint64_t c = 0; c < 64; c++)
+		memcpy(data + c * CH, b, CH);
+	s = take(v, "b");
+	for (uint64_t c = 0; c < 64; c++)
+		CHECK(volume_write(v, data + 100 * CH, CH, c * CH, 0) == 0);
+	volume_wait_rest(v);
+	volume_get_stats(v, &vs);
+	CHECK(vs.records_at_rest > 0);
+	bool used = false;
+	for (size_t i = 0; i < 64 * 16 && !used; i++)
+		used = fresh[i] != 0;
+	CHECK(used);
+	CHECK(snapshot_read(s, got, size, 0) == 0);
+	CHECK(memcmp(got, data, size) == 0);
+	CHECK(snapshot_delete(s) == 0);
+	snapshot_put(s);
+	volume_destroy(v);
+	free(data);
+	free(got);
+}
+
 /* Zeros cost nothing (engine.h invariant 6): originals that read zeros are
  * zero records, with no RAM or diff-file space, even when the diff file is
  * full; a data chunk that finds it full still fails the snapshot. */
@@ -779,7 +830,7 @@ static void test_diff_store_live(void)
 	CHECK(volume_write(v, data, size, 0, 0) == 0);
 	/* empty: the new file takes over at once */
 	CHECK(dev_mem_create(&bigger, 64 * CH) == 0);
-	volume_set_diff_file(v, bigger, "elsewhere");
+	volume_set_diff_file(v, bigger, NULL, "elsewhere");
 	struct snapshot *s = take(v, "live");
 	fill(b, CH, 22);
 	for (uint64_t c = 0; c < 6; c++)
@@ -848,6 +899,7 @@ int main(void)
 	test_copies_in_slot_order(0);
 	test_copies_in_slot_order(4);
 	test_records_at_rest();
+	test_copy_index_moves();
 	test_zero_records();
 	test_discard_over_holes();
 	test_diff_store_live();
