@@ -41,6 +41,10 @@ static const struct metric volume_metrics[] = {
 	{ "hotsnap_reads_total", "reads", "counter", "Read requests served." },
 	{ "hotsnap_writes_total", "writes", "counter", "Write requests served." },
 	{ "hotsnap_snapshots", "snapshots", "gauge", "Snapshots of the volume." },
+	{ "hotsnap_copy_records_in_memory", "copy_records_in_memory", "gauge",
+	  "Records of copies held in the daemon's memory." },
+	{ "hotsnap_copy_records_at_rest", "copy_records_at_rest", "gauge",
+	  "Records of copies resting in the file beside the diff file." },
 };
 
 static const struct metric snapshot_metrics[] = {
