@@ -21,6 +21,7 @@ static const char usage[] =
 	"         [--tls-no-verify-peer] [--nbd-writable]   NBD over TLS, TCP policy\n"
 	"         [--control tcp:HOST:PORT]...     the commands over the network (TLS)\n"
 	"         [--fuse-transport auto|io-uring|dev]   how the kernel's FUSE requests come\n"
+	"         [--stall-warning SECONDS]      status flags a FUSE request older (30)\n"
 	"  volume create NAME --backing PATH [--size SIZE] [--chunk-size SIZE]\n"
 	"                [--cow-buffer SIZE] [--diff-dir DIR] [--diff-limit SIZE]\n"
 	"                [--cache MODE] [--track-granularity SIZE | --no-tracking]\n"

@@ -18,7 +18,6 @@
  * own FUSE timeouts and the loop device's are longer, and nothing the
  * daemon does itself takes this long (a backing on a network file system
  * that has gone away does). */
-#define FUSE_STALL_NS (30 * UINT64_C(1000000000))
 
 static void add_u64(json_object *o, const char *key, uint64_t v)
 {
@@ -281,7 +280,8 @@ static enum cmd_status cmd_status(struct daemon *d, const struct ctl_request *re
 		add_u64(fr, "oldest_file_requests", bi.oldest_file_requests);
 	}
 	json_object_object_add(o, "fuse_requests", fr);
-	if (bi.oldest_ns >= FUSE_STALL_NS && bi.oldest_file[0]) {
+	add_u64(fr, "stall_warning_s", d->stall_warning_s);
+	if (bi.oldest_ns >= d->stall_warning_s * UINT64_C(1000000000) && bi.oldest_file[0]) {
 		char why[512];
 		snprintf(why, sizeof(why),
 			 "a request to %s has waited %.0f s (is its backing or diff store "

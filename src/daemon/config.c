@@ -17,7 +17,7 @@ static const struct {
 	{ "default-diff-limit", true }, { "default-diff-dir", true }, { "default-cache", true },
 	{ "tls", true },	{ "tls-certificates", true },	{ "tls-psk", true },
 	{ "tls-no-verify-peer", false },	{ "nbd-writable", false },	{ "control", true },
-	{ "fuse-transport", true },
+	{ "fuse-transport", true }, { "stall-warning", true },
 };
 
 static char *trim(char *s)

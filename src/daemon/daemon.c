@@ -46,7 +46,8 @@ static void daemon_usage(FILE *f)
 		   "       [--default-diff-limit SIZE|N%%] [--default-diff-dir DIR]\n"
 		   "       [--default-cache MODE] [--tls off|on|require] [--tls-certificates DIR]\n"
 		   "       [--tls-psk FILE] [--tls-no-verify-peer] [--nbd-writable]\n"
-		   "       [--control tcp:HOST:PORT]... [--fuse-transport auto|io-uring|dev]\n");
+		   "       [--control tcp:HOST:PORT]... [--fuse-transport auto|io-uring|dev]\n"
+		   "       [--stall-warning SECONDS]\n");
 }
 
 void daemon_request_stop(struct daemon *d)
@@ -416,6 +417,7 @@ static const struct option daemon_opts[] = {
 	{ "nbd-writable", no_argument, NULL, 'W' },
 	{ "control", required_argument, NULL, 'c' },
 	{ "fuse-transport", required_argument, NULL, 'F' },
+	{ "stall-warning", required_argument, NULL, 'S' },
 	{ "help", no_argument, NULL, 'h' },
 	{ NULL, 0, NULL, 0 },
 };
@@ -528,6 +530,17 @@ static int parse_options(struct daemon *d, struct opt_state *o, int argc, char *
 			d->hook_timeout_s = (unsigned)t;
 			break;
 		}
+		case 'S': {
+			char *end;
+			unsigned long t = strtoul(optarg, &end, 10);
+			if (*end || end == optarg || t < 1 || t > 86400) {
+				fprintf(stderr, "hotsnap daemon: %s--stall-warning '%s': expected seconds "
+						"from 1 to 86400\n", where, optarg);
+				return 2;
+			}
+			d->stall_warning_s = (unsigned)t;
+			break;
+		}
 		case 'F':
 			if (!fuse_transport_parse(optarg, &d->fuse_transport)) {
 				fprintf(stderr, "hotsnap daemon: %s--fuse-transport '%s': expected auto, "
@@ -617,6 +630,8 @@ int daemon_main(const char *state_dir, int argc, char **argv)
 		snprintf(d->dev_dir, sizeof(d->dev_dir), "%s/dev", state_dir);
 	if (!d->hook_timeout_s)
 		d->hook_timeout_s = HOOKS_DEFAULT_TIMEOUT_S;
+	if (!d->stall_warning_s)
+		d->stall_warning_s = DAEMON_STALL_WARNING_S;
 	if (!no_nbd && d->nbd_nlisten == 0) {
 		snprintf(default_nbd, sizeof(default_nbd), "unix:%s/nbd.sock", state_dir);
 		d->nbd_listen[d->nbd_nlisten++] = default_nbd;

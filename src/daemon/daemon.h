@@ -42,6 +42,10 @@
 #define DAEMON_MAX_CONTROL 4 /* --control listeners */
 #define RATE_SAMPLES 16
 
+/* A FUSE request waiting this long makes status report a problem (the
+ * backing or diff store is stuck); --stall-warning changes it. */
+#define DAEMON_STALL_WARNING_S 30
+
 struct fuse_front;
 struct nbd_server;
 struct backup_job;
@@ -153,6 +157,7 @@ struct daemon {
 	char dev_dir[PATH_MAX];    /* stable device names (devlinks.h) */
 	char log_path[PATH_MAX];   /* the log file (detached), reopened on SIGHUP; or "" */
 	unsigned hook_timeout_s;   /* per hook and phase */
+	unsigned stall_warning_s;  /* a FUSE request older than this is a PROBLEM in status */
 	enum fuse_transport_mode fuse_transport; /* --fuse-transport */
 };
 

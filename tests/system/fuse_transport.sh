@@ -16,7 +16,8 @@
 # The workload on each: ext4 made through the loop device, fio with verify
 # before and after a snapshot, a backup that must equal the frozen device,
 # readdir/lookup/stat of the FUSE directory, e2fsck clean, and a write held
-# while being served shows in status with its file.
+# while being served shows in status with its file (and, held past
+# --stall-warning, as a problem).
 . "$(dirname "$0")/lib.sh"
 require_block
 require mkfs.ext4 e2fsck fsfreeze fio sha256sum
@@ -59,6 +60,18 @@ workload() {
     BG_PIDS+=("$writer")
     hold_wait fuse-write
     hs --json status >"$T/busy-$name.json"
+    if [ "${STALL_WARNING:-}" ]; then
+        # held longer than --stall-warning: status calls it a problem (the
+        # request only ages while held, so waiting for it cannot race)
+        local i
+        for i in $(seq 300); do
+            hs --json status | json_eval '"fuse_stall" in v' | grep -qx True && break
+            sleep 0.1
+        done
+        hs status >"$T/stall-$name.txt"
+        grep -q "PROBLEM.*a request to $name has waited" "$T/stall-$name.txt" ||
+            fail "$name: a write held past --stall-warning $STALL_WARNING is no problem in status: $(grep -i problem "$T/stall-$name.txt")"
+    fi
     hold_release
     wait "$writer" || fail "$name: the held write failed once let go"
     bg_forget "$writer"
@@ -68,8 +81,9 @@ workload() {
     hs volume detach "$name" >/dev/null
 }
 
-# 1. the default
-start_daemon
+# 1. the default (a held request is a problem after a second, not 30)
+STALL_WARNING=1
+start_daemon --stall-warning "$STALL_WARNING"
 if [ "$have_ring" = 1 ]; then
     [ "$(ft name)" = io-uring ] || fail "the default transport is $(ft name), not io-uring: $(ft why_not_io_uring)"
     [ "$(cat /sys/module/fuse/parameters/enable_uring)" = Y ] || fail "enable_uring is not on"
@@ -79,6 +93,7 @@ else
 fi
 before=$(ft ring_requests)
 workload ring
+STALL_WARNING=
 if [ "$have_ring" = 1 ]; then
     after=$(ft ring_requests)
     [ "$after" -gt $((before + 1000)) ] || fail "the ring served $((after - before)) requests of the workload"
