@@ -5,15 +5,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "common/compiler.h"
 #include "engine/snapshot_backup.h"
 
 #define DRAIN_BATCH 256
 #define DRAIN_WAIT_NS (100 * 1000000ull)
+#define DRAIN_IDLE_US 1000
 
 /* Takes chunk c: writes it (when the backup wants it) and releases it.
- * Under claim_mu.  0, or -errno. */
+ * Under claim_mu.  0; 1 when the block pass has it; or -errno. */
 static int take_locked(struct backup_drain *dr, uint64_t c, void *buf, uint64_t chunk)
 {
 	struct backup_job *job = dr->job;
@@ -22,7 +24,7 @@ static int take_locked(struct backup_drain *dr, uint64_t c, void *buf, uint64_t 
 	int r;
 
 	if (off < dr->read_from)
-		return 0; /* the block pass has it: it is released behind the position */
+		return 1; /* the block pass has it: it is released behind the position */
 	if (job->only && !bitmap_test(job->only, c)) {
 		/* unchanged since the parent: the image has it from its backing */
 		(void)snapshot_consume(job->snap, off, len);
@@ -62,16 +64,28 @@ static void *drain_main(void *arg)
 	}
 	while (!atomic_load(&dr->stop) && !atomic_load(&job->cancel)) {
 		size_t n = snapshot_held_chunks(job->snap, chunks, DRAIN_BATCH, DRAIN_WAIT_NS);
+		size_t left = 0;
 		for (size_t i = 0; i < n; i++) {
 			pthread_mutex_lock(&dr->claim_mu);
 			int r = take_locked(dr, chunks[i], buf, chunk);
 			pthread_mutex_unlock(&dr->claim_mu);
+			if (r > 0) {
+				left++;
+				continue;
+			}
 			if (r < 0) {
 				dr->err = r;
 				dr->err_off = chunks[i] * chunk;
 				atomic_store(&job->cancel, true);
 				break;
 			}
+		}
+		/* every copy held is the block pass's to take: asking again at
+		 * once would only find them again, so give it a moment, and let
+		 * writers waiting for room have some spilled meanwhile */
+		if (n && left == n) {
+			snapshot_drain_yield(job->snap);
+			usleep(DRAIN_IDLE_US);
 		}
 	}
 	free(buf);

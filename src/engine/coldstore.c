@@ -65,14 +65,15 @@ void coldstore_set_file_locked(struct coldstore *cs, struct dev *dev)
 	cs->next_dev = dev;
 }
 
-void coldstore_adopt_locked(struct coldstore *cs)
+bool coldstore_adopt_locked(struct coldstore *cs)
 {
 	if (!cs->next_dev || cs->count)
-		return;
+		return false;
 	dev_destroy(cs->dev);
 	cs->dev = cs->next_dev;
 	cs->next_dev = NULL;
 	cs->high = 0;
+	return true;
 }
 
 static uint64_t chunk_off(const struct coldstore *cs, uint64_t chunk)
@@ -113,13 +114,14 @@ int coldstore_read_chunks_locked(const struct coldstore *cs, uint64_t first, uns
 		out[i].chunk = first + i;
 		out[i].mask = e[i].mask;
 		out[i].slot = e[i].slot;
-		if (!bitmap_test(&cs->chunks, first + i))
-			continue;
-		/* a record at rest always has readers, and its slot is at rest too */
-		if (!e[i].mask || (e[i].slot != COW_NONE && !slot_at_rest(cs, e[i].slot)))
-			return -EIO;
 	}
 	return 0;
+}
+
+bool coldstore_record_sane(const struct coldstore *cs, const struct cold_record *rec)
+{
+	/* a record at rest always has readers, and its slot is at rest too */
+	return rec->mask && (rec->slot == COW_NONE || slot_at_rest(cs, rec->slot));
 }
 
 int coldstore_read_slots_locked(const struct coldstore *cs, uint64_t first, unsigned n,
@@ -141,6 +143,22 @@ int coldstore_read_slots_locked(const struct coldstore *cs, uint64_t first, unsi
 			return -EIO;
 	}
 	return 0;
+}
+
+void coldstore_prefetch_locked(const struct coldstore *cs, const uint64_t *chunks, size_t n)
+{
+	uint64_t last = UINT64_MAX;
+
+	if (!cs->count || !cs->dev->ops->prefetch)
+		return;
+	for (size_t i = 0; i < n; i++) {
+		if (chunks[i] >= cs->nchunks || !bitmap_test(&cs->chunks, chunks[i]))
+			continue;
+		uint64_t page = chunk_off(cs, chunks[i]) & ~UINT64_C(4095);
+		if (page != last)
+			cs->dev->ops->prefetch(cs->dev, page, 4096);
+		last = page;
+	}
 }
 
 static int cmp_slot(const void *a, const void *b)

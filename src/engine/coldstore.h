@@ -74,11 +74,19 @@ static inline bool coldstore_has_locked(const struct coldstore *cs, uint64_t chu
 }
 
 /* Records of chunks [first, first + n) into out (at most COLD_RUN_MAX);
- * out[i] is meaningful only where the chunk has a record.  0 or -errno (a
- * read error, or an entry that contradicts the bitmaps: -EIO). */
+ * out[i] is meaningful only where the chunk has a record, and then must
+ * pass coldstore_record_sane.  0 or -errno. */
 #define COLD_RUN_MAX 256u
 int coldstore_read_chunks_locked(const struct coldstore *cs, uint64_t first, unsigned n,
 				 struct cold_record *out);
+/* False when a record at rest contradicts the bitmaps (a damaged file):
+ * the caller treats it as a read error (-EIO). */
+bool coldstore_record_sane(const struct coldstore *cs, const struct cold_record *rec);
+/* The entries of these chunks will be read soon: where they rest, their
+ * pages start coming in (one hint per page), so scattered lookups after an
+ * eviction (drop_caches, memory pressure) wait for the disk once, not once
+ * each. */
+void coldstore_prefetch_locked(const struct coldstore *cs, const uint64_t *chunks, size_t n);
 /* Entries of diff-file slots [first, first + n) (at most COLD_RUN_MAX), as
  * chunk and mask; meaningful only where the slot's bit is set. */
 int coldstore_read_slots_locked(const struct coldstore *cs, uint64_t first, unsigned n,
@@ -107,9 +115,9 @@ void coldstore_forget_all_locked(struct coldstore *cs, void (*fn)(void *arg, uin
  * NULL keeps the present file. */
 void coldstore_set_file_locked(struct coldstore *cs, struct dev *dev);
 /* Moves to the new file if one waits and no record rests in the present
- * one.  Only while nobody writes entries without the lock (the settler
- * between passes, or the settler itself). */
-void coldstore_adopt_locked(struct coldstore *cs);
+ * one (true when it moved).  Only while nobody writes entries without the
+ * lock (the settler between passes, or the settler itself). */
+bool coldstore_adopt_locked(struct coldstore *cs);
 
 /* With no record at rest, gives the file's blocks back (punches a hole
  * over what entries reached).  For when the last snapshot is gone. */

@@ -165,6 +165,11 @@ void cowmap_free(struct cowmap *m, uint32_t id)
 		(void)rehash(m, m->tsize / 2); /* on failure the big table stays */
 }
 
+uint32_t cowmap_head(const struct cowmap *m, uint64_t chunk)
+{
+	return m->table[find_bucket(m, chunk)];
+}
+
 uint32_t cowmap_lookup(const struct cowmap *m, uint64_t chunk, uint64_t bit)
 {
 	uint32_t b = find_bucket(m, chunk);

@@ -38,7 +38,9 @@ struct version {
 	uint32_t next;      /* next version of the chunk, or free-list link */
 	uint16_t pins;      /* readers copying its data out right now */
 	uint8_t state;      /* enum version_state */
-	uint8_t dead;       /* released while busy: freed by whoever finishes */
+	uint8_t dead : 1;   /* released while busy: freed by whoever finishes */
+	uint8_t rest_clean : 1; /* brought back from rest, and its entries there
+				 * are still its own: resting again writes nothing */
 };
 _Static_assert(sizeof(struct version) == 32, "version record size");
 
@@ -65,6 +67,8 @@ static inline struct version *cowmap_get(struct cowmap *m, uint32_t id)
 uint32_t cowmap_alloc(struct cowmap *m, uint64_t chunk);
 /* Removes the record from its chain and frees it. */
 void cowmap_free(struct cowmap *m, uint32_t id);
+/* The newest version of chunk (its chain goes on through next), or COW_NONE. */
+uint32_t cowmap_head(const struct cowmap *m, uint64_t chunk);
 /* The version of chunk that serves the snapshot bit, or COW_NONE. */
 uint32_t cowmap_lookup(const struct cowmap *m, uint64_t chunk, uint64_t bit);
 

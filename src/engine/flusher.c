@@ -8,7 +8,8 @@
  * all.  A failed write fails the snapshots that needed those copies, and
  * their RAM is freed all the same, so writers never wait on a broken disk.
  * Copies that only draining snapshots need are left in RAM: their reader
- * takes them (see snapshot_set_drain).
+ * takes them (see snapshot_set_drain), unless a writer waits for room and
+ * the reader leaves them to someone else (snapshot_drain_yield).
  *
  * Its second duty: when memory holds more copy records than the volume's
  * hot target, it puts settled ones to rest (rest.c), in turns with batches.
@@ -46,8 +47,9 @@ static int cmp_file_slot(const void *a, const void *b, void *ctx)
 	return x < y ? -1 : x > y;
 }
 
-/* Picks up to FLUSH_BATCH copies that are only in RAM, marks them FLUSHING. */
-static unsigned pick_batch_locked(struct volume *v, uint32_t *ids)
+/* Picks up to FLUSH_BATCH copies that are only in RAM, marks them FLUSHING.
+ * Copies only draining snapshots need stay, unless with_drained. */
+static unsigned pick_batch_locked(struct volume *v, uint32_t *ids, bool with_drained)
 {
 	unsigned n = 0;
 
@@ -60,7 +62,7 @@ static unsigned pick_batch_locked(struct volume *v, uint32_t *ids)
 		if (ver->state != VERSION_RAM || ver->dead)
 			continue;
 		/* its only readers drain it: it leaves RAM through them */
-		if (!(ver->mask & ~v->drain_mask))
+		if (!(ver->mask & ~v->drain_mask) && !with_drained)
 			continue;
 		ver->state = VERSION_FLUSHING;
 		ids[n++] = id;
@@ -144,7 +146,15 @@ static void *flusher_main(void *arg)
 			pthread_cond_wait(&v->flush_wake, &v->mu);
 			continue;
 		}
-		n = pick_batch_locked(v, ids);
+		n = pick_batch_locked(v, ids, false);
+		/* A writer waits, RAM holds only copies for a drain, and the
+		 * drainer said it leaves them to its backup's block pass (which
+		 * may itself wait on this writer's range: a buffer smaller than
+		 * the pass's window).  Spill a batch of them. */
+		if (n == 0 && v->room_waiters && v->drain_yield) {
+			v->drain_yield = false;
+			n = pick_batch_locked(v, ids, true);
+		}
 		if (n == 0) {
 			/* everything in RAM is being copied in or read: wait for that */
 			v->flushing = false;

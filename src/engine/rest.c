@@ -31,6 +31,7 @@
 #include "engine/volume_internal.h"
 
 #define REST_BATCH 256u /* short holds of the lock at commit */
+#define COLD_RUN_SMALL 16u /* entries read for a lookup out of the blue */
 
 static void give_slot(void *arg, uint32_t slot)
 {
@@ -58,6 +59,15 @@ static void rest_abandon_locked(struct volume *v, int err, const char *what)
 	pthread_cond_broadcast(&v->room);
 }
 
+void rest_adopt_locked(struct volume *v)
+{
+	if (!coldstore_adopt_locked(&v->cold))
+		return;
+	/* records brought back from the old file have no entries in the new */
+	for (uint32_t id = 0; id < v->map.cap; id++)
+		cowmap_get(&v->map, id)->rest_clean = 0;
+}
+
 /* --- reading records at rest ------------------------------------------------ */
 
 void rest_window_init(struct rest_window *w)
@@ -71,7 +81,10 @@ static const struct cold_record *entry_locked(struct volume *v, struct rest_wind
 					      uint64_t c)
 {
 	if (w->n == 0 || c < w->first || c >= w->first + w->n) {
-		unsigned n = (unsigned)HS_MIN_U64(COLD_RUN_MAX, v->nchunks - c);
+		/* a few entries for a lookup here and there; a whole window
+		 * once the lookups walk on from the last one */
+		unsigned want = w->n && c == w->first + w->n ? COLD_RUN_MAX : COLD_RUN_SMALL;
+		unsigned n = (unsigned)HS_MIN_U64(want, v->nchunks - c);
 		int r = coldstore_read_chunks_locked(&v->cold, c, n, w->e);
 		if (r) {
 			w->n = 0;
@@ -80,6 +93,11 @@ static const struct cold_record *entry_locked(struct volume *v, struct rest_wind
 		}
 		w->first = c;
 		w->n = n;
+	}
+	if (!coldstore_record_sane(&v->cold, &w->e[c - w->first])) {
+		w->n = 0;
+		rest_abandon_locked(v, -EIO, "reading");
+		return NULL;
 	}
 	return &w->e[c - w->first];
 }
@@ -98,6 +116,7 @@ static uint32_t bring_back_locked(struct volume *v, const struct cold_record *e)
 	ver->mask = e->mask;
 	ver->file_slot = e->slot;
 	ver->state = e->slot == COW_NONE ? VERSION_ZERO : VERSION_FILE;
+	ver->rest_clean = 1;
 	if (coldstore_forget_locked(&v->cold, e) < 0) {
 		/* its slot is still marked at rest: the store gives it back */
 		cowmap_free(&v->map, id);
@@ -140,6 +159,15 @@ bool version_has_data_locked(struct volume *v, struct rest_window *w, uint64_t c
 	return e && (e->mask & bit) && e->slot != COW_NONE;
 }
 
+/* The entry of chunk c at rest is being rewritten for another record: the
+ * versions of c in memory can no longer rest without writing theirs. */
+static void chunk_entry_rewritten_locked(struct volume *v, uint64_t c)
+{
+	for (uint32_t id = cowmap_head(&v->map, c); id != COW_NONE;
+	     id = cowmap_get(&v->map, id)->next)
+		cowmap_get(&v->map, id)->rest_clean = 0;
+}
+
 /* --- letting go ------------------------------------------------------------- */
 
 /* Snapshots in mask no longer count a record (it is being thrown away under
@@ -168,6 +196,8 @@ static int drop_one_locked(struct volume *v, struct snapshot *s, const struct co
 	s->held_chunks--;
 	if (zero)
 		s->held_zero--;
+	if (rec.mask)
+		chunk_entry_rewritten_locked(v, rec.chunk);
 	if (rec.mask && coldstore_set_mask_locked(&v->cold, &rec) == 0)
 		return 0;
 	int r = coldstore_forget_locked(&v->cold, e);
@@ -208,8 +238,14 @@ void rest_drop_locked(struct volume *v, struct snapshot *s, uint64_t first, uint
 			break;
 		}
 		for (unsigned i = 0; i < n && r == 0; i++) {
-			if (!bitmap_test(&v->cold.chunks, c + i) || !(e[i].mask & s->bit) ||
-			    (keep && bitmap_test(keep, c + i)))
+			if (!bitmap_test(&v->cold.chunks, c + i))
+				continue;
+			if (!coldstore_record_sane(&v->cold, &e[i])) {
+				rest_abandon_locked(v, -EIO, "reading");
+				r = 0; /* nothing is left to drop */
+				goto out;
+			}
+			if (!(e[i].mask & s->bit) || (keep && bitmap_test(keep, c + i)))
 				continue;
 			r = drop_one_locked(v, s, &e[i], &lost);
 		}
@@ -219,6 +255,7 @@ void rest_drop_locked(struct volume *v, struct snapshot *s, uint64_t first, uint
 		}
 		c = bitmap_next_set(&v->cold.chunks, c + n, end);
 	}
+out:
 	if (lost)
 		volume_fail_mask_locked(v, lost, "out of memory for copy records");
 }
@@ -239,9 +276,16 @@ size_t rest_collect_locked(struct volume *v, struct snapshot *s, uint64_t *out, 
 			rest_abandon_locked(v, r, "reading");
 			return n;
 		}
-		for (unsigned i = 0; i < k && n < max; i++)
-			if (bitmap_test(&v->cold.chunks, c + i) && (e[i].mask & s->bit))
+		for (unsigned i = 0; i < k && n < max; i++) {
+			if (!bitmap_test(&v->cold.chunks, c + i))
+				continue;
+			if (!coldstore_record_sane(&v->cold, &e[i])) {
+				rest_abandon_locked(v, -EIO, "reading");
+				return 0;
+			}
+			if (e[i].mask & s->bit)
 				out[n++] = c + i;
+		}
 		c = bitmap_next_set(&v->cold.chunks, c + k, v->nchunks);
 	}
 	return n;
@@ -303,6 +347,7 @@ void rest_note_settled_locked(struct volume *v, uint32_t id)
 struct pick {
 	struct cold_record rec;
 	uint32_t id;
+	bool clean; /* its entries at rest are still its own */
 };
 
 static int cmp_chunk(const void *a, const void *b)
@@ -321,7 +366,7 @@ void rest_some_locked(struct volume *v)
 	unsigned n = 0, kept = 0, ndups = 0, moved = 0;
 	uint32_t k;
 
-	coldstore_adopt_locked(&v->cold); /* a new diff directory, if it waits */
+	rest_adopt_locked(v); /* a new diff directory, if it waits */
 
 	for (k = 0; k < v->map.cap && n < REST_BATCH && n < want; k++) {
 		uint32_t id = (v->rest_cursor + k) % v->map.cap;
@@ -330,6 +375,7 @@ void rest_some_locked(struct volume *v)
 			continue;
 		ver->pins++; /* still while we write */
 		picks[n].id = id;
+		picks[n].clean = ver->rest_clean;
 		picks[n].rec = (struct cold_record){ .chunk = ver->chunk, .mask = ver->mask,
 						     .slot = ver->file_slot };
 		n++;
@@ -344,30 +390,38 @@ void rest_some_locked(struct volume *v)
 
 	v->flush_in_flight = true; /* a delete waits for this pass (volume_settle) */
 	pthread_mutex_unlock(&v->mu);
-	/* one record at rest per chunk: of several versions, the first goes */
+	/* one record at rest per chunk: of several versions, the first goes;
+	 * a record brought back unchanged has its entries there still */
 	qsort(picks, n, sizeof(*picks), cmp_chunk);
+	unsigned nwrite = 0;
 	for (unsigned i = 0; i < n; i++) {
 		if (kept && picks[kept - 1].rec.chunk == picks[i].rec.chunk) {
 			dups[ndups++] = picks[i].id;
 			continue;
 		}
-		picks[kept] = picks[i];
-		recs[kept] = picks[i].rec;
-		kept++;
+		picks[kept++] = picks[i];
+		if (!picks[i].clean)
+			recs[nwrite++] = picks[i].rec;
 	}
-	int r = coldstore_write(&v->cold, recs, kept);
+	int r = coldstore_write(&v->cold, recs, nwrite);
 	pthread_mutex_lock(&v->mu);
 	v->flush_in_flight = false;
 	v->flush_batches++;
 
+	/* entries written are no longer those of any other version of their
+	 * chunks in memory, committed or not (a record that changed meanwhile
+	 * stays in memory, but its entry was written all the same) */
+	for (unsigned i = 0; i < nwrite; i++)
+		chunk_entry_rewritten_locked(v, recs[i].chunk);
 	for (unsigned i = 0; i < ndups; i++)
 		version_unpin_locked(v, dups[i]);
 	for (unsigned i = 0; i < kept; i++) {
 		uint32_t id = picks[i].id;
 		struct version *ver = cowmap_get(&v->map, id);
-		if (r || ver->pins > 1 || ver->dead || ver->mask != recs[i].mask ||
+		if (r || ver->pins > 1 || ver->dead || ver->mask != picks[i].rec.mask ||
+		    (picks[i].clean && !ver->rest_clean) ||
 		    coldstore_has_locked(&v->cold, ver->chunk) ||
-		    coldstore_commit_locked(&v->cold, &recs[i]) < 0) {
+		    coldstore_commit_locked(&v->cold, &picks[i].rec) < 0) {
 			/* a reader has it, it changed, or it cannot go: it stays in
 			 * memory (or is freed, if released meanwhile) */
 			version_unpin_locked(v, id);

@@ -431,7 +431,7 @@ int snapshot_delete(struct snapshot *s)
 		diffstore_ram_release_pages(&v->ds);
 		cowmap_shrink_if_empty(&v->map);
 		coldstore_release_space_locked(&v->cold);
-		coldstore_adopt_locked(&v->cold); /* no pass runs: settled above */
+		rest_adopt_locked(v); /* no pass runs: settled above */
 		v->rest_at = v->hot_target;
 	}
 	pthread_mutex_unlock(&v->mu);
@@ -720,6 +720,17 @@ void snapshot_set_drain(struct snapshot *s, bool on)
 	pthread_mutex_unlock(&v->mu);
 }
 
+void snapshot_drain_yield(struct snapshot *s)
+{
+	struct volume *v = s->vol;
+
+	pthread_mutex_lock(&v->mu);
+	v->drain_yield = true;
+	if (v->room_waiters)
+		flusher_kick_locked(v);
+	pthread_mutex_unlock(&v->mu);
+}
+
 static size_t collect_held_locked(struct volume *v, struct snapshot *s, uint64_t *out, size_t max)
 {
 	size_t n = 0;
@@ -807,6 +818,8 @@ int snapshot_read_held_batch(struct snapshot *s, const uint64_t *chunks, size_t 
 	pthread_mutex_lock(&v->mu);
 	r = state_error(s);
 	rest_window_init(&w);
+	/* the chunks come in diff-file order, scattered over the volume */
+	coldstore_prefetch_locked(&v->cold, chunks, n);
 	for (size_t i = 0; i < n; i++) {
 		uint64_t c = chunks[i];
 		bool zero_at_rest = false;

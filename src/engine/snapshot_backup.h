@@ -39,6 +39,12 @@ void volume_fg_sample(const struct volume *v, struct volume_fg_sample *out);
  * store holds at most the RAM buffer, plus what it held when draining began.
  */
 void snapshot_set_drain(struct snapshot *s, bool on);
+/* The reader leaves every copy it was last given to someone else (its
+ * block pass, which releases them behind its position): if writers wait
+ * for room, the flusher may spill one batch of drained copies to the diff
+ * file.  Without it a block pass waiting on such a writer's range would
+ * wait for good when the buffer is smaller than the pass's window. */
+void snapshot_drain_yield(struct snapshot *s);
 /* Up to max chunks (in no particular order) the snapshot holds copies of;
  * with wait_ns, waits that long for one to appear.  Returns the count. */
 size_t snapshot_held_chunks(struct snapshot *s, uint64_t *out, size_t max, uint64_t wait_ns);

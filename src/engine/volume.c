@@ -239,6 +239,7 @@ void version_drop_snapshot_locked(struct volume *v, uint32_t id, struct snapshot
 	if (!(ver->mask & s->bit))
 		return;
 	ver->mask &= ~s->bit;
+	ver->rest_clean = 0; /* the mask at rest is the old one */
 	s->held_chunks--;
 	if (ver->state == VERSION_ZERO)
 		s->held_zero--;
@@ -804,7 +805,7 @@ void volume_set_diff_file(struct volume *v, struct dev *diff, struct dev *copy_i
 	diffstore_set_file_locked(&v->ds, diff);
 	coldstore_set_file_locked(&v->cold, copy_index);
 	if (!v->flush_in_flight)
-		coldstore_adopt_locked(&v->cold); /* no pass writes entries now */
+		rest_adopt_locked(v); /* no pass writes entries now */
 	snprintf(v->diff_dir, sizeof(v->diff_dir), "%s", diff_dir ? diff_dir : "");
 	pthread_mutex_unlock(&v->mu);
 }

@@ -84,6 +84,7 @@ struct volume {
 	unsigned nactive_list;
 	unsigned room_waiters;
 	uint64_t drain_mask;       /* snapshots being drained by their reader */
+	bool drain_yield;          /* a drainer left all it was given: spill some */
 	bool flushing;             /* flusher is draining toward its low mark */
 	bool flush_in_flight;      /* a batch is being written */
 	uint64_t flush_batches;    /* batches finished (room is broadcast) */
@@ -146,6 +147,9 @@ size_t rest_collect_locked(struct volume *v, struct snapshot *s, uint64_t *out, 
  * [lo, hi) that s reads. */
 void rest_by_slot_locked(struct volume *v, struct snapshot *s, uint64_t lo, uint64_t hi,
 			 uint64_t *out);
+/* The copy index moves to a new diff directory's file, if one waits and
+ * nothing rests in the old (coldstore_adopt_locked).  Not during a pass. */
+void rest_adopt_locked(struct volume *v);
 /* The flusher's second duty: memory holds more than hot_target records. */
 bool rest_due_locked(const struct volume *v);
 /* Puts up to a batch of settled records to rest; drops mu while writing. */

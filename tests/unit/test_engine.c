@@ -511,6 +511,55 @@ static void test_drain_bounds_diff_store(void)
 	volume_destroy(v);
 }
 
+struct waiting_writer {
+	struct volume *v;
+	const uint8_t *data;
+	uint64_t off;
+};
+
+static void *write_one(void *arg)
+{
+	struct waiting_writer *w = arg;
+	CHECK(volume_write(w->v, w->data, CH, w->off, 0) == 0);
+	return NULL;
+}
+
+/* RAM full of copies for a drain that leaves them to its block pass, and a
+ * writer waiting for room: the drainer's yield lets the flusher spill a
+ * batch, so the writer (and a block pass behind its range) goes on. */
+static void test_drain_yield_unblocks_writer(void)
+{
+	uint64_t size = 1 * MiB;
+	struct volume *v = mem_volume("yield", size, 12, 4 * CH, size, NULL);
+	uint8_t *frozen = malloc(size), b[CH], got[CH];
+	struct volume_stats vs;
+	pthread_t t;
+
+	fill(frozen, size, 41);
+	fill(b, CH, 42);
+	CHECK(volume_write(v, frozen, size, 0, 0) == 0);
+	struct snapshot *s = take(v, "y");
+	snapshot_set_drain(s, true);
+	for (uint64_t c = 10; c < 14; c++) /* the buffer's four slots */
+		CHECK(volume_write(v, b, CH, c * CH, 0) == 0);
+	struct waiting_writer w = { .v = v, .data = b, .off = 20 * CH };
+	CHECK(pthread_create(&t, NULL, write_one, &w) == 0);
+	do { /* until it waits for room (it cannot go on by itself) */
+		usleep(1000);
+		volume_get_stats(v, &vs);
+	} while (vs.writer_waits == 0);
+	snapshot_drain_yield(s);
+	pthread_join(t, NULL);
+	CHECK(snapshot_read(s, got, CH, 20 * CH) == 0);
+	CHECK(memcmp(got, frozen + 20 * CH, CH) == 0);
+	volume_get_stats(v, &vs);
+	CHECK(vs.diff_file_bytes > 0); /* drained copies were spilled */
+	snapshot_set_drain(s, false);
+	snapshot_put(s);
+	volume_destroy(v);
+	free(frozen);
+}
+
 /* A backup's first pass: every held copy once, in diff-file order, read in
  * batches; the block pass then leaves those chunks alone. */
 /* hot: records in memory before the rest go to a copy index (0: none). */
@@ -896,6 +945,7 @@ int main(void)
 	test_snapshot_limit();
 	test_concurrent_writers();
 	test_drain_bounds_diff_store();
+	test_drain_yield_unblocks_writer();
 	test_copies_in_slot_order(0);
 	test_copies_in_slot_order(4);
 	test_records_at_rest();
