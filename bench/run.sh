@@ -128,7 +128,7 @@ bench_frontend() {
     # a deep queue of large requests wakes every FUSE worker: what they hold
     read -r _ _ hsw_mb < <(fio_json hot "$dev" --rw=write --bs=1M --iodepth=64 --size=2G)
     local rss_io
-    rss_io=$(awk '/^VmRSS/ { print $2 * 1024 }' "/proc/$DAEMON/status")
+    rss_io=$(rss_now)
     hs snapshot create fe --no-freeze >/dev/null
     read -r hs_iops hs_p99 _ < <(fio_json cow "$dev" --rw=randwrite --bs=4k --iodepth=16 --size=1G)
     hs volume detach fe >/dev/null
@@ -297,6 +297,17 @@ bench_backup() {
     rm -f "$W/hs.raw" "$W/data.img" "$W/seed"
 }
 
+rss_now() { awk '/^VmRSS/ { print $2 * 1024 }' "/proc/$DAEMON/status"; }
+rss_peak_while() {   # rss_peak_while PID: the daemon's peak RSS (bytes) while PID runs
+    local peak=0 rss
+    while kill -0 "$1" 2>/dev/null; do
+        rss=$(rss_now)
+        [ "$rss" -gt "$peak" ] && peak=$rss
+        sleep 0.05
+    done
+    echo "$peak"
+}
+
 bench_memory() {
     log "memory: RSS while backing up a 100 GiB sparse volume with a snapshot active"
     truncate -s 100G "$W/big.img"
@@ -305,18 +316,13 @@ bench_memory() {
     done
     start_daemon "$W/state-mem"
     hs volume create big --backing "$W/big.img" >/dev/null
-    local snap pid peak=0 rss st map
+    local snap peak st map
     snap=$(hs snapshot create big --no-freeze)
     st=$(hs --json status)
     map=$(echo "$st" | jget '["volumes"][0]["map_memory_bytes"]')
-    pid=$DAEMON
     hs backup "$snap" -o "$W/big.raw" --no-progress >/dev/null &
     local b=$!
-    while kill -0 "$b" 2>/dev/null; do
-        rss=$(awk '/^VmRSS/ { print $2 * 1024 }' "/proc/$pid/status")
-        [ "$rss" -gt "$peak" ] && peak=$rss
-        sleep 0.05
-    done
+    peak=$(rss_peak_while "$b")
     wait "$b"
     stop_daemon
     local buf=$((8 << 20))
@@ -333,24 +339,20 @@ bench_cowmemory() {
     truncate -s $((2 * g))G "$W/cm.img"
     start_daemon "$W/state-cm"
     hs volume create cm --backing "$W/cm.img" --diff-limit $((2 * g))G >/dev/null
-    local dev rss0 rss1 peak=0 rss st sampler
+    local dev rss0 rss1 peak st
     dev=$(hs volume attach cm)
     fio --name=fill --filename="$dev" --rw=write --bs=1M --iodepth=16 --direct=1 \
         --ioengine=libaio --size=$((2 * g))G >/dev/null 2>&1
-    rss0=$(awk '/^VmRSS/ { print $2 * 1024 }' "/proc/$DAEMON/status")
+    rss0=$(rss_now)
     hs snapshot create cm --no-freeze >/dev/null
     # fio's random map writes each 4k block of the first GiB's worth once
     fio --name=cow --filename="$dev" --rw=randwrite --bs=4k --iodepth=16 --direct=1 \
         --ioengine=libaio --size=$((2 * g))G --io_size=${g}G >/dev/null 2>&1 &
-    sampler=$!
-    while kill -0 "$sampler" 2>/dev/null; do
-        rss=$(awk '/^VmRSS/ { print $2 * 1024 }' "/proc/$DAEMON/status")
-        [ "$rss" -gt "$peak" ] && peak=$rss
-        sleep 0.1
-    done
-    wait "$sampler"
+    local writer=$!
+    peak=$(rss_peak_while "$writer")
+    wait "$writer"
     sleep 1 # the flusher's last passes
-    rss1=$(awk '/^VmRSS/ { print $2 * 1024 }' "/proc/$DAEMON/status")
+    rss1=$(rss_now)
     [ "$rss1" -gt "$peak" ] && peak=$rss1
     st=$(hs --json status)
     local inmem atrest map held

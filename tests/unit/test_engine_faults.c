@@ -18,19 +18,31 @@ struct rig {
 	struct dev *diff;
 };
 
-static struct rig make_rig(uint64_t size, uint64_t buffer)
+/* With index, copy records rest (4 at most in memory) in a copy index
+ * behind a fault wrapper too, returned there. */
+static struct rig make_rig_rest(uint64_t size, uint64_t buffer, struct dev **index)
 {
 	struct rig g;
 	struct dev *o, *d;
 	struct volume_config cfg = { .name = "faulty", .size = size, .chunk_shift = 12,
 				     .cow_buffer = buffer, .diff_limit = size };
 
+	if (index) {
+		CHECK(dev_fault_wrap(index, mem_copy_index(size, 12, size), false) == 0);
+		cfg.copy_index = *index;
+		cfg.hot_records = 4;
+	}
 	CHECK(dev_mem_create(&o, size) == 0);
 	CHECK(dev_mem_create(&d, size) == 0);
 	CHECK(dev_fault_wrap(&g.origin, o, false) == 0);
 	CHECK(dev_fault_wrap(&g.diff, d, false) == 0);
 	CHECK(volume_create(&g.v, &cfg, g.origin, g.diff) == 0);
 	return g;
+}
+
+static struct rig make_rig(uint64_t size, uint64_t buffer)
+{
+	return make_rig_rest(size, buffer, NULL);
 }
 
 static void test_origin_write_error_goes_to_writer(void)
@@ -185,31 +197,12 @@ static void test_delete_waits_for_flush_in_flight(void)
 	volume_destroy(g.v);
 }
 
-/* A volume whose copy records go to rest (4 at most in memory), in an
- * index behind a fault wrapper. */
-static struct rig make_rest_rig(uint64_t size, uint64_t buffer, struct dev **index)
-{
-	struct rig g;
-	struct dev *o, *d;
-	CHECK(dev_fault_wrap(index, mem_copy_index(size, 12, size), false) == 0);
-	struct volume_config cfg = { .name = "faulty", .size = size, .chunk_shift = 12,
-				     .cow_buffer = buffer, .diff_limit = size,
-				     .copy_index = *index, .hot_records = 4 };
-
-	CHECK(dev_mem_create(&o, size) == 0);
-	CHECK(dev_mem_create(&d, size) == 0);
-	CHECK(dev_fault_wrap(&g.origin, o, false) == 0);
-	CHECK(dev_fault_wrap(&g.diff, d, false) == 0);
-	CHECK(volume_create(&g.v, &cfg, g.origin, g.diff) == 0);
-	return g;
-}
-
 /* Records that cannot be written to rest stay in memory: the snapshot
  * stays whole. */
 static void test_index_write_error_keeps_records(void)
 {
 	struct dev *index;
-	struct rig g = make_rest_rig(MiB, 4 * CH, &index);
+	struct rig g = make_rig_rest(MiB, 4 * CH, &index);
 	uint8_t *old = malloc(MiB), *data = malloc(MiB), *got = malloc(MiB);
 	struct volume_stats vs;
 
@@ -241,7 +234,7 @@ static void test_index_write_error_keeps_records(void)
 static void test_index_read_error_fails_snapshot(void)
 {
 	struct dev *index;
-	struct rig g = make_rest_rig(MiB, 4 * CH, &index);
+	struct rig g = make_rig_rest(MiB, 4 * CH, &index);
 	uint8_t *data = malloc(MiB), *got = malloc(MiB);
 	struct volume_stats vs;
 	struct snapshot_stats ss;
