@@ -11,7 +11,13 @@
  * announces how far it will read (backup_drain_advance) under the same
  * lock the drain holds while it checks, writes and releases a chunk; the
  * drain leaves alone everything below that point, and the block pass finds
- * what the drain took already released (it reads around it). */
+ * what the drain took already released (it reads around it).
+ *
+ * What the drain leaves to the block pass stays in RAM until that pass
+ * reads it; with a buffer smaller than the pass's window, a writer waiting
+ * for room may hold the very range the pass waits on.  So when the drain
+ * finds only such copies it says so (snapshot_drain_yield), and the
+ * flusher spills a batch of them for the writer. */
 #ifndef HS_BACKUP_DRAIN_H
 #define HS_BACKUP_DRAIN_H
 
