@@ -224,8 +224,6 @@ int coldstore_commit_locked(struct coldstore *cs, const struct cold_record *rec)
 		return -ENOMEM;
 	}
 	cs->count++;
-	if (rec->slot == COW_NONE)
-		cs->zero_count++;
 	reach(cs, rec);
 	return 0;
 }
@@ -249,8 +247,6 @@ int coldstore_forget_locked(struct coldstore *cs, const struct cold_record *rec)
 	    (rec->slot != COW_NONE && bitmap_clear_range(&cs->slots, rec->slot, 1) < 0))
 		return -ENOMEM;
 	cs->count--;
-	if (rec->slot == COW_NONE)
-		cs->zero_count--;
 	return 0;
 }
 
@@ -264,7 +260,7 @@ void coldstore_forget_all_locked(struct coldstore *cs, void (*fn)(void *arg, uin
 		fn(arg, (uint32_t)s);
 	bitmap_fill(&cs->chunks, false);
 	bitmap_fill(&cs->slots, false);
-	cs->count = cs->zero_count = 0;
+	cs->count = 0;
 }
 
 void coldstore_release_space_locked(struct coldstore *cs)

@@ -59,7 +59,6 @@ struct coldstore {
 	struct bitmap chunks;
 	struct bitmap slots;
 	uint64_t count;      /* records at rest */
-	uint64_t zero_count; /* of those, zero records */
 	uint64_t high;       /* bytes of the file committed entries reach */
 };
 
