@@ -9,7 +9,8 @@
 #include "common/compiler.h"
 #include "engine/snapshot_backup.h"
 
-/* slots looked at per call: 64 Ki slots cost 512 KiB of chunk numbers */
+/* slots looked at per call: 64 Ki slots cost 768 KiB of chunk and slot
+ * numbers */
 #define SLOT_BATCH 65536u
 /* copies read at once (neighbouring slots in one read) */
 #define READ_BYTES (UINT64_C(1) << 20)
@@ -41,23 +42,28 @@ int backup_copies_first(struct backup_job *job, struct bitmap *taken,
 	size_t per_read = (size_t)HS_MAX(UINT64_C(1), READ_BYTES / chunk);
 	uint64_t cursor = 0;
 	uint64_t *chunks = malloc(SLOT_BATCH * sizeof(*chunks));
+	uint32_t *slots = malloc(SLOT_BATCH * sizeof(*slots));
 	bool got[READ_BYTES / 4096];
 	void *buf = NULL;
 	int r = 0;
 
-	if (!chunks || posix_memalign(&buf, 4096, per_read * chunk)) {
+	if (!chunks || !slots || posix_memalign(&buf, 4096, per_read * chunk)) {
 		snprintf(job->error, sizeof(job->error), "out of memory for the backup");
 		free(chunks);
+		free(slots);
 		return -ENOMEM;
 	}
 	while (cursor != UINT64_MAX && r == 0) {
-		size_t n = snapshot_held_by_slot(job->snap, chunks, SLOT_BATCH, &cursor);
+		size_t n = snapshot_held_by_slot(job->snap, chunks, slots, SLOT_BATCH, &cursor);
 		/* an incremental wants only its own chunks */
 		if (job->only) {
 			size_t k = 0;
-			for (size_t i = 0; i < n; i++)
-				if (bitmap_test(job->only, chunks[i]))
-					chunks[k++] = chunks[i];
+			for (size_t i = 0; i < n; i++) {
+				if (!bitmap_test(job->only, chunks[i]))
+					continue;
+				slots[k] = slots[i];
+				chunks[k++] = chunks[i];
+			}
 			n = k;
 		}
 		for (size_t i = 0; i < n && r == 0; i += per_read) {
@@ -66,7 +72,7 @@ int backup_copies_first(struct backup_job *job, struct bitmap *taken,
 				r = -ECANCELED;
 				break;
 			}
-			r = snapshot_read_held_batch(job->snap, chunks + i, m, buf, got);
+			r = snapshot_read_held_batch(job->snap, chunks + i, slots + i, m, buf, got);
 			if (r < 0)
 				break; /* the caller says why: the snapshot's state tells */
 			for (size_t k = 0; k < m && r == 0; k++)
@@ -76,6 +82,7 @@ int backup_copies_first(struct backup_job *job, struct bitmap *taken,
 		}
 	}
 	free(buf);
+	free(slots);
 	free(chunks);
 	return r;
 }

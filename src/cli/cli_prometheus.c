@@ -45,6 +45,8 @@ static const struct metric volume_metrics[] = {
 	  "Records of copies held in the daemon's memory." },
 	{ "hotsnap_copy_records_at_rest", "copy_records_at_rest", "gauge",
 	  "Records of copies resting in the file beside the diff file." },
+	{ "hotsnap_copy_records_rested_total", "copy_records_rested", "counter",
+	  "Copy records written to the file beside the diff file." },
 };
 
 static const struct metric snapshot_metrics[] = {

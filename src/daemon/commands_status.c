@@ -193,6 +193,7 @@ json_object *status_volume_json(struct daemon *d, struct vol_entry *ve)
 		add_u64(o, "map_memory_bytes", vs.map_memory);
 		add_u64(o, "copy_records_in_memory", vs.records_in_memory);
 		add_u64(o, "copy_records_at_rest", vs.records_at_rest);
+		add_u64(o, "copy_records_rested", vs.records_rested);
 		add_u64(o, "reads", vs.reads);
 		add_u64(o, "writes", vs.writes);
 		add_rate(o, ve, vs.diff_bytes, vs.diff_limit);

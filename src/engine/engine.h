@@ -150,6 +150,9 @@ struct volume_stats {
 	size_t map_memory;           /* bytes of RAM in maps and copy records */
 	uint64_t records_in_memory;  /* copy and zero records in memory */
 	uint64_t records_at_rest;    /* and in the file beside the diff file */
+	uint64_t records_rested;     /* entries written to that file, all time: a
+				      * record brought back unchanged rests again
+				      * without one */
 };
 void volume_get_stats(struct volume *v, struct volume_stats *st);
 /* A new diff limit, at once, also while snapshots are live: -EBUSY when

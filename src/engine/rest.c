@@ -147,6 +147,51 @@ uint32_t version_find_locked(struct volume *v, struct rest_window *w, uint64_t c
 	return bring_back_locked(v, &copy);
 }
 
+/* The entry of diff-file slot slot (its bit is set), read with the slots
+ * after it into w: a reader in slot order reads a window once.  NULL after
+ * a read error (the store is then abandoned). */
+static const struct cold_record *slot_entry_locked(struct volume *v, struct rest_window *w,
+						   uint32_t slot)
+{
+	if (w->n == 0 || slot < w->first || slot >= w->first + w->n) {
+		unsigned n = (unsigned)HS_MIN_U64(COLD_RUN_MAX, v->cold.slots.nbits - slot);
+		int r = coldstore_read_slots_locked(&v->cold, slot, n, w->e);
+		if (r) {
+			w->n = 0;
+			rest_abandon_locked(v, r, "reading");
+			return NULL;
+		}
+		w->first = slot;
+		w->n = n;
+	}
+	return &w->e[slot - w->first];
+}
+
+uint32_t version_find_at_slot_locked(struct volume *v, struct rest_window *ws,
+				     struct rest_window *w, uint64_t c, uint32_t slot,
+				     uint64_t bit, bool *zero_at_rest)
+{
+	uint32_t id = cowmap_lookup(&v->map, c, bit);
+
+	*zero_at_rest = false;
+	if (id != COW_NONE || !coldstore_has_locked(&v->cold, c))
+		return id;
+	if (slot != COW_NONE && slot < v->cold.slots.nbits && bitmap_test(&v->cold.slots, slot)) {
+		/* a slot at rest names its record whole (coldstore.h): if it
+		 * is c's, it is the one record of c at rest */
+		const struct cold_record *e = slot_entry_locked(v, ws, slot);
+		if (!e)
+			return COW_NONE;
+		if (e->chunk == c) {
+			if (!(e->mask & bit))
+				return COW_NONE;
+			struct cold_record copy = *e; /* ws may be reused below */
+			return bring_back_locked(v, &copy);
+		}
+	}
+	return version_find_locked(v, w, c, bit, zero_at_rest);
+}
+
 bool version_has_data_locked(struct volume *v, struct rest_window *w, uint64_t c, uint64_t bit)
 {
 	uint32_t id = cowmap_lookup(&v->map, c, bit);
@@ -407,6 +452,7 @@ void rest_some_locked(struct volume *v)
 	pthread_mutex_lock(&v->mu);
 	v->flush_in_flight = false;
 	v->flush_batches++;
+	v->rest_writes += nwrite;
 
 	/* entries written are no longer those of any other version of their
 	 * chunks in memory, committed or not (a record that changed meanwhile

@@ -766,7 +766,8 @@ size_t snapshot_held_chunks(struct snapshot *s, uint64_t *out, size_t max, uint6
 	return n;
 }
 
-size_t snapshot_held_by_slot(struct snapshot *s, uint64_t *out, size_t max, uint64_t *cursor)
+size_t snapshot_held_by_slot(struct snapshot *s, uint64_t *out, uint32_t *slots, size_t max,
+			     uint64_t *cursor)
 {
 	struct volume *v = s->vol;
 	size_t n = 0;
@@ -794,9 +795,12 @@ size_t snapshot_held_by_slot(struct snapshot *s, uint64_t *out, size_t max, uint
 			out[ver->file_slot - lo] = ver->chunk + 1;
 	}
 	rest_by_slot_locked(v, s, lo, hi, out);
-	for (uint64_t i = 0; i < hi - lo; i++)
-		if (out[i])
-			out[n++] = out[i] - 1;
+	for (uint64_t i = 0; i < hi - lo; i++) {
+		if (!out[i])
+			continue;
+		slots[n] = (uint32_t)(lo + i);
+		out[n++] = out[i] - 1;
+	}
 	*cursor = hi >= nslots ? UINT64_MAX : hi;
 out:
 	pthread_mutex_unlock(&v->mu);
@@ -805,12 +809,12 @@ out:
 
 #define HELD_BATCH_MAX 1024
 
-int snapshot_read_held_batch(struct snapshot *s, const uint64_t *chunks, size_t n, void *buf,
-			     bool *got)
+int snapshot_read_held_batch(struct snapshot *s, const uint64_t *chunks, const uint32_t *slots,
+			     size_t n, void *buf, bool *got)
 {
 	struct volume *v = s->vol;
 	uint32_t ids[HELD_BATCH_MAX], ram[HELD_BATCH_MAX], file[HELD_BATCH_MAX];
-	struct rest_window w;
+	struct rest_window w, ws;
 	int r = 0;
 
 	if (n > HELD_BATCH_MAX)
@@ -818,8 +822,11 @@ int snapshot_read_held_batch(struct snapshot *s, const uint64_t *chunks, size_t 
 	pthread_mutex_lock(&v->mu);
 	r = state_error(s);
 	rest_window_init(&w);
-	/* the chunks come in diff-file order, scattered over the volume */
-	coldstore_prefetch_locked(&v->cold, chunks, n);
+	rest_window_init(&ws);
+	/* the chunks come in diff-file order, scattered over the volume: with
+	 * their slots, records at rest are found by slot, in order */
+	if (!slots)
+		coldstore_prefetch_locked(&v->cold, chunks, n);
 	for (size_t i = 0; i < n; i++) {
 		uint64_t c = chunks[i];
 		bool zero_at_rest = false;
@@ -828,7 +835,9 @@ int snapshot_read_held_batch(struct snapshot *s, const uint64_t *chunks, size_t 
 		ids[i] = COW_NONE;
 		if (r || c >= v->nchunks || bitmap_test(&s->consumed, c))
 			continue;
-		id = version_find_locked(v, &w, c, s->bit, &zero_at_rest);
+		id = slots ? version_find_at_slot_locked(v, &ws, &w, c, slots[i], s->bit,
+							 &zero_at_rest)
+			   : version_find_locked(v, &w, c, s->bit, &zero_at_rest);
 		if (zero_at_rest) {
 			got[i] = true;
 			ram[i] = file[i] = COW_NONE;
@@ -900,7 +909,7 @@ int snapshot_read_held(struct snapshot *s, uint64_t c, void *buf)
 
 	if (c >= s->vol->nchunks)
 		return -EINVAL;
-	r = snapshot_read_held_batch(s, &c, 1, buf, &got);
+	r = snapshot_read_held_batch(s, &c, NULL, 1, buf, &got);
 	return r ? r : got ? 0 : -EAGAIN;
 }
 

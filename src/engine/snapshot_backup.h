@@ -51,16 +51,21 @@ size_t snapshot_held_chunks(struct snapshot *s, uint64_t *out, size_t max, uint6
 /* Held copies in diff-file order, for a reader that wants to take them all
  * with sequential reads of the diff file: fills out with up to max chunks
  * whose copies the snapshot holds in the diff-file slots [*cursor,
- * *cursor + max), in slot order, and advances *cursor; *cursor becomes
- * UINT64_MAX after the last slot.  Returns the count (0 is not the end). */
-size_t snapshot_held_by_slot(struct snapshot *s, uint64_t *out, size_t max, uint64_t *cursor);
+ * *cursor + max), in slot order, slots with their slots, and advances
+ * *cursor; *cursor becomes UINT64_MAX after the last slot.  Returns the
+ * count (0 is not the end). */
+size_t snapshot_held_by_slot(struct snapshot *s, uint64_t *out, uint32_t *slots, size_t max,
+			     uint64_t *cursor);
 /* Reads the held copies of chunks[0..n) (as snapshot_held_by_slot gives
  * them) into buf, chunk i at i * chunk size, with one read per run of
- * neighbouring diff-file slots.  got[i] is false where the snapshot holds
- * no readable copy (released meanwhile, or still being made).  At most 1024
- * chunks.  0, or -EIO and the like. */
-int snapshot_read_held_batch(struct snapshot *s, const uint64_t *chunks, size_t n, void *buf,
-			     bool *got);
+ * neighbouring diff-file slots.  slots (or NULL) are the slots
+ * snapshot_held_by_slot gave: records at rest are then looked up in slot
+ * order, a few reads of the copy index instead of one per chunk; a slot
+ * reused meanwhile only costs the lookup by chunk.  got[i] is false where
+ * the snapshot holds no readable copy (released meanwhile, or still being
+ * made).  At most 1024 chunks.  0, or -EIO and the like. */
+int snapshot_read_held_batch(struct snapshot *s, const uint64_t *chunks, const uint32_t *slots,
+			     size_t n, void *buf, bool *got);
 /* Reads the whole held copy of chunk c into buf (chunk_len bytes): -EAGAIN
  * when the snapshot holds no copy of it.  Takes no range lock (a held copy
  * never changes), so it cannot wait behind a writer that waits for room. */

@@ -877,6 +877,7 @@ void volume_get_stats(struct volume *v, struct volume_stats *st)
 			 coldstore_memory(&v->cold);
 	st->records_in_memory = v->map.live;
 	st->records_at_rest = v->cold.count;
+	st->records_rested = v->rest_writes;
 	for (unsigned i = 0; i < ENGINE_MAX_SNAPSHOTS; i++) {
 		struct snapshot *s = v->snaps[i];
 		if (s)

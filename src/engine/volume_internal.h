@@ -75,6 +75,7 @@ struct volume {
 	uint32_t hot_target;       /* records in memory before some go to rest */
 	uint32_t rest_at;          /* a pass starts when memory holds more */
 	uint32_t rest_cursor;      /* where the next pass looks first */
+	uint64_t rest_writes;      /* records whose entries a pass wrote */
 	bool rest_off;             /* the store failed: records stay in memory */
 	struct diffstore ds;
 	struct snapshot *snaps[ENGINE_MAX_SNAPSHOTS]; /* by slot; NULL = free */
@@ -135,6 +136,13 @@ void rest_window_init(struct rest_window *w);
  * broken store): readers check the snapshot's state afterwards. */
 uint32_t version_find_locked(struct volume *v, struct rest_window *w, uint64_t c, uint64_t bit,
 			     bool *zero_at_rest);
+/* As version_find_locked, for a reader that knows the diff-file slot the
+ * copy had (COW_NONE: not known): a record at rest is found by its entry by
+ * slot, read in windows ws that walk on with the slots, instead of its entry
+ * by chunk (scattered); w serves when the slot has been reused meanwhile. */
+uint32_t version_find_at_slot_locked(struct volume *v, struct rest_window *ws,
+				     struct rest_window *w, uint64_t c, uint32_t slot,
+				     uint64_t bit, bool *zero_at_rest);
 /* Whether snapshot bit reads a copy with data at c, in memory or at rest. */
 bool version_has_data_locked(struct volume *v, struct rest_window *w, uint64_t c, uint64_t bit);
 /* s lets go of its records at rest in [first, first + count), but for the

@@ -33,6 +33,18 @@ rested=$rest
 [ "$rest" -gt 0 ] || fail "no copy record went to rest ($mem in memory)"
 [ "$mem" -le 18432 ] || fail "$mem copy records stay in memory, more than the 16384 kept plus the buffer's"
 [ $((mem + rest)) -ge 32768 ] || fail "records for $((mem + rest)) copies, 32768 were made"
+# the same counts reach Prometheus; every record at rest was written there once
+hs status --prometheus >"$T/metrics.prom"
+metric() { awk -v m="$1{volume=\"rec\"}" '$1 == m { print $2 }' "$T/metrics.prom"; }
+prom_rest=$(metric hotsnap_copy_records_at_rest)
+prom_mem=$(metric hotsnap_copy_records_in_memory)
+prom_rested=$(metric hotsnap_copy_records_rested_total)
+[ -n "$prom_rest" ] && [ "$prom_rest" -gt 0 ] && [ -n "$prom_mem" ] ||
+    fail "no copy record gauges in status --prometheus: $(grep copy_records "$T/metrics.prom")"
+[ $((prom_mem + prom_rest)) -ge 32768 ] ||
+    fail "Prometheus counts records for $((prom_mem + prom_rest)) copies, 32768 were made"
+[ -n "$prom_rested" ] && [ "$prom_rested" -ge "$prom_rest" ] ||
+    fail "hotsnap_copy_records_rested_total is '$prom_rested', below the $prom_rest records at rest"
 
 hs backup "$snap" -o "$T/plain.raw" --no-progress >/dev/null
 [ "$(sha_file "$T/plain.raw")" = "$ref" ] || fail "the backup differs from the frozen volume"

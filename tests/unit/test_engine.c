@@ -569,6 +569,7 @@ static void test_copies_in_slot_order(uint32_t hot)
 	struct volume *v = mem_volume_rest("slots", size, 12, 64 * 1024, 4 * MiB, hot, NULL);
 	uint8_t *frozen = malloc(size), *got = malloc(size), *batch = malloc(37 * CH), b[CH];
 	uint64_t chunks[50], all[1024];
+	uint32_t slots[50], all_slots[1024], wrong[37];
 	bool seen[1024] = { false }, ok[37];
 	size_t total = 0;
 
@@ -589,10 +590,12 @@ static void test_copies_in_slot_order(uint32_t hot)
 		CHECK(vs.records_in_memory <= hot + 16);
 	}
 	for (uint64_t cursor = 0; cursor != UINT64_MAX;) {
-		size_t n = snapshot_held_by_slot(s, chunks, 50, &cursor);
+		size_t n = snapshot_held_by_slot(s, chunks, slots, 50, &cursor);
 		for (size_t i = 0; i < n; i++) {
 			CHECK(chunks[i] < nch && !seen[chunks[i]]);
+			CHECK(i == 0 || slots[i] > slots[i - 1]);
 			seen[chunks[i]] = true;
+			all_slots[total] = slots[i];
 			all[total++] = chunks[i];
 		}
 	}
@@ -601,7 +604,17 @@ static void test_copies_in_slot_order(uint32_t hot)
 	CHECK(bitmap_init(&taken, nch, false) == 0);
 	for (size_t i = 0; i < total; i += 37) {
 		size_t m = total - i < 37 ? total - i : 37;
-		CHECK(snapshot_read_held_batch(s, all + i, m, batch, ok) == 0);
+		/* by the slots given, by chunk alone, and by slots that name
+		 * other records (as when slots are reused between the calls) */
+		const uint32_t *by = all_slots + i;
+		if (i / 37 % 3 == 1)
+			by = NULL;
+		if (i / 37 % 3 == 2) {
+			for (size_t k = 0; k < m; k++)
+				wrong[k] = k + 1 < m ? all_slots[i + k + 1] : UINT32_MAX;
+			by = wrong;
+		}
+		CHECK(snapshot_read_held_batch(s, all + i, by, m, batch, ok) == 0);
 		for (size_t k = 0; k < m; k++) {
 			CHECK(ok[k]);
 			CHECK(memcmp(batch + k * CH, frozen + all[i + k] * CH, CH) == 0);
@@ -651,6 +664,16 @@ static void test_records_at_rest(void)
 	CHECK(before.records_in_memory + before.records_at_rest == nch);
 	/* one record per chunk in memory would be 38 bytes each */
 	CHECK(before.map_memory < nch * 38 / 4);
+	CHECK(before.records_rested >= before.records_at_rest);
+
+	/* a read brings the records back; unchanged, they rest again without
+	 * being written (only those that never rested may be) */
+	CHECK(snapshot_read(s2, got, size, 0) == 0);
+	CHECK(memcmp(got, frozen, size) == 0);
+	volume_wait_rest(v);
+	volume_get_stats(v, &vs);
+	CHECK(vs.records_in_memory <= 32 + 16);
+	CHECK(vs.records_rested - before.records_rested <= 32 + 16);
 
 	/* s1 lets go of everything: s2's records stay, rewritten */
 	CHECK(snapshot_consume(s1, 0, size) == 0);
@@ -732,6 +755,11 @@ static void test_copy_index_moves(void)
 	CHECK(memcmp(got, data, size) == 0);
 	CHECK(snapshot_delete(s) == 0);
 	snapshot_put(s);
+	/* the last snapshot gone, the index gives its blocks back */
+	bool punched = true;
+	for (size_t i = 0; i < index->size && punched; i++)
+		punched = fresh[i] == 0;
+	CHECK(punched);
 	volume_destroy(v);
 	free(data);
 	free(got);
@@ -749,6 +777,7 @@ static void test_zero_records(void)
 	struct snapshot_stats ss;
 	struct volume_stats vs;
 	uint64_t held[8];
+	uint32_t held_slots[8];
 	bool ok[4];
 
 	/* chunks 0..3 hold data; the rest never written */
@@ -788,7 +817,7 @@ static void test_zero_records(void)
 	CHECK(b[0] == 0 && memcmp(b, b + 1, CH - 1) == 0);
 	uint64_t pick[4] = { 1, 60, 0, 61 };
 	memset(batch, 0xee, sizeof(batch));
-	CHECK(snapshot_read_held_batch(s, pick, 4, batch, ok) == 0);
+	CHECK(snapshot_read_held_batch(s, pick, NULL, 4, batch, ok) == 0);
 	CHECK(ok[0] && ok[1] && ok[2] && ok[3]);
 	CHECK(memcmp(batch, frozen + CH, CH) == 0);
 	CHECK(memcmp(batch + CH, frozen + 60 * CH, CH) == 0);
@@ -797,7 +826,7 @@ static void test_zero_records(void)
 	uint64_t cursor = 0;
 	size_t n = 0;
 	while (cursor != UINT64_MAX)
-		n += snapshot_held_by_slot(s, held + n, 8 - n, &cursor);
+		n += snapshot_held_by_slot(s, held + n, held_slots + n, 8 - n, &cursor);
 	CHECK_EQ(n, 2);
 	/* consuming releases zero records too */
 	CHECK(snapshot_consume(s, 50 * CH, 10 * CH) == 0);
