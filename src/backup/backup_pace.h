@@ -31,7 +31,8 @@
  *     measure its share (no probes then), the rule is latency alone: a mean
  *     service time above 1.15x the lowest seen, plus 10 us, cuts.
  *   - An idle foreground has nothing to protect: no probes, and the rate
- *     grows fast.
+ *     grows fast.  A stalled one (requests under way, none served in an
+ *     interval) is not idle: the rate holds until it is served again.
  * The rate never grows above 4x what the backup achieved (a rate the disk
  * cannot deliver would take many cuts to come back from), nor above --rate.
  * Without yield there is no loop and no probe: the bucket runs at --rate,

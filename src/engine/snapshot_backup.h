@@ -24,10 +24,13 @@ int snapshot_read_except(struct snapshot *s, void *buf, size_t len, uint64_t off
 void snapshot_prefetch(struct snapshot *s, uint64_t off, uint64_t len);
 
 /* Foreground requests served so far and their summed service time: a backup
- * samples both to see how its own reading affects the applications. */
+ * samples both to see how its own reading affects the applications.  And
+ * the requests under way at the sample: none served in a while with some
+ * under way is a stalled foreground, not an idle one. */
 struct volume_fg_sample {
 	uint64_t ops;
 	uint64_t busy_ns;
+	uint64_t inflight;
 };
 void volume_fg_sample(const struct volume *v, struct volume_fg_sample *out);
 

@@ -624,10 +624,11 @@ struct modify {
 	uint64_t started;
 };
 
-/* Foreground accounting: requests served and their service time (for the
- * backup's pacing).  Two clock reads per request. */
+/* Foreground accounting: requests served, their service time and those
+ * under way (for the backup's pacing).  Two clock reads per request. */
 static inline uint64_t io_begin(struct volume *v)
 {
+	atomic_fetch_add_explicit(&v->fg_inflight, 1, memory_order_relaxed);
 	return clock_mono_ns();
 }
 
@@ -635,12 +636,16 @@ static inline void io_end(struct volume *v, uint64_t started)
 {
 	atomic_fetch_add_explicit(&v->fg_busy_ns, clock_mono_ns() - started, memory_order_relaxed);
 	atomic_fetch_add_explicit(&v->fg_ops, 1, memory_order_relaxed);
+	atomic_fetch_sub_explicit(&v->fg_inflight, 1, memory_order_relaxed);
 }
 
 void volume_fg_sample(const struct volume *v, struct volume_fg_sample *out)
 {
-	out->ops = atomic_load_explicit(&((struct volume *)v)->fg_ops, memory_order_relaxed);
-	out->busy_ns = atomic_load_explicit(&((struct volume *)v)->fg_busy_ns, memory_order_relaxed);
+	struct volume *w = (struct volume *)v; /* atomics are read through non-const */
+
+	out->ops = atomic_load_explicit(&w->fg_ops, memory_order_relaxed);
+	out->busy_ns = atomic_load_explicit(&w->fg_busy_ns, memory_order_relaxed);
+	out->inflight = atomic_load_explicit(&w->fg_inflight, memory_order_relaxed);
 }
 
 /* Everything that must happen before bytes of [off, off+len) change on the

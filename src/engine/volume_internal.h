@@ -105,7 +105,7 @@ struct volume {
 	bool flusher_started;
 
 	atomic_uint_fast64_t reads, writes, bytes_read, bytes_written;
-	atomic_uint_fast64_t fg_ops, fg_busy_ns;
+	atomic_uint_fast64_t fg_ops, fg_busy_ns, fg_inflight;
 };
 
 static inline uint64_t chunk_len(const struct volume *v, uint64_t c)
