@@ -77,6 +77,26 @@ void rest_window_init(struct rest_window *w)
 
 /* The entry of chunk c (its bit is set), read with its neighbours into w.
  * NULL after a read error (the store is then abandoned). */
+typedef int (*entries_fn)(const struct coldstore *cs, uint64_t first, unsigned n,
+			  struct cold_record *out);
+
+/* Fills w with n entries from first, by chunk or by slot as read says.
+ * False after a read error (the store is then abandoned). */
+static bool window_fill_locked(struct volume *v, struct rest_window *w, entries_fn read,
+			       uint64_t first, unsigned n)
+{
+	int r = read(&v->cold, first, n, w->e);
+
+	if (r) {
+		w->n = 0;
+		rest_abandon_locked(v, r, "reading");
+		return false;
+	}
+	w->first = first;
+	w->n = n;
+	return true;
+}
+
 static const struct cold_record *entry_locked(struct volume *v, struct rest_window *w,
 					      uint64_t c)
 {
@@ -85,14 +105,8 @@ static const struct cold_record *entry_locked(struct volume *v, struct rest_wind
 		 * once the lookups walk on from the last one */
 		unsigned want = w->n && c == w->first + w->n ? COLD_RUN_MAX : COLD_RUN_SMALL;
 		unsigned n = (unsigned)HS_MIN_U64(want, v->nchunks - c);
-		int r = coldstore_read_chunks_locked(&v->cold, c, n, w->e);
-		if (r) {
-			w->n = 0;
-			rest_abandon_locked(v, r, "reading");
+		if (!window_fill_locked(v, w, coldstore_read_chunks_locked, c, n))
 			return NULL;
-		}
-		w->first = c;
-		w->n = n;
 	}
 	if (!coldstore_record_sane(&v->cold, &w->e[c - w->first])) {
 		w->n = 0;
@@ -155,14 +169,8 @@ static const struct cold_record *slot_entry_locked(struct volume *v, struct rest
 {
 	if (w->n == 0 || slot < w->first || slot >= w->first + w->n) {
 		unsigned n = (unsigned)HS_MIN_U64(COLD_RUN_MAX, v->cold.slots.nbits - slot);
-		int r = coldstore_read_slots_locked(&v->cold, slot, n, w->e);
-		if (r) {
-			w->n = 0;
-			rest_abandon_locked(v, r, "reading");
+		if (!window_fill_locked(v, w, coldstore_read_slots_locked, slot, n))
 			return NULL;
-		}
-		w->first = slot;
-		w->n = n;
 	}
 	return &w->e[slot - w->first];
 }
