@@ -98,8 +98,12 @@ if [ "$have_ring" = 1 ]; then
     after=$(ft ring_requests)
     [ "$after" -gt $((before + 1000)) ] || fail "the ring served $((after - before)) requests of the workload"
     hs status | grep -q "FUSE over io_uring" || fail "status text does not say io_uring"
-    hs status --prometheus | grep -q "hotsnap_fuse_requests_total{transport=\"io_uring\"}" &&
-        hs status --prometheus | grep -q "^hotsnap_fuse_oldest_request_seconds " ||
+    # into a file first: grep -q stops reading at the first match, and
+    # under pipefail the writer's SIGPIPE would fail the pipeline once the
+    # output is longer than one write
+    hs status --prometheus >"$T/metrics.prom"
+    grep -q "hotsnap_fuse_requests_total{transport=\"io_uring\"}" "$T/metrics.prom" &&
+        grep -q "^hotsnap_fuse_oldest_request_seconds " "$T/metrics.prom" ||
         fail "no hotsnap_fuse_requests_total or hotsnap_fuse_oldest_request_seconds in the Prometheus output"
     hs --json status | json_get '["volumes"][0]["fuse_transport"]' | grep -qx io-uring ||
         fail "the volume does not say which transport serves it"
