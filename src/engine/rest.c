@@ -75,8 +75,6 @@ void rest_window_init(struct rest_window *w)
 	w->n = 0;
 }
 
-/* The entry of chunk c (its bit is set), read with its neighbours into w.
- * NULL after a read error (the store is then abandoned). */
 typedef int (*entries_fn)(const struct coldstore *cs, uint64_t first, unsigned n,
 			  struct cold_record *out);
 
@@ -97,6 +95,8 @@ static bool window_fill_locked(struct volume *v, struct rest_window *w, entries_
 	return true;
 }
 
+/* The entry of chunk c (its bit is set), read with its neighbours into w.
+ * NULL after a read error (the store is then abandoned). */
 static const struct cold_record *entry_locked(struct volume *v, struct rest_window *w,
 					      uint64_t c)
 {
