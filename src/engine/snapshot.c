@@ -835,9 +835,8 @@ int snapshot_read_held_batch(struct snapshot *s, const uint64_t *chunks, const u
 		ids[i] = COW_NONE;
 		if (r || c >= v->nchunks || bitmap_test(&s->consumed, c))
 			continue;
-		id = slots ? version_find_at_slot_locked(v, &ws, &w, c, slots[i], s->bit,
-							 &zero_at_rest)
-			   : version_find_locked(v, &w, c, s->bit, &zero_at_rest);
+		id = version_find_at_slot_locked(v, &ws, &w, c, slots ? slots[i] : COW_NONE,
+						 s->bit, &zero_at_rest);
 		if (zero_at_rest) {
 			got[i] = true;
 			ram[i] = file[i] = COW_NONE;

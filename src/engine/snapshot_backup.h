@@ -54,9 +54,9 @@ size_t snapshot_held_chunks(struct snapshot *s, uint64_t *out, size_t max, uint6
 /* Held copies in diff-file order, for a reader that wants to take them all
  * with sequential reads of the diff file: fills out with up to max chunks
  * whose copies the snapshot holds in the diff-file slots [*cursor,
- * *cursor + max), in slot order, slots with their slots, and advances
- * *cursor; *cursor becomes UINT64_MAX after the last slot.  Returns the
- * count (0 is not the end). */
+ * *cursor + max), in slot order, and slots[i] with the slot of out[i];
+ * advances *cursor, which becomes UINT64_MAX after the last slot.  Returns
+ * the count (0 is not the end). */
 size_t snapshot_held_by_slot(struct snapshot *s, uint64_t *out, uint32_t *slots, size_t max,
 			     uint64_t *cursor);
 /* Reads the held copies of chunks[0..n) (as snapshot_held_by_slot gives
